@@ -1,0 +1,13 @@
+//! Pure domain core of Sync Ledger: the event envelope and catalogue, folds and
+//! process-manager decisions. This crate must never do I/O, know about AWS, or need tokio:
+//! everything here is a function of its inputs so replay and live projection agree.
+#![forbid(unsafe_code)]
+
+pub mod catalogue;
+pub mod envelope;
+pub mod ids;
+pub mod upcast;
+
+pub use catalogue::{DomainEvent, EventType};
+pub use envelope::{EnvelopeError, NewEvent, RecordedEvent};
+pub use ids::{CorrelationId, EventId, IdError, Source, SourceEventId, StreamId};

@@ -1,0 +1,5 @@
+//! `ingest` entry point (placeholder until its issue lands; it fails loudly rather than pretend).
+fn main() -> std::process::ExitCode {
+    eprintln!("ingest: not built yet");
+    std::process::ExitCode::FAILURE
+}

@@ -1,0 +1,5 @@
+//! `ledger` entry point (placeholder until its issue lands; it fails loudly rather than pretend).
+fn main() -> std::process::ExitCode {
+    eprintln!("ledger: not built yet");
+    std::process::ExitCode::FAILURE
+}

@@ -1,0 +1,5 @@
+//! `projector` entry point (placeholder until its issue lands; it fails loudly rather than pretend).
+fn main() -> std::process::ExitCode {
+    eprintln!("projector: not built yet");
+    std::process::ExitCode::FAILURE
+}

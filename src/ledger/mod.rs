@@ -1,0 +1,153 @@
+//! The `EventLog` port: the append-only ledger every other part writes to and reads from.
+//! Adapters live beside it (`sqlite` — the embedded default, `dynamodb`). This module holds
+//! the contract only: no storage code.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use projections::{CorrelationId, EventId, NewEvent, RecordedEvent, StreamId};
+
+/// What a writer expects the stream's current version to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append after whatever is there (retrying internally on a concurrent writer).
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last version must be exactly this.
+    Exact(u64),
+}
+
+/// Where an already-recorded event lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingEvent {
+    pub stream_id: StreamId,
+    pub version: u64,
+    pub event_id: EventId,
+}
+
+/// Per-event result of an append, in the order the events were given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Appended {
+        version: u64,
+    },
+    /// The `(source, source_event_id)` was recorded before: nothing was written.
+    AlreadyRecorded {
+        existing: ExistingEvent,
+    },
+}
+
+impl AppendOutcome {
+    pub fn is_appended(&self) -> bool {
+        matches!(self, AppendOutcome::Appended { .. })
+    }
+}
+
+/// A position in the change feed; opaque to callers (SQLite: the rowid; DynamoDB Streams:
+/// `<shard id>/<sequence number>`).
+pub type FeedPosition = String;
+
+/// Where a change feed starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedStart {
+    /// Everything still retained (SQLite: all; DynamoDB Streams: TRIM_HORIZON, 24 h).
+    Beginning,
+    /// Only what is recorded after the feed is opened.
+    Latest,
+    /// Resume after a position returned earlier.
+    After(FeedPosition),
+}
+
+/// One change: an event as the stream delivered it, with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedItem {
+    pub position: FeedPosition,
+    pub event: RecordedEvent,
+}
+
+/// The change feed: what DynamoDB Streams is in production. Delivery is at least once and
+/// ordered per stream id only — consumers must not assume a global order.
+#[async_trait]
+pub trait ChangeFeed: Send {
+    /// Up to `max` changes after the feed's current position (empty when caught up). Only
+    /// `kind = event` items are delivered; dedupe markers and bookkeeping never are.
+    async fn poll(&mut self, max: usize) -> Result<Vec<FeedItem>, LedgerError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("stream {stream}: expected version {expected:?}, but the stream is at {actual}")]
+    WrongExpectedVersion {
+        stream: StreamId,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    #[error("all events of one append must belong to stream {stream}; {event_id} is for {other}")]
+    MixedStreams {
+        stream: StreamId,
+        event_id: EventId,
+        other: StreamId,
+    },
+    #[error("the store is throttling requests (gave up after {attempts} attempts): {detail}")]
+    Throttled { attempts: u32, detail: String },
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored item is corrupt ({key}): {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("the store is not migrated: {0} (run `ledger migrate`)")]
+    NotMigrated(String),
+    #[error("store error: {0}")]
+    Store(String),
+}
+
+impl LedgerError {
+    /// Whether retrying the same call later can succeed (drives batch item failures).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Throttled { .. } | LedgerError::Unavailable(_)
+        )
+    }
+}
+
+/// The ledger port. Every method is safe to retry.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Append events to one stream. Versions are gapless and 1-based. Each event is deduped
+    /// by `(source, source_event_id)`: a duplicate is reported as `AlreadyRecorded`, not an
+    /// error, and does not consume a version. Appends over 100 events are chunked: each chunk
+    /// is atomic, the whole call is not.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<AppendOutcome>, LedgerError>;
+
+    /// Events of one stream with `version >= from_version`, in version order (strongly
+    /// consistent: used to fill gaps).
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, LedgerError>;
+
+    /// Events recorded at or after `from` (all when `None`), in the deterministic global
+    /// order `(recorded_at, event_id)`, at most `limit` after `after` (an event's
+    /// `global_order_key`, exclusive) — the replay read.
+    async fn read_all(
+        &self,
+        from: Option<DateTime<Utc>>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LedgerError>;
+
+    /// Every event carrying this correlation id, in recorded order.
+    async fn by_correlation(
+        &self,
+        correlation_id: &CorrelationId,
+    ) -> Result<Vec<RecordedEvent>, LedgerError>;
+
+    /// Open the change feed of this ledger.
+    async fn change_feed(&self, start: FeedStart) -> Result<Box<dyn ChangeFeed>, LedgerError>;
+}

@@ -1,0 +1,9 @@
+//! Sync Ledger service: the shell of ports and adapters around the pure `projections` core.
+//! Ledger adapters, connectors, Lambda handlers, the sandbox and the CLI live here; the
+//! decisions they execute live in `projections`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod ledger;
+
+pub use projections;
