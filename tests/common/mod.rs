@@ -1,5 +1,7 @@
-//! Shared integration-test harness: the `EventLog` conformance suite and the helpers that
-//! start real services. Test binaries include it with `mod common;`; nothing here mocks AWS.
+//! Shared harness of the integration test binaries: the `EventLog` conformance suite, the
+//! local AWS endpoint and helpers. Each test binary declares `mod common;` and uses what it
+//! needs; nothing here mocks AWS.
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod moto;
