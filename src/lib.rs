@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod ledger;
+pub mod views;
 
 pub use projections;
