@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod ingest;
 pub mod ledger;
 pub mod views;
 
