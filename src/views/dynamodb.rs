@@ -99,10 +99,7 @@ impl DynamoViewStore {
             ExpectedRevision::Absent => put.condition_expression("attribute_not_exists(pk)"),
             ExpectedRevision::Exact(current) => put
                 .condition_expression("revision = :expected")
-                .expression_attribute_values(
-                    ":expected",
-                    AttributeValue::N(current.to_string()),
-                ),
+                .expression_attribute_values(":expected", AttributeValue::N(current.to_string())),
         };
         put.build()
             .map_err(|e| ViewError::Store(format!("building put of {}: {e}", w.key)))
@@ -368,7 +365,7 @@ impl ViewStore for DynamoViewStore {
             .iter()
             .map(|item| self.decode_item(item))
             .collect::<Result<Vec<_>, _>>()?;
-        views.sort_by(|a, b| a.key.pk().cmp(&b.key.pk()));
+        views.sort_by_key(|v| v.key.pk());
         Ok(views)
     }
 

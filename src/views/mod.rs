@@ -169,7 +169,9 @@ pub enum ExpectedRevision {
 impl ExpectedRevision {
     /// What a writer expects after reading `item`.
     pub fn of(item: Option<&ViewItem>) -> Self {
-        item.map_or(ExpectedRevision::Absent, |i| ExpectedRevision::Exact(i.revision))
+        item.map_or(ExpectedRevision::Absent, |i| {
+            ExpectedRevision::Exact(i.revision)
+        })
     }
 
     /// The revision the item has after a successful write.

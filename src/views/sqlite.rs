@@ -26,9 +26,8 @@ pub struct SqliteViewStore {
 impl SqliteViewStore {
     /// Opens the views of the ledger file at `path` (live namespace).
     pub fn open(path: &Path) -> Result<Self, ViewError> {
-        let conn = Connection::open(path).map_err(|e| {
-            ViewError::Unavailable(format!("cannot open {}: {e}", path.display()))
-        })?;
+        let conn = Connection::open(path)
+            .map_err(|e| ViewError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(store_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(store_err)?;

@@ -75,7 +75,10 @@ pub async fn missing_item_reads_as_none(store: Store) {
 
 pub async fn created_item_round_trips_state_and_last_versions(store: Store) {
     let k = key("correlation", "link#crm#001Dn00000ABC");
-    let lv = versions(&[("crm-account-001Dn00000ABC", 3), ("billing-account-8a1b", 1)]);
+    let lv = versions(&[
+        ("crm-account-001Dn00000ABC", 3),
+        ("billing-account-8a1b", 1),
+    ]);
     // Floats, nulls, nesting and unicode must come back exactly as written.
     let state = json!({"billing_id": "8a1b", "price": 1.0, "qty": 2.5, "gone": null,
                        "history": [{"at": "2026-11-26T10:00:00Z", "by": "Zoë"}]});
@@ -93,7 +96,10 @@ pub async fn created_item_round_trips_state_and_last_versions(store: Store) {
         item.applied(&StreamId::parse("crm-account-001Dn00000ABC").unwrap()),
         3
     );
-    assert_eq!(item.applied(&StreamId::parse("crm-account-other").unwrap()), 0);
+    assert_eq!(
+        item.applied(&StreamId::parse("crm-account-other").unwrap()),
+        0
+    );
 
     let next = ViewWrite::replacing(
         k.clone(),
@@ -105,17 +111,28 @@ pub async fn created_item_round_trips_state_and_last_versions(store: Store) {
     let item = store.get(&k).await.unwrap().unwrap();
     assert_eq!(item.revision, 2);
     assert_eq!(item.state, json!({"v": 2}));
-    assert_eq!(item.last_version, versions(&[("crm-account-001Dn00000ABC", 4)]));
+    assert_eq!(
+        item.last_version,
+        versions(&[("crm-account-001Dn00000ABC", 4)])
+    );
 }
 
 pub async fn creating_an_existing_item_conflicts_and_keeps_it(store: Store) {
     let k = key("account", "001");
     store
-        .commit(vec![create(k.clone(), versions(&[]), json!({"first": true}))])
+        .commit(vec![create(
+            k.clone(),
+            versions(&[]),
+            json!({"first": true}),
+        )])
         .await
         .unwrap();
     let err = store
-        .commit(vec![create(k.clone(), versions(&[]), json!({"second": true}))])
+        .commit(vec![create(
+            k.clone(),
+            versions(&[]),
+            json!({"second": true}),
+        )])
         .await
         .unwrap_err();
     assert!(
@@ -132,7 +149,11 @@ pub async fn creating_an_existing_item_conflicts_and_keeps_it(store: Store) {
 pub async fn stale_revision_conflicts_and_keeps_the_newer_item(store: Store) {
     let k = key("account", "001");
     store
-        .commit(vec![create(k.clone(), versions(&[("crm-account-001", 1)]), json!(1))])
+        .commit(vec![create(
+            k.clone(),
+            versions(&[("crm-account-001", 1)]),
+            json!(1),
+        )])
         .await
         .unwrap();
     let read_by_a = store.get(&k).await.unwrap().unwrap();
@@ -156,7 +177,13 @@ pub async fn stale_revision_conflicts_and_keeps_the_newer_item(store: Store) {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ViewError::Conflict { expected: ExpectedRevision::Exact(1), .. }),
+        matches!(
+            err,
+            ViewError::Conflict {
+                expected: ExpectedRevision::Exact(1),
+                ..
+            }
+        ),
         "{err:?}"
     );
     let item = store.get(&k).await.unwrap().unwrap();
@@ -241,7 +268,11 @@ pub async fn list_returns_one_projection_in_key_order(store: Store) {
         ("order", "a"),
     ] {
         store
-            .commit(vec![create(key(p, k), versions(&[]), json!(format!("{p}/{k}")))])
+            .commit(vec![create(
+                key(p, k),
+                versions(&[]),
+                json!(format!("{p}/{k}")),
+            )])
             .await
             .unwrap();
     }
@@ -263,7 +294,11 @@ pub async fn delete_projection_wipes_only_that_projection(store: Store) {
         .collect();
     store.commit(writes).await.unwrap();
     store
-        .commit(vec![create(key("account", "keep"), versions(&[]), json!(1))])
+        .commit(vec![create(
+            key("account", "keep"),
+            versions(&[]),
+            json!(1),
+        )])
         .await
         .unwrap();
     store.save_checkpoint("product", "7").await.unwrap();
@@ -278,18 +313,28 @@ pub async fn delete_projection_wipes_only_that_projection(store: Store) {
     assert_eq!(store.delete_projection("product").await.unwrap(), 0);
     // A wiped projection can be rebuilt from scratch.
     store
-        .commit(vec![create(key("product", "p00"), versions(&[]), json!("again"))])
+        .commit(vec![create(
+            key("product", "p00"),
+            versions(&[]),
+            json!("again"),
+        )])
         .await
         .unwrap();
 }
 
 pub async fn checkpoints_round_trip_and_move_forward(store: Store) {
     let name = "worker#account#shardId-00000001700000000000-abcdef01";
-    store.save_checkpoint(name, "000000000000000000001").await.unwrap();
+    store
+        .save_checkpoint(name, "000000000000000000001")
+        .await
+        .unwrap();
     let first = store.checkpoint(name).await.unwrap().unwrap();
     assert_eq!(first.name, name);
     assert_eq!(first.position, "000000000000000000001");
-    store.save_checkpoint(name, "000000000000000000009").await.unwrap();
+    store
+        .save_checkpoint(name, "000000000000000000009")
+        .await
+        .unwrap();
     let second = store.checkpoint(name).await.unwrap().unwrap();
     assert_eq!(second.position, "000000000000000000009");
     assert!(second.updated_at >= first.updated_at);
@@ -313,7 +358,10 @@ pub async fn namespaces_are_isolated_from_the_live_views(store: Store) {
     replay.save_checkpoint("replay", "r-5").await.unwrap();
 
     assert_eq!(store.get(&k).await.unwrap().unwrap().state, json!("live"));
-    assert_eq!(replay.get(&k).await.unwrap().unwrap().state, json!("replayed"));
+    assert_eq!(
+        replay.get(&k).await.unwrap().unwrap().state,
+        json!("replayed")
+    );
     assert_eq!(replay.list("account").await.unwrap().len(), 1);
     assert_eq!(replay.list("account").await.unwrap()[0].key, k);
     assert_eq!(store.list("account").await.unwrap().len(), 1);
@@ -330,7 +378,13 @@ pub async fn oversized_or_duplicate_commits_are_rejected_before_writing(store: S
         .collect();
     let err = store.commit(writes).await.unwrap_err();
     assert!(
-        matches!(err, ViewError::TooManyWrites { count: 101, max: 100 }),
+        matches!(
+            err,
+            ViewError::TooManyWrites {
+                count: 101,
+                max: 100
+            }
+        ),
         "{err:?}"
     );
     let err = store
