@@ -6,5 +6,6 @@
 pub mod config;
 pub mod ingest;
 pub mod ledger;
+pub mod views;
 
 pub use projections;
