@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod ingest;
+pub mod lambda;
 pub mod ledger;
 
 pub use projections;
