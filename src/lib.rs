@@ -7,5 +7,6 @@ pub mod config;
 pub mod ingest;
 pub mod lambda;
 pub mod ledger;
+pub mod views;
 
 pub use projections;
