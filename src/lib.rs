@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod lambda;
 pub mod ledger;
 pub mod views;
 

@@ -1,7 +1,8 @@
 //! Pure mapping of raw source events (Salesforce via EventBridge, Zuora callouts) to ledger
-//! envelopes, or to a typed `Rejection` naming the field and the reason. No I/O here: the
-//! Lambda handler and the CLI feed bytes in and append what comes out.
+//! envelopes, or to a typed `Rejection` naming the field and the reason. No I/O here: only
+//! `append` touches the `EventLog` port; the Lambda handler and the CLI feed bytes in.
 
+pub mod append;
 pub mod eventbridge;
 pub mod fields;
 pub mod raw;
@@ -12,6 +13,7 @@ pub mod zuora;
 
 use projections::{CorrelationId, NewEvent};
 
+pub use append::{record, Ingested};
 pub use raw::{map_body, split_raw, RawRecord};
 pub use rejection::{rejection_event, Rejection, RAW_CAP};
 

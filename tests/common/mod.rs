@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod ingest_store;
 pub mod moto;
