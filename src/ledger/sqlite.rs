@@ -26,10 +26,16 @@ pub struct Migration {
 }
 
 /// The embedded store's migrations, compiled in so the binary migrates any `ledger.db`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    id: "0001_init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        id: "0001_init",
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        id: "0002_view_revision",
+        sql: include_str!("../../migrations/sqlite/0002_view_revision.sql"),
+    },
+];
 
 /// How long a writer waits for another process's write transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
