@@ -4,6 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod ingest;
+pub mod lambda;
 pub mod ledger;
+pub mod views;
 
 pub use projections;
