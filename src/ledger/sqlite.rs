@@ -26,6 +26,7 @@ pub struct Migration {
 }
 
 /// The embedded store's migrations, compiled in so the binary migrates any `ledger.db`.
+/// Every file in `migrations/sqlite/` must be listed here (a unit test checks it).
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         id: "0001_init",
@@ -714,5 +715,27 @@ fn truncate_to_micros_ceil(at: DateTime<Utc>) -> DateTime<Utc> {
         floor + TimeDelta::microseconds(1)
     } else {
         floor
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_registered_in_id_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql"))
+            .map(|name| name.trim_end_matches(".sql").to_string())
+            .collect();
+        files.sort();
+        let registered: Vec<String> = MIGRATIONS.iter().map(|m| m.id.to_string()).collect();
+        assert_eq!(
+            registered, files,
+            "list each migrations/sqlite/*.sql in MIGRATIONS"
+        );
     }
 }
