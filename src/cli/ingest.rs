@@ -6,21 +6,16 @@
 use super::{describe_store, CliError};
 use crate::config::StoreUrl;
 use crate::ingest::fields::{self, Obj};
-use crate::ingest::{self as sources, rejection_event, split_raw, Channel, Mapped, Rejection};
-use crate::ledger::{open_store, AppendOutcome, EventLog, ExpectedVersion};
+use crate::ingest::{self as sources, record, split_raw, Channel, Ingested, Mapped, Rejection};
+use crate::ledger::{open_store, EventLog};
 use chrono::{DateTime, Utc};
 use projections::{
     CorrelationId, DomainEvent, EventId, EventType, NewEvent, Source, SourceEventId, StreamId,
 };
 use serde_json::Value;
-use std::collections::HashMap;
 use std::fmt;
 use std::process::ExitCode;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
-
-/// Events appended per flush: big enough for one transaction per stream per flush to be
-/// cheap, small enough to bound memory on large files.
-const FLUSH_EVERY: usize = 1000;
 
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
@@ -103,22 +98,15 @@ impl fmt::Display for LineRejection {
     }
 }
 
-/// Whether a pending event came from the input or records a rejection of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    Input,
-    Rejection,
-}
-
-/// Reads every line, appends what decodes (`ExpectedVersion::Any`, per stream in input
-/// order) and records what does not. Only a store failure stops the run.
+/// Reads every line and records each record through `crate::ingest::record` (the same path
+/// as the ingest Lambda): its events appended with `ExpectedVersion::Any`, or its rejection
+/// kept. Only a store failure stops the run.
 pub async fn ingest_lines<R: AsyncBufRead + Unpin>(
     log: &dyn EventLog,
     reader: R,
     name: &str,
 ) -> Result<IngestSummary, CliError> {
     let mut summary = IngestSummary::default();
-    let mut pending: Vec<(Origin, NewEvent)> = Vec::new();
     let mut lines = reader.lines();
     let mut number = 0;
     while let Some(line) = lines.next_line().await.map_err(|source| CliError::Io {
@@ -130,61 +118,33 @@ pub async fn ingest_lines<R: AsyncBufRead + Unpin>(
             continue;
         }
         let now = Utc::now();
-        for record in decode_line(&line, now) {
-            match record.mapped {
-                Ok(events) => pending.extend(events.into_iter().map(|e| (Origin::Input, e))),
-                Err(rejection) => {
-                    let kept =
-                        rejection_event(Channel::Cli, record.raw.as_bytes(), &rejection, now);
-                    pending.push((Origin::Rejection, kept));
-                    summary.rejected.push(LineRejection {
-                        line: number,
-                        record: record.id,
-                        rejection,
-                    });
+        for decoded in decode_line(&line, now) {
+            match record(
+                log,
+                Channel::Cli,
+                decoded.raw.as_bytes(),
+                decoded.mapped,
+                now,
+            )
+            .await?
+            {
+                Ingested::Appended {
+                    appended,
+                    already_recorded,
+                } => {
+                    summary.appended += appended;
+                    summary.already_recorded += already_recorded;
                 }
+                Ingested::AlreadyRecorded { events } => summary.already_recorded += events,
+                Ingested::Rejected { rejection, .. } => summary.rejected.push(LineRejection {
+                    line: number,
+                    record: decoded.id,
+                    rejection,
+                }),
             }
         }
-        if pending.len() >= FLUSH_EVERY {
-            flush(log, std::mem::take(&mut pending), &mut summary).await?;
-        }
     }
-    flush(log, pending, &mut summary).await?;
     Ok(summary)
-}
-
-/// Appends one batch: one append call per stream, events in input order.
-async fn flush(
-    log: &dyn EventLog,
-    pending: Vec<(Origin, NewEvent)>,
-    summary: &mut IngestSummary,
-) -> Result<(), CliError> {
-    let mut order: Vec<StreamId> = Vec::new();
-    let mut by_stream: HashMap<StreamId, Vec<(Origin, NewEvent)>> = HashMap::new();
-    for (origin, event) in pending {
-        let group = by_stream.entry(event.stream_id.clone()).or_insert_with(|| {
-            order.push(event.stream_id.clone());
-            Vec::new()
-        });
-        group.push((origin, event));
-    }
-    for stream in order {
-        let group = by_stream.remove(&stream).unwrap_or_default();
-        let origins: Vec<Origin> = group.iter().map(|(o, _)| *o).collect();
-        let events = group.into_iter().map(|(_, e)| e).collect();
-        let outcomes = log.append(&stream, ExpectedVersion::Any, events).await?;
-        for (origin, outcome) in origins.into_iter().zip(outcomes) {
-            match (origin, outcome) {
-                (Origin::Input, AppendOutcome::Appended { .. }) => summary.appended += 1,
-                (Origin::Input, AppendOutcome::AlreadyRecorded { .. }) => {
-                    summary.already_recorded += 1
-                }
-                // Rejections are counted per line above, whether or not they were new.
-                (Origin::Rejection, _) => {}
-            }
-        }
-    }
-    Ok(())
 }
 
 /// One record of an input line, decoded.

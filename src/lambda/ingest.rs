@@ -45,6 +45,20 @@ pub enum IngestError {
     },
 }
 
+impl From<IngestError> for lambda_runtime::Diagnostic {
+    fn from(e: IngestError) -> Self {
+        let error_type = match &e {
+            IngestError::NotRecorded { .. } => "Ingest.NotRecorded",
+            IngestError::RejectedOversized { .. } => "Ingest.RejectedOversized",
+            IngestError::BadInvocation { .. } => "Ingest.BadInvocation",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_string(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
 /// The handler, built once per container (cold start) and shared by invocations.
 pub struct IngestHandler {
     log: Arc<dyn EventLog>,
