@@ -135,10 +135,15 @@ mod tests {
 
     #[test]
     fn canonical_json_ignores_key_order() {
-        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[{"d":1,"c":2}],"x":null}}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"a":{"x":null,"y":[{"c":2,"d":1}]},"b":1}"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":[{"d":1,"c":2}],"x":null}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"a":{"x":null,"y":[{"c":2,"d":1}]},"b":1}"#).unwrap();
         assert_eq!(canonical_json(&a), canonical_json(&b));
-        assert_eq!(canonical_json(&a), r#"{"a":{"x":null,"y":[{"c":2,"d":1}]},"b":1}"#);
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":null,"y":[{"c":2,"d":1}]},"b":1}"#
+        );
     }
 
     #[test]
@@ -151,8 +156,10 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let kinds: Vec<(String, DifferenceKind)> =
-            diff(&live, &rebuilt).into_iter().map(|d| (d.pk, d.kind)).collect();
+        let kinds: Vec<(String, DifferenceKind)> = diff(&live, &rebuilt)
+            .into_iter()
+            .map(|d| (d.pk, d.kind))
+            .collect();
         assert_eq!(
             kinds,
             vec![

@@ -4,7 +4,9 @@
 
 use super::ReplayError;
 use crate::ledger::EventLog;
-use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT};
+use crate::views::{
+    ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT,
+};
 use async_trait::async_trait;
 use projections::projection::{Apply, Projection, ViewItem as DomainItem};
 use projections::RecordedEvent;
@@ -143,7 +145,11 @@ where
                 Ok(Offered::Applied { gap_filled: filled })
             }
             Apply::AlreadyApplied => Ok(Offered::AlreadyApplied),
-            Apply::Gap { stream, expected, got } => Err(ReplayError::Unfillable {
+            Apply::Gap {
+                stream,
+                expected,
+                got,
+            } => Err(ReplayError::Unfillable {
                 stream,
                 missing: expected,
                 got,

@@ -206,7 +206,9 @@ pub async fn replay(
         loop {
             let limit = match budget {
                 Some(0) => break,
-                Some(left) => request.page_size.min(usize::try_from(left).unwrap_or(usize::MAX)),
+                Some(left) => request
+                    .page_size
+                    .min(usize::try_from(left).unwrap_or(usize::MAX)),
                 None => request.page_size,
             };
             let page = log
