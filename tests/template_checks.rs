@@ -4,60 +4,14 @@
 //! It parses the template with cfn-lint's YAML loader (`tests/support/template_json.py`, run by
 //! the venv Python that `scripts/test` creates) and never talks to AWS.
 
+#[path = "support/template.rs"]
+mod template;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The venv Python that has cfn-lint (the same venv as moto; `MOTO_PYTHON` overrides it).
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("MOTO_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let venv = root().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with cfn-lint at {}: run `bash scripts/test` once to create the venv \
-         (or set MOTO_PYTHON to a Python that has cfn-lint)",
-        venv.display()
-    );
-    venv
-}
-
-/// `template.yaml` as CloudFormation reads it (short-form tags in their long form).
-fn template() -> &'static Value {
-    static TEMPLATE: OnceLock<Value> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
-        let python = python();
-        let output = Command::new(&python)
-            .arg(root().join("tests/support/template_json.py"))
-            .arg(root().join("template.yaml"))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-        assert!(
-            output.status.success(),
-            "template_json.py failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).expect("template_json.py prints JSON")
-    })
-}
-
-fn resources_of_type<'t>(template: &'t Value, kind: &str) -> Vec<(&'t str, &'t Value)> {
-    template["Resources"]
-        .as_object()
-        .expect("template has Resources")
-        .iter()
-        .filter(|(_, r)| r["Type"] == kind)
-        .map(|(name, r)| (name.as_str(), r))
-        .collect()
-}
+use template::{resources_of_type, root, template};
 
 // ------------------------------------------------------------------ tables vs migrations
 
