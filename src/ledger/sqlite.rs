@@ -26,10 +26,17 @@ pub struct Migration {
 }
 
 /// The embedded store's migrations, compiled in so the binary migrates any `ledger.db`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    id: "0001_init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+/// Every file in `migrations/sqlite/` must be listed here (a unit test checks it).
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        id: "0001_init",
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        id: "0002_view_revision",
+        sql: include_str!("../../migrations/sqlite/0002_view_revision.sql"),
+    },
+];
 
 /// How long a writer waits for another process's write transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -708,5 +715,27 @@ fn truncate_to_micros_ceil(at: DateTime<Utc>) -> DateTime<Utc> {
         floor + TimeDelta::microseconds(1)
     } else {
         floor
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_registered_in_id_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql"))
+            .map(|name| name.trim_end_matches(".sql").to_string())
+            .collect();
+        files.sort();
+        let registered: Vec<String> = MIGRATIONS.iter().map(|m| m.id.to_string()).collect();
+        assert_eq!(
+            registered, files,
+            "list each migrations/sqlite/*.sql in MIGRATIONS"
+        );
     }
 }
