@@ -5,6 +5,7 @@
 pub mod dynamodb;
 pub mod sqlite;
 
+use crate::config::StoreUrl;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use projections::StreamId;
@@ -275,6 +276,27 @@ pub fn check_checkpoint_name(name: &str) -> Result<(), ViewError> {
         });
     }
     Ok(())
+}
+
+/// The views beside the ledger a `StoreUrl` names (`<path>` for SQLite, `<prefix>-views`
+/// for DynamoDB, whose client comes from the standard AWS configuration chain).
+pub async fn open_views(store: &StoreUrl) -> Result<Arc<dyn ViewStore>, ViewError> {
+    match store {
+        StoreUrl::Sqlite(path) => {
+            let path = path.clone();
+            let views = tokio::task::spawn_blocking(move || sqlite::SqliteViewStore::open(&path))
+                .await
+                .map_err(|e| ViewError::Store(format!("opening the views failed: {e}")))??;
+            Ok(Arc::new(views))
+        }
+        StoreUrl::DynamoDb { table_prefix } => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Ok(Arc::new(dynamodb::DynamoViewStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                dynamodb::DynamoViewStore::table_name(table_prefix),
+            )))
+        }
+    }
 }
 
 /// The view store port. Every method is safe to retry.

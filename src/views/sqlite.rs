@@ -9,7 +9,7 @@ use super::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use projections::envelope::format_timestamp;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +26,9 @@ pub struct SqliteViewStore {
 impl SqliteViewStore {
     /// Opens the views of the ledger file at `path` (live namespace).
     pub fn open(path: &Path) -> Result<Self, ViewError> {
-        let conn = Connection::open(path)
+        // Never creates the file: a missing store is a configuration error, not an empty one.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| ViewError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(store_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
