@@ -8,6 +8,8 @@ pub mod config;
 pub mod ingest;
 pub mod lambda;
 pub mod ledger;
+pub mod projector;
 pub mod views;
+pub mod worker;
 
 pub use projections;
