@@ -14,6 +14,7 @@ mod secret;
 pub use config::{IngestConfig, DEFAULT_SECRET_PARAM, SECRET_PARAM_ENV};
 pub use secret::{SecretError, SecretSource, SsmSecret, StaticSecret};
 
+use super::emf::Metrics;
 use crate::ingest::signature::{self, CalloutSecret, SIGNATURE_HEADER};
 use crate::ingest::{self as mapping, Channel, Ingested, Rejection};
 use crate::ledger::{EventLog, LedgerError};
@@ -229,39 +230,67 @@ impl IngestHandler {
         mapped: mapping::Mapped,
         record_id: Option<&str>,
     ) -> Result<Ingested, LedgerError> {
-        let correlation_ids: Vec<String> = match &mapped {
-            Ok(events) => events
-                .iter()
-                .map(|e| e.correlation_id.to_string())
-                .collect(),
-            Err(_) => Vec::new(),
+        // Every log line of a record names what it maps to, so a trace can be followed from
+        // the logs as well as from the ledger.
+        let (event_id, stream_id, correlation_id) = match &mapped {
+            Ok(events) => (
+                join(events.iter().map(|e| e.event_id.to_string())),
+                join(events.iter().map(|e| e.stream_id.to_string())),
+                join(events.iter().map(|e| e.correlation_id.to_string())),
+            ),
+            Err(_) => Default::default(),
         };
         let outcome = mapping::record(self.log.as_ref(), channel, raw, mapped, Utc::now()).await;
         let record_id = record_id.unwrap_or("-");
-        let correlation_id = correlation_ids.join(",");
+        let mut metrics = Metrics::new(&[("Function", "ingest"), ("Channel", channel.as_str())]);
         match &outcome {
             Ok(Ingested::Rejected {
                 rejection,
                 newly_recorded,
                 truncated,
-            }) => tracing::warn!(
-                channel = channel.as_str(), record_id, field = rejection.field.as_deref(),
-                reason = %rejection.reason, newly_recorded, truncated, "record rejected"
-            ),
-            Ok(ingested) => tracing::info!(
-                channel = channel.as_str(),
-                record_id,
-                correlation_id,
-                outcome = ingested.label(),
-                "record ingested"
-            ),
-            Err(e) => tracing::error!(
-                channel = channel.as_str(), record_id, correlation_id, transient = e.is_transient(),
-                error = %e, "record not recorded; left for redelivery"
-            ),
+            }) => {
+                metrics.count("RecordsRejected", 1);
+                tracing::warn!(
+                    channel = channel.as_str(), record_id, field = rejection.field.as_deref(),
+                    reason = %rejection.reason, newly_recorded, truncated, "record rejected"
+                )
+            }
+            Ok(ingested) => {
+                let (appended, already) = match ingested {
+                    Ingested::Appended {
+                        appended,
+                        already_recorded,
+                    } => (*appended, *already_recorded),
+                    Ingested::AlreadyRecorded { events } => (0, *events),
+                    Ingested::Rejected { .. } => (0, 0),
+                };
+                metrics.count("EventsAppended", appended as u64);
+                metrics.count("EventsAlreadyRecorded", already as u64);
+                tracing::info!(
+                    channel = channel.as_str(),
+                    record_id,
+                    correlation_id,
+                    event_id,
+                    stream_id,
+                    outcome = ingested.label(),
+                    "record ingested"
+                )
+            }
+            Err(e) => {
+                metrics.count("RecordsNotRecorded", 1);
+                tracing::error!(
+                    channel = channel.as_str(), record_id, correlation_id, event_id, stream_id,
+                    transient = e.is_transient(), error = %e, "record not recorded; left for redelivery"
+                )
+            }
         }
+        metrics.flush();
         outcome
     }
+}
+
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(",")
 }
 
 fn is_sqs(event: &Value) -> bool {

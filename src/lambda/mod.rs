@@ -2,4 +2,5 @@
 //! sources). Handlers hold no business rules and no AWS client construction: mains do that.
 
 pub mod bootstrap;
+pub mod emf;
 pub mod ingest;
