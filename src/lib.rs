@@ -8,6 +8,7 @@ pub mod config;
 pub mod ingest;
 pub mod lambda;
 pub mod ledger;
+pub mod replay;
 pub mod views;
 
 pub use projections;
