@@ -8,7 +8,9 @@ pub mod config;
 pub mod ingest;
 pub mod lambda;
 pub mod ledger;
+pub mod projector;
 pub mod replay;
 pub mod views;
+pub mod worker;
 
 pub use projections;
