@@ -2,11 +2,13 @@
 //! and its dispatch. Each subcommand lives in its own file; none holds business logic —
 //! they parse arguments, call the library and print.
 
+pub mod audit;
 pub mod demo;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
 pub mod replay;
+pub mod serve;
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::ledger::{LedgerError, StoreError};
@@ -40,6 +42,10 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Rebuild projections from the log (in place, --into a namespace, or --verify).
     Replay(replay::ReplayArgs),
+    /// Print the causal chain of a correlation id, CRM id or Billing id (--json for machines).
+    Audit(audit::AuditArgs),
+    /// Serve the audit API locally: GET /audit/{id}, as the audit_api Lambda answers it.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +68,8 @@ pub enum CliError {
     View(#[from] crate::views::ViewError),
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl Cli {
@@ -85,6 +93,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Events(args) => events::run(&cli.store_url()?, args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
+        Command::Audit(args) => audit::run(&cli.store_url()?, args).await,
+        Command::Serve(args) => serve::run(&cli.store_url()?, args).await,
     }
 }
 
