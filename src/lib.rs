@@ -7,3 +7,5 @@ pub mod config;
 pub mod ledger;
 
 pub use projections;
+pub mod connectors;
+pub mod sandbox;
