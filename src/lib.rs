@@ -3,8 +3,12 @@
 //! decisions they execute live in `projections`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
+pub mod ingest;
+pub mod lambda;
 pub mod ledger;
+pub mod views;
 
 pub use projections;
 pub mod connectors;

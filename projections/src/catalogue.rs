@@ -227,6 +227,13 @@ pub struct SyncOutcome {
     pub crm_id: Option<String>,
     #[serde(default)]
     pub billing_id: Option<String>,
+    /// The values written to the target object, so the target's view recognises the echo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<Value>,
+    /// True on the copy recorded on the target object's stream (the original is on the
+    /// cause's stream): the target's views learn the link from their own stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
     #[serde(flatten)]
     pub extra: Extra,
 }

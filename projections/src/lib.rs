@@ -3,11 +3,16 @@
 //! everything here is a function of its inputs so replay and live projection agree.
 #![forbid(unsafe_code)]
 
+pub mod account_sync;
 pub mod catalogue;
+pub mod commands;
+pub mod correlation_view;
 pub mod envelope;
 pub mod ids;
+pub mod projection;
 pub mod upcast;
 
 pub use catalogue::{DomainEvent, EventType};
 pub use envelope::{EnvelopeError, NewEvent, RecordedEvent};
 pub use ids::{CorrelationId, EventId, IdError, Source, SourceEventId, StreamId};
+pub use projection::{Apply, Decision, Handled, Projection, Side, ViewItem, Views};

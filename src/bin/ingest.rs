@@ -1,5 +1,41 @@
-//! `ingest` entry point (placeholder until its issue lands; it fails loudly rather than pretend).
-fn main() -> std::process::ExitCode {
-    eprintln!("ingest: not built yet");
-    std::process::ExitCode::FAILURE
+//! `ingest` Lambda entry point: reads config, opens the ledger and reads the callout secret
+//! once at init, then hands every invocation (SQS batch, EventBridge event, callout HTTP
+//! request) to `IngestHandler::handle`.
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use std::sync::Arc;
+use sync_ledger::lambda::bootstrap::{init_tracing, report_init_error};
+use sync_ledger::lambda::ingest::{IngestConfig, IngestHandler, SsmSecret};
+use sync_ledger::ledger::open_store;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let config = match IngestConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => return Err(fail("Runtime.ConfigError", e).await),
+    };
+    let log = match open_store(&config.store).await {
+        Ok(log) => log,
+        Err(e) => return Err(fail("Runtime.StoreError", e).await),
+    };
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let secrets = SsmSecret::new(aws_sdk_ssm::Client::new(&aws), &config.callout_secret_param);
+    let handler = match IngestHandler::init(log, &secrets).await {
+        Ok(handler) => Arc::new(handler),
+        Err(e) => return Err(fail("Runtime.SecretError", e).await),
+    };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let handler = handler.clone();
+        async move { handler.handle(event.payload).await }
+    }))
+    .await
+}
+
+async fn fail<E: std::error::Error + Send + Sync + 'static>(
+    kind: &str,
+    e: E,
+) -> lambda_runtime::Error {
+    report_init_error(kind, &e).await;
+    Box::new(e)
 }

@@ -1,5 +1,32 @@
-//! `ledger` entry point (placeholder until its issue lands; it fails loudly rather than pretend).
-fn main() -> std::process::ExitCode {
-    eprintln!("ledger: not built yet");
-    std::process::ExitCode::FAILURE
+//! `ledger`: the one command line of Sync Ledger (migrate, ingest, events, demo, ...).
+//! Thin: parse arguments, set up tracing, hand over to `sync_ledger::cli`.
+
+use clap::Parser;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use sync_ledger::cli::{run, Cli};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal);
+    if stderr_is_terminal {
+        logs.pretty().init();
+    } else {
+        logs.init();
+    }
+
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ledger: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

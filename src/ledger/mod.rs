@@ -6,6 +6,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use projections::{CorrelationId, EventId, NewEvent, RecordedEvent, StreamId};
 
+pub mod migrate;
+pub mod open;
+pub mod sqlite;
+
+pub use open::{open_store, StoreError};
+pub use sqlite::SqliteLedger;
+
 /// What a writer expects the stream's current version to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedVersion {

@@ -1,0 +1,487 @@
+//! Account sync, both ways: a CRM account change creates/updates the linked Billing account
+//! (with the CRM id stored on it), a Billing account change upserts the CRM account (with the
+//! Billing id stored on it). Pure fold + decisions; one view item per account per side.
+//!
+//! Each item folds one account stream (`crm-account-<id>` or `billing-account-<id>`): the
+//! inbound changes and the outcomes recorded there, including the mirrors of writes made to
+//! this account from the other side, which is how an item knows its link and its echo.
+
+use crate::catalogue::{
+    BillingAccount, CrmAccountUpserted, DomainEvent, EchoSuppressed, SyncDeferred, SyncOutcome,
+};
+use crate::commands::{
+    undecodable, BillingCommand, Call, Cause, Command, CommandMeta, CrmAccountTarget, CrmCommand,
+    OutcomeKind, PendingOutcome, ORIGIN,
+};
+use crate::envelope::RecordedEvent;
+use crate::ids::EventId;
+use crate::projection::{entity, Decision, EntityStream, Projection, Side};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const PROJECTION: &str = "account";
+pub const CRM_TO_BILLING: &str = "crm->billing";
+pub const BILLING_TO_CRM: &str = "billing->crm";
+
+/// The synced fields of an account as one side holds them. `linked_id` is the other side's
+/// id stored on the record (`Billing_Account_Id__c` in CRM, `CrmId` in Billing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountFields {
+    pub name: String,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub linked_id: Option<String>,
+}
+
+impl AccountFields {
+    /// Whether an inbound change shows exactly what we wrote (a source may omit the link).
+    fn echoes(&self, written: &AccountFields) -> bool {
+        self.name == written.name
+            && self.currency == written.currency
+            && (self.linked_id.is_none() || self.linked_id == written.linked_id)
+    }
+}
+
+/// The state of one account on one side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountView {
+    /// The other side's id, once known.
+    pub link: Option<String>,
+    /// The synced fields as this side last reported them.
+    pub last_seen: Option<AccountFields>,
+    /// What we last wrote to this account and have not yet seen come back.
+    pub pending_echo: Option<AccountFields>,
+    /// A Billing account is being created for this CRM account by this event (CRM side):
+    /// later changes wait for it instead of creating a second one.
+    pub creating: Option<EventId>,
+    /// A change arrived while `creating`: send the latest values once the create finishes.
+    pub resync_after_create: bool,
+}
+
+/// What an inbound change of one side leads to.
+#[derive(Debug, Clone, PartialEq)]
+enum Reaction {
+    Echo(&'static str),
+    NoChange,
+    Defer(EventId),
+    CreateBilling,
+    UpdateBilling(String),
+    UpsertCrm(CrmAccountTarget),
+}
+
+/// An inbound account change, reduced to what sync needs.
+struct Inbound {
+    side: Side,
+    id: String,
+    fields: AccountFields,
+    origin: Option<String>,
+}
+
+fn inbound(event: &RecordedEvent, domain: &DomainEvent) -> Option<Inbound> {
+    let stream = EntityStream::parse(&event.stream_id)?;
+    match domain {
+        DomainEvent::CrmAccountUpserted(CrmAccountUpserted {
+            account_id,
+            name,
+            billing_account_id,
+            currency,
+            origin,
+            ..
+        }) if stream.is(Side::Crm, entity::ACCOUNT) => Some(Inbound {
+            side: Side::Crm,
+            id: account_id.clone(),
+            fields: AccountFields {
+                name: name.clone(),
+                currency: currency.clone(),
+                linked_id: billing_account_id.clone(),
+            },
+            origin: origin.clone(),
+        }),
+        DomainEvent::BillingAccountCreated(a) | DomainEvent::BillingAccountUpdated(a)
+            if stream.is(Side::Billing, entity::ACCOUNT) =>
+        {
+            let BillingAccount {
+                account_id,
+                name,
+                crm_id,
+                currency,
+                origin,
+                ..
+            } = a;
+            Some(Inbound {
+                side: Side::Billing,
+                id: account_id.clone(),
+                fields: AccountFields {
+                    name: name.clone(),
+                    currency: currency.clone(),
+                    linked_id: crm_id.clone(),
+                },
+                origin: origin.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn react(view: &AccountView, change: &Inbound) -> Reaction {
+    if change.origin.as_deref() == Some(ORIGIN) {
+        return Reaction::Echo("the change carries our origin marker");
+    }
+    if let Some(written) = &view.pending_echo {
+        if change.fields.echoes(written) {
+            return Reaction::Echo("the values equal what we last wrote");
+        }
+    }
+    if view.last_seen.as_ref() == Some(&change.fields) {
+        return Reaction::NoChange;
+    }
+    // The record's own link field wins: it is what the source says now.
+    let link = change
+        .fields
+        .linked_id
+        .clone()
+        .or_else(|| view.link.clone());
+    match (change.side, link) {
+        (Side::Crm, Some(billing_id)) => Reaction::UpdateBilling(billing_id),
+        (Side::Crm, None) => match view.creating {
+            Some(create) => Reaction::Defer(create),
+            None => Reaction::CreateBilling,
+        },
+        (Side::Billing, Some(crm_id)) => Reaction::UpsertCrm(CrmAccountTarget::RecordId(crm_id)),
+        (Side::Billing, None) => Reaction::UpsertCrm(CrmAccountTarget::BillingAccountId),
+    }
+}
+
+/// Account sync over both sides' account streams.
+pub struct AccountSync;
+
+impl Projection for AccountSync {
+    type State = AccountView;
+    const NAME: &'static str = "account-sync";
+
+    fn key(event: &RecordedEvent) -> Option<String> {
+        let stream = EntityStream::parse(&event.stream_id)?;
+        (stream.entity == entity::ACCOUNT)
+            .then(|| format!("{}#{}", stream.side.as_str(), stream.id))
+    }
+
+    fn evolve(view: &mut AccountView, event: &RecordedEvent) {
+        let Ok(domain) = event.decode() else { return };
+        if let Some(change) = inbound(event, &domain) {
+            match react(view, &change) {
+                Reaction::CreateBilling => view.creating = Some(event.event_id),
+                Reaction::Defer(_) => view.resync_after_create = true,
+                _ => {}
+            }
+            if let Some(linked) = &change.fields.linked_id {
+                view.link = Some(linked.clone());
+            }
+            view.last_seen = Some(change.fields);
+            view.pending_echo = None;
+            return;
+        }
+        let Some(side) = EntityStream::parse(&event.stream_id).map(|s| s.side) else {
+            return;
+        };
+        match &domain {
+            DomainEvent::AccountSynced(outcome) => {
+                let other = match side {
+                    Side::Crm => &outcome.billing_id,
+                    Side::Billing => &outcome.crm_id,
+                };
+                if let Some(other) = other {
+                    view.link = Some(other.clone());
+                }
+                if target_side(outcome) == Some(side) {
+                    view.pending_echo = outcome
+                        .written
+                        .clone()
+                        .and_then(|w| serde_json::from_value(w).ok());
+                }
+                if !outcome.mirror && view.creating.is_some() && view.creating == event.causation_id
+                {
+                    view.creating = None;
+                    view.resync_after_create = false;
+                }
+            }
+            DomainEvent::SyncFailed(_)
+                if view.creating.is_some() && view.creating == event.causation_id =>
+            {
+                // Mirrors `decide`: a change that waited on the failed create retries it.
+                view.creating = view.resync_after_create.then_some(event.event_id);
+                view.resync_after_create = false;
+            }
+            _ => {}
+        }
+    }
+
+    fn decide(view: &AccountView, event: &RecordedEvent, now: DateTime<Utc>) -> Decision {
+        let cause = Cause::of(event);
+        let domain = match event.decode() {
+            Ok(domain) => domain,
+            Err(e) if AccountSync::key(event).is_some() => {
+                return Decision::outcome(undecodable(PROJECTION, &cause, now, e.to_string()))
+            }
+            Err(_) => return Decision::none(),
+        };
+        if let Some(change) = inbound(event, &domain) {
+            return decide_inbound(view, &change, &cause, now);
+        }
+        let Some(side) = EntityStream::parse(&event.stream_id).map(|s| s.side) else {
+            return Decision::none();
+        };
+        match &domain {
+            DomainEvent::AccountSynced(outcome) if !outcome.mirror => {
+                after_sync(view, side, outcome, event, &cause)
+            }
+            DomainEvent::SyncFailed(_)
+                if view.creating.is_some()
+                    && view.creating == event.causation_id
+                    && view.resync_after_create =>
+            {
+                match (&view.last_seen, side) {
+                    (Some(fields), Side::Crm) => {
+                        Decision::command(create_billing(&cause, crm_id_of(event), fields))
+                    }
+                    _ => Decision::none(),
+                }
+            }
+            _ => Decision::none(),
+        }
+    }
+}
+
+fn crm_id_of(event: &RecordedEvent) -> &str {
+    EntityStream::parse(&event.stream_id).map_or("", |s| s.id)
+}
+
+fn target_side(outcome: &SyncOutcome) -> Option<Side> {
+    match outcome.direction.as_str() {
+        CRM_TO_BILLING => Some(Side::Billing),
+        BILLING_TO_CRM => Some(Side::Crm),
+        _ => None,
+    }
+}
+
+fn decide_inbound(
+    view: &AccountView,
+    change: &Inbound,
+    cause: &Cause,
+    now: DateTime<Utc>,
+) -> Decision {
+    match react(view, change) {
+        Reaction::Echo(reason) => Decision::outcome(cause.outcome(
+            cause.stream_id.clone(),
+            "echo",
+            now,
+            &DomainEvent::EchoSuppressed(EchoSuppressed {
+                projection: PROJECTION.into(),
+                reason: reason.into(),
+                extra: Default::default(),
+            }),
+        )),
+        Reaction::NoChange => Decision::none(),
+        Reaction::Defer(create) => Decision::outcome(cause.outcome(
+            cause.stream_id.clone(),
+            "deferred",
+            now,
+            &DomainEvent::SyncDeferred(SyncDeferred {
+                projection: PROJECTION.into(),
+                reason: "a Billing account is being created for this CRM account".into(),
+                waiting_for: format!("billing-account-create:{create}"),
+                extra: Default::default(),
+            }),
+        )),
+        Reaction::CreateBilling => {
+            Decision::command(create_billing(cause, &change.id, &change.fields))
+        }
+        Reaction::UpdateBilling(billing_id) => Decision::command(update_billing(
+            cause,
+            "billing-update-account",
+            "updated",
+            &billing_id,
+            &change.id,
+            &change.fields,
+        )),
+        Reaction::UpsertCrm(target) => {
+            let crm_id = match &target {
+                CrmAccountTarget::RecordId(id) => Some(id.clone()),
+                CrmAccountTarget::BillingAccountId => None,
+            };
+            Decision::command(upsert_crm(
+                cause,
+                "crm-upsert-account",
+                ("created", "updated"),
+                target,
+                crm_id,
+                &change.id,
+                &change.fields,
+            ))
+        }
+    }
+}
+
+/// Follow-ups to our own sync outcomes: store the new id on the originating record, and send
+/// changes that arrived while the Billing account was being created.
+fn after_sync(
+    view: &AccountView,
+    side: Side,
+    outcome: &SyncOutcome,
+    event: &RecordedEvent,
+    cause: &Cause,
+) -> Decision {
+    let Some(seen) = &view.last_seen else {
+        return Decision::none();
+    };
+    let own_id = crm_id_of(event).to_string();
+    let mut decision = Decision::none();
+    match (
+        side,
+        outcome.direction.as_str(),
+        &outcome.billing_id,
+        &outcome.crm_id,
+    ) {
+        (Side::Crm, CRM_TO_BILLING, Some(billing_id), _) if outcome.action == "created" => {
+            decision.commands.push(upsert_crm(
+                cause,
+                "crm-link-account",
+                ("linked", "linked"),
+                CrmAccountTarget::RecordId(own_id.clone()),
+                Some(own_id.clone()),
+                billing_id,
+                seen,
+            ));
+            let created: Option<AccountFields> = outcome
+                .written
+                .clone()
+                .and_then(|w| serde_json::from_value(w).ok());
+            let changed_meanwhile =
+                created.is_some_and(|c| c.name != seen.name || c.currency != seen.currency);
+            if view.resync_after_create && changed_meanwhile {
+                decision.commands.push(update_billing(
+                    cause,
+                    "billing-update-account",
+                    "updated",
+                    billing_id,
+                    &own_id,
+                    seen,
+                ));
+            }
+        }
+        (Side::Billing, BILLING_TO_CRM, _, Some(crm_id))
+            if seen.linked_id.as_deref() != Some(crm_id.as_str()) =>
+        {
+            decision.commands.push(update_billing(
+                cause,
+                "billing-link-account",
+                "linked",
+                &own_id,
+                crm_id,
+                seen,
+            ));
+        }
+        _ => {}
+    }
+    decision
+}
+
+fn written(fields: &AccountFields, linked_id: &str) -> serde_json::Value {
+    serde_json::to_value(AccountFields {
+        linked_id: Some(linked_id.to_string()),
+        ..fields.clone()
+    })
+    .expect("account fields serialize")
+}
+
+fn create_billing(cause: &Cause, crm_id: &str, fields: &AccountFields) -> Command {
+    Command {
+        meta: CommandMeta::new(cause, "billing-create-account"),
+        call: Call::Billing(BillingCommand::CreateAccount {
+            crm_account_id: crm_id.to_string(),
+            name: fields.name.clone(),
+            currency: fields.currency.clone(),
+        }),
+        on_success: PendingOutcome {
+            kind: OutcomeKind::AccountSynced,
+            projection: PROJECTION.into(),
+            direction: CRM_TO_BILLING.into(),
+            action_created: "created".into(),
+            action_existing: "created".into(),
+            crm_id: Some(crm_id.to_string()),
+            billing_id: None,
+            target_side: Side::Billing,
+            target_entity: entity::ACCOUNT.into(),
+            written: written(fields, crm_id),
+            extra: Default::default(),
+            stream: cause.stream_id.clone(),
+        },
+    }
+}
+
+fn update_billing(
+    cause: &Cause,
+    step: &str,
+    action: &str,
+    billing_id: &str,
+    crm_id: &str,
+    fields: &AccountFields,
+) -> Command {
+    Command {
+        meta: CommandMeta::new(cause, step),
+        call: Call::Billing(BillingCommand::UpdateAccount {
+            billing_account_id: billing_id.to_string(),
+            crm_account_id: crm_id.to_string(),
+            name: fields.name.clone(),
+            currency: fields.currency.clone(),
+        }),
+        on_success: PendingOutcome {
+            kind: OutcomeKind::AccountSynced,
+            projection: PROJECTION.into(),
+            direction: CRM_TO_BILLING.into(),
+            action_created: action.into(),
+            action_existing: action.into(),
+            crm_id: Some(crm_id.to_string()),
+            billing_id: None,
+            target_side: Side::Billing,
+            target_entity: entity::ACCOUNT.into(),
+            written: written(fields, crm_id),
+            extra: Default::default(),
+            stream: cause.stream_id.clone(),
+        },
+    }
+}
+
+fn upsert_crm(
+    cause: &Cause,
+    step: &str,
+    (action_created, action_existing): (&str, &str),
+    target: CrmAccountTarget,
+    crm_id: Option<String>,
+    billing_id: &str,
+    fields: &AccountFields,
+) -> Command {
+    Command {
+        meta: CommandMeta::new(cause, step),
+        call: Call::Crm(CrmCommand::UpsertAccount {
+            target,
+            billing_account_id: billing_id.to_string(),
+            name: fields.name.clone(),
+            currency: fields.currency.clone(),
+        }),
+        on_success: PendingOutcome {
+            kind: OutcomeKind::AccountSynced,
+            projection: PROJECTION.into(),
+            direction: BILLING_TO_CRM.into(),
+            action_created: action_created.into(),
+            action_existing: action_existing.into(),
+            crm_id,
+            billing_id: Some(billing_id.to_string()),
+            target_side: Side::Crm,
+            target_entity: entity::ACCOUNT.into(),
+            written: written(fields, billing_id),
+            extra: Default::default(),
+            stream: cause.stream_id.clone(),
+        },
+    }
+}

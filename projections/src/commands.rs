@@ -1,0 +1,319 @@
+//! External commands as data: what a process manager asks the shell to do to the CRM or the
+//! Billing system, with the idempotency key, trace id and the outcome to record once the call
+//! returns. `complete` turns a call result into outcome events; nothing here performs a call.
+
+use crate::catalogue::{DomainEvent, Extra, SyncFailed, SyncOutcome};
+use crate::envelope::{NewEvent, RecordedEvent};
+use crate::ids::{CorrelationId, EventId, Source, SourceEventId, StreamId};
+use crate::projection::{entity_stream, Side};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Written onto every object we create or change (Billing custom field / CRM field), and
+/// expected back on the echo of that write, so the echo is not synced back.
+pub const ORIGIN: &str = "sync-ledger";
+
+/// The event a command or outcome is caused by. Outcome ids derive from `event_id`, so a
+/// decision re-run after a crash records nothing twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    pub event_id: EventId,
+    pub stream_id: StreamId,
+    pub correlation_id: CorrelationId,
+}
+
+impl Cause {
+    pub fn of(event: &RecordedEvent) -> Self {
+        Self {
+            event_id: event.event_id,
+            stream_id: event.stream_id.clone(),
+            correlation_id: event.correlation_id,
+        }
+    }
+
+    /// An outcome of this cause on `stream`, deduplicated by `"<cause id>:<discriminator>"`.
+    pub fn outcome(
+        &self,
+        stream: StreamId,
+        discriminator: &str,
+        now: DateTime<Utc>,
+        event: &DomainEvent,
+    ) -> NewEvent {
+        let source_event_id = SourceEventId::parse(format!("{}:{}", self.event_id, discriminator))
+            .expect("a UUID followed by a discriminator is a valid source event id");
+        NewEvent::from_domain(
+            stream,
+            Source::System,
+            source_event_id,
+            self.correlation_id,
+            Some(self.event_id),
+            now,
+            event,
+        )
+    }
+}
+
+/// What every command carries besides its payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandMeta {
+    /// `"<causing event id>:<step>"`: Billing `Idempotency-Key` header; CRM upserts are by
+    /// external id and idempotent by nature, the key still goes into the request for tracing.
+    pub idempotency_key: String,
+    /// Sent as `X-Correlation-Id`.
+    pub correlation_id: CorrelationId,
+    /// Written onto the target object so its echo can be recognised ([`ORIGIN`]).
+    pub origin: String,
+    pub cause: Cause,
+    /// Names the step within the decision (`billing-create-account`, ...).
+    pub step: String,
+}
+
+impl CommandMeta {
+    pub fn new(cause: &Cause, step: &str) -> Self {
+        Self {
+            idempotency_key: format!("{}:{}", cause.event_id, step),
+            correlation_id: cause.correlation_id,
+            origin: ORIGIN.to_string(),
+            cause: cause.clone(),
+            step: step.to_string(),
+        }
+    }
+}
+
+/// One line of a subscription, by the product code both systems share (Billing resolves the
+/// rate plan from the SKU).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanLine {
+    pub product_code: String,
+    pub quantity: f64,
+    #[serde(default)]
+    pub unit_price: Option<f64>,
+}
+
+/// Calls on the Billing system (Zuora shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum BillingCommand {
+    /// `POST /v1/accounts` with `CrmId` set.
+    CreateAccount {
+        crm_account_id: String,
+        name: String,
+        currency: Option<String>,
+    },
+    /// `PUT /v1/accounts/{id}`.
+    UpdateAccount {
+        billing_account_id: String,
+        crm_account_id: String,
+        name: String,
+        currency: Option<String>,
+    },
+    /// `POST /v1/subscriptions`, carrying the CRM order id.
+    CreateSubscription {
+        billing_account_id: String,
+        crm_order_id: String,
+        order_number: Option<String>,
+        term_start_date: Option<String>,
+        currency: Option<String>,
+        lines: Vec<PlanLine>,
+    },
+    /// `PUT /v1/subscriptions/{id}`: replace the lines.
+    AmendSubscription {
+        subscription_id: String,
+        crm_order_id: String,
+        effective_date: Option<String>,
+        lines: Vec<PlanLine>,
+    },
+    /// `PUT /v1/subscriptions/{id}/cancel`.
+    CancelSubscription {
+        subscription_id: String,
+        crm_order_id: String,
+        effective_date: Option<String>,
+    },
+}
+
+/// How a CRM account upsert finds its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "by", content = "id", rename_all = "snake_case")]
+pub enum CrmAccountTarget {
+    /// `PATCH /sobjects/Account/<Id>`: we know the record (it is linked, or the Billing
+    /// account carries its CRM id). Never creates a second record.
+    RecordId(String),
+    /// `PATCH /sobjects/Account/Billing_Account_Id__c/<billing id>`: creates or updates.
+    BillingAccountId,
+}
+
+/// Calls on the CRM (Salesforce shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum CrmCommand {
+    /// Account upsert; always sets `Billing_Account_Id__c`.
+    UpsertAccount {
+        target: CrmAccountTarget,
+        billing_account_id: String,
+        name: String,
+        currency: Option<String>,
+    },
+    /// `PATCH /sobjects/Order/<Id>` with `Status`.
+    UpdateOrderStatus { order_id: String, status: String },
+    /// `PATCH /sobjects/Product2/Billing_Product_Id__c/<id>`.
+    UpsertProduct {
+        billing_product_id: String,
+        product_code: String,
+        name: String,
+        active: bool,
+    },
+    /// `PATCH /sobjects/PricebookEntry/Billing_Price_Key__c/<rate plan id>:<currency>`,
+    /// referencing the product by its `Billing_Product_Id__c`.
+    UpsertPricebookEntry {
+        external_id: String,
+        billing_rate_plan_id: String,
+        billing_product_id: String,
+        currency: String,
+        unit_price: f64,
+        active: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "system", rename_all = "snake_case")]
+pub enum Call {
+    Billing(BillingCommand),
+    Crm(CrmCommand),
+}
+
+/// Which outcome event a successful call records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutcomeKind {
+    AccountSynced,
+    OrderSynced,
+    ProductSynced,
+}
+
+/// The outcome a command records when it succeeds, minus what only the call result knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingOutcome {
+    pub kind: OutcomeKind,
+    pub projection: String,
+    pub direction: String,
+    /// Action when the call created the object; `action_existing` otherwise.
+    pub action_created: String,
+    pub action_existing: String,
+    /// The id on the other side of the link from the target (known before the call).
+    pub crm_id: Option<String>,
+    pub billing_id: Option<String>,
+    /// The target object: its side (whose id the result fills) and entity (for the mirror).
+    pub target_side: Side,
+    pub target_entity: String,
+    /// What the call writes, so the target's view can recognise the echo.
+    pub written: Value,
+    /// Routing fields the outcome must carry (see `order_sync::ACCOUNT_ROUTE`).
+    pub extra: Extra,
+    /// The stream the outcome is recorded on (usually the cause's).
+    pub stream: StreamId,
+}
+
+/// A call to make, and what to record about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub meta: CommandMeta,
+    pub call: Call,
+    pub on_success: PendingOutcome,
+}
+
+/// What the shell reports back after a call (after its own retries).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CallResult {
+    /// `id` is the target object's id (new or existing); `created` when the call made it.
+    Succeeded { id: String, created: bool },
+    /// Permanent failure, or transient retries exhausted: the reason must not carry secrets.
+    Failed { reason: String, attempts: u32 },
+}
+
+/// The outcome events of a finished call: on success the sync outcome on the outcome stream,
+/// plus a copy (`mirror`) on the target object's stream so the target's views learn the link
+/// and what we wrote; on failure `SyncFailed`. The shell appends them as they are.
+pub fn complete(command: &Command, result: &CallResult, now: DateTime<Utc>) -> Vec<NewEvent> {
+    let pending = &command.on_success;
+    let cause = &command.meta.cause;
+    match result {
+        CallResult::Failed { reason, attempts } => {
+            let mut extra = pending.extra.clone();
+            extra.insert("step".into(), Value::String(command.meta.step.clone()));
+            extra.insert("direction".into(), Value::String(pending.direction.clone()));
+            let failed = DomainEvent::SyncFailed(SyncFailed {
+                projection: pending.projection.clone(),
+                reason: reason.clone(),
+                attempts: *attempts,
+                extra,
+            });
+            vec![cause.outcome(
+                pending.stream.clone(),
+                &format!("{}:failed", command.meta.step),
+                now,
+                &failed,
+            )]
+        }
+        CallResult::Succeeded { id, created } => {
+            let (crm_id, billing_id) = match pending.target_side {
+                Side::Crm => (Some(id.clone()), pending.billing_id.clone()),
+                Side::Billing => (pending.crm_id.clone(), Some(id.clone())),
+            };
+            let mut outcome = SyncOutcome {
+                projection: pending.projection.clone(),
+                direction: pending.direction.clone(),
+                action: if *created {
+                    pending.action_created.clone()
+                } else {
+                    pending.action_existing.clone()
+                },
+                crm_id,
+                billing_id,
+                written: Some(pending.written.clone()),
+                mirror: false,
+                extra: pending.extra.clone(),
+            };
+            let wrap = |o: SyncOutcome| match pending.kind {
+                OutcomeKind::AccountSynced => DomainEvent::AccountSynced(o),
+                OutcomeKind::OrderSynced => DomainEvent::OrderSynced(o),
+                OutcomeKind::ProductSynced => DomainEvent::ProductSynced(o),
+            };
+            let step = &command.meta.step;
+            let mut events =
+                vec![cause.outcome(pending.stream.clone(), step, now, &wrap(outcome.clone()))];
+            if let Some(target) = entity_stream(pending.target_side, &pending.target_entity, id) {
+                if target != pending.stream {
+                    outcome.mirror = true;
+                    events.push(cause.outcome(
+                        target,
+                        &format!("{step}:mirror"),
+                        now,
+                        &wrap(outcome),
+                    ));
+                }
+            }
+            events
+        }
+    }
+}
+
+/// An event of a stream a projection follows that this build cannot read: recorded as
+/// `SyncFailed` (nothing is silently skipped) and never retried.
+pub fn undecodable(
+    projection: &str,
+    cause: &Cause,
+    now: DateTime<Utc>,
+    reason: String,
+) -> NewEvent {
+    cause.outcome(
+        cause.stream_id.clone(),
+        &format!("undecodable:{projection}"),
+        now,
+        &DomainEvent::SyncFailed(SyncFailed {
+            projection: projection.to_string(),
+            reason,
+            attempts: 0,
+            extra: Default::default(),
+        }),
+    )
+}

@@ -1,0 +1,111 @@
+//! Shared fixtures of the projections tests: an in-memory ledger that assigns versions and
+//! dedupes by `(source, source_event_id)` the way the real stores do (DESIGN §3), and builders
+//! for inbound events shaped like the catalogue payloads.
+#![allow(dead_code)]
+
+pub mod world;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use projections::catalogue::{BillingAccount, CrmAccountUpserted};
+use projections::{
+    CorrelationId, DomainEvent, NewEvent, RecordedEvent, Source, SourceEventId, StreamId,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap()
+}
+
+/// An append-only log with the ledger's guarantees: gapless versions per stream, one record
+/// per `(source, source_event_id)`, `recorded_at` monotonic.
+#[derive(Default)]
+pub struct Log {
+    pub events: Vec<RecordedEvent>,
+    versions: BTreeMap<StreamId, u64>,
+    dedupe: BTreeSet<(Source, SourceEventId)>,
+    ticks: i64,
+    inbound_seq: u64,
+}
+
+impl Log {
+    /// Appends unless already recorded; returns the recorded event when it was new.
+    pub fn append(&mut self, event: NewEvent) -> Option<RecordedEvent> {
+        if !self
+            .dedupe
+            .insert((event.source, event.source_event_id.clone()))
+        {
+            return None;
+        }
+        let version = self.versions.entry(event.stream_id.clone()).or_insert(0);
+        *version += 1;
+        self.ticks += 1;
+        let recorded =
+            RecordedEvent::from_new(event, *version, t0() + Duration::milliseconds(self.ticks));
+        self.events.push(recorded.clone());
+        Some(recorded)
+    }
+
+    /// Records an inbound event from `source` on `stream` with a fresh trace.
+    pub fn inbound(&mut self, stream: &str, source: Source, event: DomainEvent) -> RecordedEvent {
+        self.inbound_seq += 1;
+        let new = NewEvent::from_domain(
+            StreamId::parse(stream).unwrap(),
+            source,
+            SourceEventId::parse(format!("src-{}", self.inbound_seq)).unwrap(),
+            CorrelationId::new(),
+            None,
+            t0(),
+            &event,
+        );
+        self.append(new)
+            .expect("fresh source ids are never duplicates")
+    }
+
+    pub fn stream(&self, stream: &str) -> Vec<&RecordedEvent> {
+        self.events
+            .iter()
+            .filter(|e| e.stream_id.as_str() == stream)
+            .collect()
+    }
+
+    pub fn of_type(&self, event_type: &str) -> Vec<&RecordedEvent> {
+        self.events
+            .iter()
+            .filter(|e| e.event_type == event_type)
+            .collect()
+    }
+}
+
+pub fn crm_account(
+    id: &str,
+    name: &str,
+    billing: Option<&str>,
+    origin: Option<&str>,
+) -> DomainEvent {
+    DomainEvent::CrmAccountUpserted(CrmAccountUpserted {
+        account_id: id.into(),
+        name: name.into(),
+        billing_account_id: billing.map(Into::into),
+        currency: Some("EUR".into()),
+        origin: origin.map(Into::into),
+        extra: Default::default(),
+    })
+}
+
+pub fn billing_account(
+    id: &str,
+    name: &str,
+    crm: Option<&str>,
+    origin: Option<&str>,
+) -> BillingAccount {
+    BillingAccount {
+        account_id: id.into(),
+        account_number: Some(format!("A-{id}")),
+        name: name.into(),
+        crm_id: crm.map(Into::into),
+        currency: Some("EUR".into()),
+        status: Some("Active".into()),
+        origin: origin.map(Into::into),
+        extra: Default::default(),
+    }
+}

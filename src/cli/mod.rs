@@ -1,0 +1,89 @@
+//! The `ledger` command line: the `Command` enum (one variant per subcommand, one per line)
+//! and its dispatch. Each subcommand lives in its own file; none holds business logic —
+//! they parse arguments, call the library and print.
+
+pub mod demo;
+pub mod events;
+pub mod ingest;
+pub mod migrate;
+
+use crate::config::{ConfigError, StoreUrl};
+use crate::ledger::{LedgerError, StoreError};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ledger",
+    version,
+    about = "Sync Ledger: the event-sourced sync ledger between CRM and Billing"
+)]
+pub struct Cli {
+    /// Store to use: sqlite://<path> or dynamodb://<table-prefix>. Overrides LEDGER_STORE
+    /// (default sqlite://ledger.db).
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update the store's tables; safe to run any number of times.
+    Migrate(migrate::MigrateArgs),
+    /// Append events from a JSON-lines file (or - for stdin); duplicates are recorded once.
+    Ingest(ingest::IngestArgs),
+    /// Print one stream's events in version order.
+    Events(events::EventsArgs),
+    /// Run the demo on a fresh embedded store in a temp dir (no AWS needed).
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Cli {
+    /// The store named by `--store`, else `LEDGER_STORE`, else the embedded default.
+    pub fn store_url(&self) -> Result<StoreUrl, ConfigError> {
+        match &self.store {
+            Some(value) => StoreUrl::parse(value).map_err(|e| ConfigError {
+                variable: "--store".to_string(),
+                ..e
+            }),
+            None => StoreUrl::from_env(),
+        }
+    }
+}
+
+/// Runs the parsed command; the exit code says whether everything it was given succeeded.
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match &cli.command {
+        Command::Migrate(args) => migrate::run(&cli.store_url()?, args).await,
+        Command::Ingest(args) => ingest::run(&cli.store_url()?, args).await,
+        Command::Events(args) => events::run(&cli.store_url()?, args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// How a store is named in output (never carries credentials: URLs hold a path or prefix).
+pub fn describe_store(store: &StoreUrl) -> String {
+    match store {
+        StoreUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+        StoreUrl::DynamoDb { table_prefix } => format!("dynamodb://{table_prefix}"),
+    }
+}

@@ -1,0 +1,62 @@
+//! The ingest Lambda's configuration, read once from the environment at start-up. A missing
+//! or invalid variable fails init with its name; nothing is read later, mid-batch.
+
+use crate::config::{ConfigError, StoreUrl, STORE_ENV};
+
+pub const SECRET_PARAM_ENV: &str = "CALLOUT_SECRET_PARAM";
+pub const DEFAULT_SECRET_PARAM: &str = "/apiTokens/billing-callout";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// `LEDGER_STORE` (required: a Lambda has no durable local disk for the embedded store).
+    pub store: StoreUrl,
+    /// `CALLOUT_SECRET_PARAM`: SSM parameter holding the Billing callout HMAC secret.
+    pub callout_secret_param: String,
+}
+
+impl IngestConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let store = lookup(STORE_ENV).ok_or_else(|| ConfigError {
+            variable: STORE_ENV.to_string(),
+            value: String::new(),
+            reason: "is required (e.g. dynamodb://<table-prefix>)".to_string(),
+        })?;
+        let callout_secret_param =
+            lookup(SECRET_PARAM_ENV).unwrap_or_else(|| DEFAULT_SECRET_PARAM.to_string());
+        if !callout_secret_param.starts_with('/') {
+            return Err(ConfigError {
+                variable: SECRET_PARAM_ENV.to_string(),
+                value: callout_secret_param,
+                reason: "must be an SSM parameter path starting with /".to_string(),
+            });
+        }
+        Ok(Self {
+            store: StoreUrl::parse(&store)?,
+            callout_secret_param,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_store_is_named_and_the_secret_param_defaults() {
+        let e = IngestConfig::from_lookup(|_| None).unwrap_err();
+        assert_eq!(e.variable, "LEDGER_STORE");
+        let c = IngestConfig::from_lookup(|n| (n == "LEDGER_STORE").then(|| "dynamodb://p".into()))
+            .unwrap();
+        assert_eq!(c.callout_secret_param, "/apiTokens/billing-callout");
+        let bad = IngestConfig::from_lookup(|n| match n {
+            "LEDGER_STORE" => Some("dynamodb://p".into()),
+            _ => Some("relative".into()),
+        })
+        .unwrap_err();
+        assert_eq!(bad.variable, "CALLOUT_SECRET_PARAM");
+    }
+}

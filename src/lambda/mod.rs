@@ -1,0 +1,6 @@
+//! Lambda handlers, one module per function, generic over the ports (`EventLog`, secret
+//! sources). Handlers hold no business rules and no AWS client construction: mains do that.
+
+pub mod bootstrap;
+pub mod emf;
+pub mod ingest;

@@ -1,0 +1,26 @@
+//! The store-agnostic `ledger migrate` driver: picks the store from a `StoreUrl` and runs
+//! its migrator. Each adapter owns its migrations (`sqlite::migrate`, `dynamodb::migrate`);
+//! this module only dispatches and must not know any schema.
+
+use super::open::StoreError;
+use super::sqlite;
+use crate::config::StoreUrl;
+
+pub use sqlite::MigrationReport;
+
+/// Applies every pending migration of the selected store, idempotently, and reports what it
+/// applied and what was already there.
+pub async fn migrate(store: &StoreUrl) -> Result<MigrationReport, StoreError> {
+    match store {
+        StoreUrl::Sqlite(path) => {
+            let path = path.clone();
+            let report = tokio::task::spawn_blocking(move || sqlite::migrate(&path))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
+            Ok(report)
+        }
+        // Seam for the DynamoDB migrator (`crate::ledger::dynamodb::migrate(table_prefix)`),
+        // wired in once that adapter exists.
+        StoreUrl::DynamoDb { .. } => Err(StoreError::NotBuilt("dynamodb")),
+    }
+}

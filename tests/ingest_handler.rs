@@ -1,0 +1,341 @@
+//! The ingest Lambda handler driven through its entry point (`IngestHandler::handle`, which
+//! the `ingest` binary hands every invocation to) with the fixture events of
+//! tests/fixtures, against a real ledger. Asserts what an operator would check in the
+//! ledger: each good record once, bad records kept with a reason, refused callouts absent.
+
+mod common;
+
+use common::ingest_store::{fresh_store, TestStore};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use sync_ledger::ingest::signature::CalloutSecret;
+use sync_ledger::ingest::RAW_CAP;
+use sync_ledger::lambda::ingest::IngestHandler;
+use sync_ledger::ledger::EventLog;
+use sync_ledger::projections::RecordedEvent;
+
+const SECRET: &str = "callout-secret-for-tests";
+
+fn fixture(path: &str) -> String {
+    let full = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    std::fs::read_to_string(format!("{full}{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn handler(log: Arc<dyn EventLog>) -> IngestHandler {
+    IngestHandler::new(log, CalloutSecret::new(SECRET).unwrap())
+}
+
+/// An SQS Lambda event (shape of tests/fixtures/aws/sqs_record.json) carrying `bodies`.
+fn sqs_event(bodies: &[(&str, String)]) -> Value {
+    let template: Value = serde_json::from_str(&fixture("aws/sqs_record.json")).unwrap();
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|(id, body)| {
+            let mut r = template.clone();
+            r["messageId"] = json!(id);
+            r["body"] = json!(body);
+            r
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// A Function URL request (tests/fixtures/aws/function_url_request.json) with `body` and
+/// extra headers.
+fn callout_request(body: &str, headers: &[(&str, String)]) -> Value {
+    let mut r: Value = serde_json::from_str(&fixture("aws/function_url_request.json")).unwrap();
+    r["body"] = json!(body);
+    for (k, v) in headers {
+        r["headers"][*k] = json!(v);
+    }
+    r
+}
+
+fn signed(body: &str, at: i64) -> Vec<(&'static str, String)> {
+    let header = CalloutSecret::new(SECRET)
+        .unwrap()
+        .sign(body.as_bytes(), at);
+    vec![("x-zuora-signature", header)]
+}
+
+async fn all_events(store: &TestStore) -> Vec<RecordedEvent> {
+    store.log().read_all(None, None, 100_000).await.unwrap()
+}
+
+fn of_type<'a>(events: &'a [RecordedEvent], event_type: &str) -> Vec<&'a RecordedEvent> {
+    events
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .collect()
+}
+
+fn good_bodies() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "m-order-pe",
+            fixture("salesforce/order_event_activated.json"),
+        ),
+        (
+            "m-acct-create",
+            fixture("salesforce/account_change_create.json"),
+        ),
+        (
+            "m-acct-update",
+            fixture("salesforce/account_change_update_enriched.json"),
+        ),
+        (
+            "m-product",
+            fixture("salesforce/product2_change_create.json"),
+        ),
+        (
+            "m-order-cdc",
+            fixture("salesforce/order_change_activated.json"),
+        ),
+        (
+            "m-unknown-pe",
+            fixture("salesforce/unknown_platform_event.json"),
+        ),
+    ]
+}
+
+fn bad_bodies() -> Vec<(&'static str, String)> {
+    vec![
+        ("m-truncated", fixture("bad/truncated_json.txt")),
+        (
+            "m-missing-acct",
+            fixture("bad/order_event_missing_account.json"),
+        ),
+        ("m-foreign", fixture("bad/foreign_source.json")),
+    ]
+}
+
+#[tokio::test]
+async fn sqs_batch_appends_every_good_record_once_and_redelivery_appends_nothing() {
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let mut batch = good_bodies();
+    batch.extend(bad_bodies());
+    let event = sqs_event(&batch);
+
+    let response = h.handle(event.clone()).await.unwrap();
+    assert_eq!(response, json!({"batchItemFailures": []}));
+    let first = all_events(&store).await;
+    assert_eq!(first.len(), 9, "6 good records + 3 rejections: {first:#?}");
+
+    let order = &of_type(&first, "CrmOrderActivated");
+    assert_eq!(order.len(), 2, "platform event + CDC activation");
+    let pe = order
+        .iter()
+        .find(|e| e.stream_id.as_str() == "crm-order-801xx000003GZ9vAAG")
+        .unwrap();
+    assert_eq!(
+        pe.source_event_id.as_str(),
+        "a4b2c1d0-9e8f-4a7b-8c6d-5e4f3a2b1c01"
+    );
+    assert_eq!(
+        pe.correlation_id.to_string(),
+        "0192f3c4-7d1e-7a42-9b3c-5e6f7a8b9c0d"
+    );
+    assert_eq!(pe.payload["items"][1]["unit_price"], json!(199.0));
+    let accounts = of_type(&first, "CrmAccountUpserted");
+    assert_eq!(accounts.len(), 2);
+    assert!(accounts
+        .iter()
+        .all(|e| e.stream_id.as_str() == "crm-account-001xx000003DGb2AAG"));
+    let echo = accounts
+        .iter()
+        .find(|e| e.payload["billing_account_id"].is_string())
+        .unwrap();
+    assert_eq!(
+        echo.payload["origin"], "sync-ledger",
+        "our own write is marked as an echo"
+    );
+    assert_eq!(
+        of_type(&first, "CrmProductChanged")[0].payload["product_code"],
+        "GC1020"
+    );
+    assert_eq!(
+        of_type(&first, "Unmapped.Salesforce.Carbon_Comparison__e").len(),
+        1
+    );
+
+    // The whole batch again (SQS redelivery, relay replay): nothing new.
+    let again = h.handle(event).await.unwrap();
+    assert_eq!(again, json!({"batchItemFailures": []}));
+    assert_eq!(all_events(&store).await.len(), first.len());
+}
+
+#[tokio::test]
+async fn bad_records_are_rejected_with_the_field_and_the_raw_body_kept() {
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let bad = bad_bodies();
+    h.handle(sqs_event(&bad)).await.unwrap();
+
+    let events = all_events(&store).await;
+    let rejected = of_type(&events, "IngestRejected");
+    assert_eq!(rejected.len(), 3);
+    for (_, body) in &bad {
+        let r = rejected
+            .iter()
+            .find(|e| e.payload["raw"] == json!(body))
+            .expect("raw kept verbatim");
+        assert_eq!(r.payload["channel"], "sqs");
+        assert_eq!(r.payload["raw_truncated"], false);
+        assert!(r.stream_id.as_str().starts_with("system-ingest-rejected-"));
+    }
+    let field = |f: &str| rejected.iter().any(|e| e.payload["field"] == json!(f));
+    assert!(field("detail.payload.Account_Id__c"), "{rejected:#?}");
+    assert!(field("source"));
+    assert!(rejected
+        .iter()
+        .any(|e| e.payload["reason"].as_str().unwrap().contains("not JSON")));
+}
+
+#[tokio::test]
+async fn an_oversized_poison_message_is_kept_truncated_and_left_for_the_dead_letter_queue() {
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let huge = format!("{{\"unknown\": \"{}\"}}", "x".repeat(RAW_CAP + 10));
+    let event = sqs_event(&[
+        ("m-huge", huge.clone()),
+        ("m-ok", fixture("salesforce/product2_change_create.json")),
+    ]);
+
+    let response = h.handle(event.clone()).await.unwrap();
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-huge"}]})
+    );
+    let events = all_events(&store).await;
+    let rejected = of_type(&events, "IngestRejected");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].payload["raw_truncated"], true);
+    assert_eq!(rejected[0].payload["raw_len"], json!(huge.len()));
+
+    // Each redelivery until the redrive policy moves it to the DLQ records nothing new.
+    h.handle(event).await.unwrap();
+    assert_eq!(all_events(&store).await.len(), events.len());
+}
+
+#[tokio::test]
+async fn eventbridge_delivered_directly_is_appended_once() {
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let event: Value =
+        serde_json::from_str(&fixture("salesforce/order_event_activated.json")).unwrap();
+    assert_eq!(
+        h.handle(event.clone()).await.unwrap(),
+        json!({"outcome": "appended"})
+    );
+    assert_eq!(
+        h.handle(event).await.unwrap(),
+        json!({"outcome": "already_recorded"})
+    );
+    let events = all_events(&store).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "CrmOrderActivated");
+}
+
+fn status_and_body(response: &Value) -> (i64, Value) {
+    let body = response["body"]
+        .as_str()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .unwrap_or(Value::Null);
+    (response["statusCode"].as_i64().unwrap(), body)
+}
+
+#[tokio::test]
+async fn a_signed_callout_is_appended_then_reported_already_recorded() {
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let body = fixture("zuora/subscription_created.json");
+    let mut headers = signed(&body, chrono::Utc::now().timestamp());
+    headers.push((
+        "x-correlation-id",
+        "0192f3c4-7d1e-7a42-9b3c-5e6f7a8b9c0d".to_string(),
+    ));
+    let request = callout_request(&body, &headers);
+
+    let (status, reply) = status_and_body(&h.handle(request.clone()).await.unwrap());
+    assert_eq!((status, reply), (200, json!({"outcome": "appended"})));
+    let (status, reply) = status_and_body(&h.handle(request).await.unwrap());
+    assert_eq!(
+        (status, reply),
+        (200, json!({"outcome": "already_recorded"}))
+    );
+
+    let events = all_events(&store).await;
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.event_type, "BillingSubscriptionCreated");
+    assert_eq!(e.stream_id.as_str(), "billing-subscription-A-S00000107");
+    assert_eq!(
+        e.source_event_id.as_str(),
+        "8ad0823f8f2a1b2c018f2a3b4c5d0002"
+    );
+    assert_eq!(
+        e.correlation_id.to_string(),
+        "0192f3c4-7d1e-7a42-9b3c-5e6f7a8b9c0d"
+    );
+    assert_eq!(e.payload["crm_order_id"], "801xx000003GZ9vAAG");
+}
+
+#[tokio::test]
+async fn forged_stale_and_unsigned_callouts_are_refused_and_not_recorded() {
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let body = fixture("zuora/account_created.json");
+    let now = chrono::Utc::now().timestamp();
+    let forged = CalloutSecret::new("guessed")
+        .unwrap()
+        .sign(body.as_bytes(), now);
+    let cases = [
+        ("forged", vec![("x-zuora-signature", forged)]),
+        ("stale", signed(&body, now - 301)),
+        ("unsigned", vec![]),
+        ("tampered", signed(&body.replace("Acme", "Evil"), now)),
+    ];
+    for (case, headers) in cases {
+        let (status, reply) =
+            status_and_body(&h.handle(callout_request(&body, &headers)).await.unwrap());
+        assert_eq!(status, 401, "{case}: {reply}");
+        assert!(
+            !reply.to_string().contains(SECRET),
+            "{case}: the secret never leaks"
+        );
+    }
+    assert!(
+        all_events(&store).await.is_empty(),
+        "a refused callout records nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_callout_with_a_bad_payload_is_400_naming_the_field_and_kept() {
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let body = fixture("zuora/account_created.json").replace("\"name\": \"Acme Corporation\",", "");
+    let request = callout_request(&body, &signed(&body, chrono::Utc::now().timestamp()));
+    let (status, reply) = status_and_body(&h.handle(request).await.unwrap());
+    assert_eq!(status, 400);
+    assert_eq!(reply["field"], "account.name");
+    let events = all_events(&store).await;
+    let rejected = of_type(&events, "IngestRejected");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].payload["channel"], "billing-callout");
+    assert_eq!(rejected[0].payload["raw"], json!(body));
+}
+
+#[tokio::test]
+async fn an_unknown_billing_event_type_is_kept_as_unmapped() {
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let body = fixture("zuora/payment_processed_unmapped.json");
+    let request = callout_request(&body, &signed(&body, chrono::Utc::now().timestamp()));
+    let (status, _) = status_and_body(&h.handle(request).await.unwrap());
+    assert_eq!(status, 200);
+    let events = all_events(&store).await;
+    assert_eq!(events[0].event_type, "Unmapped.Zuora.PaymentProcessed");
+    assert_eq!(events[0].payload["payment"]["amount"], json!(125.0));
+}

@@ -1,0 +1,971 @@
+//! Offline checks of the SAM template (`template.yaml`) against the code it deploys: the
+//! tables match `migrations/dynamodb/`, every function runs a workspace binary with every
+//! variable that binary reads, and no policy statement grants a wildcard action.
+//! It parses the template with cfn-lint's YAML loader (`tests/support/template_json.py`, run by
+//! the venv Python that `scripts/test` creates) and never talks to AWS.
+
+#[path = "support/template.rs"]
+mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use template::{resources_of_type, root, template};
+
+// ------------------------------------------------------------------ tables vs migrations
+
+/// One table's shape as both files must agree on it. Sets where order carries no meaning.
+#[derive(Debug, PartialEq)]
+struct TableShape {
+    key_schema: Vec<(String, String)>,
+    attributes: BTreeSet<(String, String)>,
+    global_indexes: BTreeMap<String, IndexShape>,
+    local_indexes: BTreeMap<String, IndexShape>,
+    /// `None` when the table has no stream.
+    stream_view: Option<String>,
+    billing_mode: String,
+}
+
+#[derive(Debug, PartialEq)]
+struct IndexShape {
+    key_schema: Vec<(String, String)>,
+    projection_type: String,
+    non_key_attributes: BTreeSet<String>,
+}
+
+fn key_schema(value: &Value) -> Vec<(String, String)> {
+    value
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .map(|k| {
+                    (
+                        k["AttributeName"].as_str().unwrap_or_default().to_string(),
+                        k["KeyType"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn indexes(value: &Value) -> BTreeMap<String, IndexShape> {
+    value
+        .as_array()
+        .map(|indexes| {
+            indexes
+                .iter()
+                .map(|i| {
+                    let projection = &i["Projection"];
+                    let shape = IndexShape {
+                        key_schema: key_schema(&i["KeySchema"]),
+                        projection_type: projection["ProjectionType"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        non_key_attributes: projection["NonKeyAttributes"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|n| n.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    };
+                    (
+                        i["IndexName"].as_str().unwrap_or_default().to_string(),
+                        shape,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads a CreateTable input (migrations) or a table's Properties (template): the two use
+/// the same member names, except that CloudFormation has no `StreamEnabled`.
+fn table_shape(table: &Value) -> TableShape {
+    let stream = &table["StreamSpecification"];
+    let stream_enabled = match stream.get("StreamEnabled") {
+        Some(enabled) => enabled.as_bool() == Some(true),
+        None => stream.get("StreamViewType").is_some(),
+    };
+    TableShape {
+        key_schema: key_schema(&table["KeySchema"]),
+        attributes: table["AttributeDefinitions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|d| {
+                        (
+                            d["AttributeName"].as_str().unwrap_or_default().to_string(),
+                            d["AttributeType"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        global_indexes: indexes(&table["GlobalSecondaryIndexes"]),
+        local_indexes: indexes(&table["LocalSecondaryIndexes"]),
+        stream_view: stream_enabled
+            .then(|| stream["StreamViewType"].as_str().map(str::to_string))
+            .flatten(),
+        // DynamoDB's CreateTable defaults to PROVISIONED; CloudFormation does too.
+        billing_mode: table["BillingMode"]
+            .as_str()
+            .unwrap_or("PROVISIONED")
+            .to_string(),
+    }
+}
+
+/// The template's tables, by table name suffix (`!Sub ${Prefix}-events` -> `events`).
+fn template_tables() -> BTreeMap<String, &'static Value> {
+    resources_of_type(template(), "AWS::DynamoDB::Table")
+        .into_iter()
+        .map(|(logical, table)| {
+            let props = &table["Properties"];
+            let name = props["TableName"]["Fn::Sub"].as_str().unwrap_or_else(|| {
+                panic!("{logical}: TableName must be !Sub ${{Prefix}}-<name> (LEDGER_STORE derives it)")
+            });
+            let suffix = name
+                .strip_prefix("${Prefix}-")
+                .unwrap_or_else(|| panic!("{logical}: TableName {name:?} is not ${{Prefix}}-<name>"));
+            (suffix.to_string(), props)
+        })
+        .collect()
+}
+
+#[test]
+fn event_log_table_streams_new_images_and_is_protected() {
+    let events = template_tables()["events"];
+    let view = events["StreamSpecification"]["StreamViewType"].as_str();
+    assert!(
+        matches!(view, Some("NEW_IMAGE" | "NEW_AND_OLD_IMAGES")),
+        "projectors need the new image: {view:?}"
+    );
+    for (name, table) in template_tables() {
+        assert_eq!(
+            table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
+            "{name}: PITR on"
+        );
+        assert_eq!(
+            table["DeletionProtectionEnabled"], true,
+            "{name}: deletion protection on"
+        );
+        assert_eq!(
+            table["SSESpecification"]["SSEEnabled"], true,
+            "{name}: SSE on"
+        );
+        assert_eq!(
+            table["SSESpecification"]["SSEType"], "KMS",
+            "{name}: SSE with KMS"
+        );
+        assert!(
+            table["SSESpecification"]["KMSMasterKeyId"].is_object(),
+            "{name}: SSE with the template's own key"
+        );
+    }
+}
+
+#[test]
+fn table_shape_comparison_notices_a_changed_index_key() {
+    // The comparison itself must be able to fail: a GSI sort key renamed on one side.
+    let migration = serde_json::json!({
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "GlobalSecondaryIndexes": [{"IndexName": "g", "KeySchema": [
+            {"AttributeName": "a", "KeyType": "HASH"}, {"AttributeName": "b", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"}}],
+        "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "NEW_IMAGE"},
+        "BillingMode": "PAY_PER_REQUEST"
+    });
+    let mut template = migration.clone();
+    template["StreamSpecification"] = serde_json::json!({"StreamViewType": "NEW_IMAGE"});
+    assert_eq!(table_shape(&template), table_shape(&migration));
+    template["GlobalSecondaryIndexes"][0]["KeySchema"][1]["AttributeName"] = "c".into();
+    assert_ne!(table_shape(&template), table_shape(&migration));
+}
+
+// ------------------------------------------------------------------ IAM: no wildcard actions
+
+/// Every `Action`/`NotAction` of every policy statement anywhere in the template (IAM roles,
+/// managed policies, key, queue and topic policies), with where it was found.
+fn policy_actions(value: &Value, at: &str, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(statements) = map.get("Statement") {
+                let list = match statements {
+                    Value::Array(list) => list.clone(),
+                    single => vec![single.clone()],
+                };
+                for (i, statement) in list.iter().enumerate() {
+                    for key in ["Action", "NotAction"] {
+                        if let Some(actions) = statement.get(key) {
+                            out.push((format!("{at}/Statement/{i}/{key}"), actions.clone()));
+                        }
+                    }
+                }
+            }
+            for (key, child) in map {
+                policy_actions(child, &format!("{at}/{key}"), out);
+            }
+        }
+        Value::Array(list) => {
+            for (i, child) in list.iter().enumerate() {
+                policy_actions(child, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Statements that grant a wildcard (`*`, `s3:*`, `kms:Get*`) or grant by exclusion.
+fn wildcard_grants(template: &Value) -> Vec<String> {
+    let mut actions = Vec::new();
+    policy_actions(template, "", &mut actions);
+    let mut bad = Vec::new();
+    for (at, value) in actions {
+        if at.ends_with("/NotAction") {
+            bad.push(format!("{at}: NotAction grants everything else"));
+            continue;
+        }
+        let list = match &value {
+            Value::Array(list) => list.clone(),
+            other => vec![other.clone()],
+        };
+        for action in list {
+            match action.as_str() {
+                Some(a) if a.contains('*') || a.contains('?') => bad.push(format!("{at}: {a}")),
+                Some(_) => {}
+                None => bad.push(format!("{at}: computed action {action}")),
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn no_policy_statement_uses_a_wildcard_action() {
+    let mut actions = Vec::new();
+    policy_actions(template(), "", &mut actions);
+    assert!(
+        actions.len() >= 20,
+        "expected the roles' statements to be written out in the template, found {}",
+        actions.len()
+    );
+    let bad = wildcard_grants(template());
+    assert!(bad.is_empty(), "wildcard actions:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn wildcard_check_catches_star_prefix_and_not_action() {
+    let policy = serde_json::json!({"Resources": {"R": {"Properties": {"PolicyDocument": {
+    "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "x"},
+        {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:Get*"], "Resource": "x"},
+        {"Effect": "Allow", "NotAction": "iam:PassRole", "Resource": "x"},
+        {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": "x"}
+    ]}}}}});
+    let bad = wildcard_grants(&policy);
+    assert_eq!(bad.len(), 3, "{bad:#?}");
+}
+
+#[test]
+fn every_function_has_its_own_written_out_role() {
+    // SAM's generated roles attach AWS-managed policies with `Resource: *`; ours are explicit.
+    for (name, function) in resources_of_type(template(), "AWS::Serverless::Function") {
+        let props = &function["Properties"];
+        assert!(
+            props.get("Policies").is_none(),
+            "{name}: SAM Policies hide statements"
+        );
+        let role = props["Role"]["Fn::GetAtt"][0].as_str().unwrap_or_else(|| {
+            panic!("{name}: Role must be !GetAtt <a role of this template>.Arn")
+        });
+        assert_eq!(
+            template()["Resources"][role]["Type"],
+            "AWS::IAM::Role",
+            "{name}: {role} is a role of this template"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ functions and binaries
+
+/// `[[bin]]` name -> path, read from the root `Cargo.toml`.
+fn workspace_binaries() -> BTreeMap<String, PathBuf> {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let mut bins = BTreeMap::new();
+    let mut in_bin = false;
+    let (mut name, mut path) = (None::<String>, None::<String>);
+    let mut flush = |name: &mut Option<String>, path: &mut Option<String>| {
+        if let Some(n) = name.take() {
+            let p = path.take().unwrap_or_else(|| format!("src/bin/{n}.rs"));
+            bins.insert(n, root().join(p));
+        }
+        *path = None;
+    };
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            if in_bin {
+                flush(&mut name, &mut path);
+            }
+            in_bin = line == "[[bin]]";
+            continue;
+        }
+        if !in_bin {
+            continue;
+        }
+        let value = |l: &str| {
+            l.split_once('=')
+                .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        };
+        if line.starts_with("name") {
+            name = value(line);
+        } else if line.starts_with("path") {
+            path = value(line);
+        }
+    }
+    if in_bin {
+        flush(&mut name, &mut path);
+    }
+    bins
+}
+
+/// A deployed function: its logical id, the binary it runs, and its own variables.
+struct Function {
+    logical: String,
+    binary: String,
+    env: BTreeMap<String, Value>,
+}
+
+fn functions() -> Vec<Function> {
+    resources_of_type(template(), "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(logical, f)| {
+            let binary = f["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap_or_else(|| {
+                    panic!("{logical}: Metadata.BuildProperties.Binary names the binary")
+                })
+                .to_string();
+            let env = f["Properties"]["Environment"]["Variables"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            Function {
+                logical: logical.to_string(),
+                binary,
+                env,
+            }
+        })
+        .collect()
+}
+
+fn global_function_property(key: &str) -> &'static Value {
+    &template()["Globals"]["Function"][key]
+}
+
+fn global_env() -> BTreeMap<String, Value> {
+    global_function_property("Environment")["Variables"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_function_runs_a_workspace_binary_built_by_cargo_lambda_for_arm64() {
+    let bins = workspace_binaries();
+    assert!(
+        bins.contains_key("ingest"),
+        "Cargo.toml [[bin]] parsed: {bins:?}"
+    );
+    let mut deployed = BTreeSet::new();
+    for (logical, f) in resources_of_type(template(), "AWS::Serverless::Function") {
+        let props = &f["Properties"];
+        let property = |key: &str| match props.get(key) {
+            Some(v) => v,
+            None => global_function_property(key),
+        };
+        assert_eq!(
+            f["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{logical}"
+        );
+        assert_eq!(property("Runtime"), "provided.al2023", "{logical}");
+        assert_eq!(
+            property("Architectures"),
+            &serde_json::json!(["arm64"]),
+            "{logical}"
+        );
+        assert_eq!(property("Handler"), "bootstrap", "{logical}");
+        assert_eq!(property("Tracing"), "Active", "{logical}");
+        let binary = f["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_default();
+        let path = bins.get(binary).unwrap_or_else(|| {
+            panic!("{logical}: binary {binary:?} is not a [[bin]] of Cargo.toml")
+        });
+        assert!(path.exists(), "{logical}: {} exists", path.display());
+        deployed.insert(binary.to_string());
+    }
+    let lambdas: BTreeSet<String> = ["ingest", "projector", "token_rotator", "audit_api"]
+        .map(String::from)
+        .into();
+    assert_eq!(
+        deployed, lambdas,
+        "every Lambda binary is deployed, the CLI is not"
+    );
+}
+
+#[test]
+fn one_projector_function_per_projection() {
+    let mut projections: Vec<String> = functions()
+        .iter()
+        .filter(|f| f.binary == "projector")
+        .map(|f| {
+            f.env["PROJECTION"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: PROJECTION is a literal", f.logical))
+                .to_string()
+        })
+        .collect();
+    projections.sort();
+    assert_eq!(projections, ["account", "correlation", "order", "product"]);
+}
+
+#[test]
+fn projector_stream_mappings_filter_events_and_bound_retries() {
+    for (logical, f) in resources_of_type(template(), "AWS::Serverless::Function") {
+        if f["Metadata"]["BuildProperties"]["Binary"] != "projector" {
+            continue;
+        }
+        let events = f["Properties"]["Events"]
+            .as_object()
+            .expect("projector has Events");
+        let streams: Vec<&Value> = events
+            .values()
+            .filter(|e| e["Type"] == "DynamoDB")
+            .map(|e| &e["Properties"])
+            .collect();
+        assert_eq!(streams.len(), 1, "{logical}: one event source mapping");
+        let esm = streams[0];
+        assert_eq!(
+            esm["Stream"]["Fn::GetAtt"],
+            serde_json::json!(["EventsTable", "StreamArn"])
+        );
+        assert_eq!(
+            esm["FunctionResponseTypes"],
+            serde_json::json!(["ReportBatchItemFailures"]),
+            "{logical}"
+        );
+        assert_eq!(esm["BisectBatchOnFunctionError"], true, "{logical}");
+        let retries = esm["MaximumRetryAttempts"].as_i64().unwrap_or(-1);
+        assert!(
+            (0..=10_000).contains(&retries),
+            "{logical}: bounded retries, got {retries}"
+        );
+        let age = esm["MaximumRecordAgeInSeconds"].as_i64().unwrap_or(-1);
+        // -1 is "forever"; stream records live 24 h.
+        assert!(
+            (60..=86_400).contains(&age),
+            "{logical}: bounded record age, got {age}"
+        );
+        let on_failure = &esm["DestinationConfig"]["OnFailure"];
+        assert_eq!(on_failure["Type"], "SQS", "{logical}");
+        let queue = on_failure["Destination"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            template()["Resources"][queue]["Type"],
+            "AWS::SQS::Queue",
+            "{logical}"
+        );
+        let filters = esm["FilterCriteria"]["Filters"]
+            .as_array()
+            .expect("FilterCriteria");
+        assert_eq!(filters.len(), 1, "{logical}");
+        let pattern: Value = serde_json::from_str(filters[0]["Pattern"].as_str().unwrap())
+            .expect("the filter pattern is JSON");
+        assert_eq!(
+            pattern,
+            serde_json::json!({"dynamodb": {"NewImage": {"kind": {"S": ["event"]}}}}),
+            "{logical}: only kind = event reaches a projector"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ environment variables
+//
+// How the variables a binary reads are found (a source scan, deliberately simple):
+// 1. Files: from `src/bin/<binary>.rs`, follow every `sync_ledger::a::b`, `crate::a::b`,
+//    `super::`/`self::` path (brace groups included) to the module files it names, and the
+//    `mod x;` children of each module named; repeat. This over-approximates (a module's whole
+//    file counts), which can only ask for more variables, never fewer.
+// 2. Reads: in those files (comments stripped), every `env::var("X")` / `env::var_os("X")`,
+//    the same with a `const NAME: &str = "X"` (from any file under `src/`) as the argument,
+//    every `const *_ENV` those files name (a variable read through a lookup closure must be
+//    named by such a const), and clap's `env = "X"`.
+// 3. Variables the Lambda runtime itself sets (`RUNTIME_PROVIDED`) need no template entry.
+
+/// Set by the Lambda service in every execution environment, never by the template.
+const RUNTIME_PROVIDED: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_FORMAT",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_LEVEL",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_REGION",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "LAMBDA_RUNTIME_DIR",
+    "LAMBDA_TASK_ROOT",
+    "TZ",
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+];
+
+/// Read by code for local runs only and deliberately unset in AWS (documented in DEPLOY.md).
+const LOCAL_ONLY: &[&str] = &["AWS_ENDPOINT_URL"];
+
+/// The source with comments removed (string literals kept intact).
+fn strip_comments(source: &str) -> String {
+    let bytes = source.as_bytes();
+    let mut out = String::with_capacity(source.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(bytes.len());
+                out.push_str(&source[start..i]);
+            }
+            b'\'' => {
+                // A char literal ('"', '\'') must not open a string; a lifetime is copied as is.
+                let rest = &source[i..];
+                let len = if let Some(escaped) = rest.strip_prefix("'\\") {
+                    escaped.find('\'').map(|p| p + 3)
+                } else {
+                    rest[1..]
+                        .chars()
+                        .next()
+                        .filter(|c| rest[1 + c.len_utf8()..].starts_with('\''))
+                        .map(|c| c.len_utf8() + 2)
+                };
+                let len = len.unwrap_or(1);
+                out.push_str(&rest[..len]);
+                i += len;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = source[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |p| i + 2 + p + 2);
+            }
+            _ => {
+                let c = source[i..].chars().next().expect("in bounds");
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    out
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Module paths written after `start` (the text right after `sync_ledger::` etc.), with
+/// brace groups expanded: `{config::StoreUrl, ledger::{self, open}}` -> three paths.
+fn paths_after(text: &str) -> Vec<Vec<String>> {
+    fn parse(text: &str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) -> usize {
+        let mut segs = prefix;
+        let mut i = 0;
+        let chars: Vec<char> = text.chars().collect();
+        loop {
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            if i < chars.len() && chars[i] == '{' {
+                i += 1;
+                loop {
+                    let consumed = parse(&chars[i..].iter().collect::<String>(), segs.clone(), out);
+                    i += consumed;
+                    while i < chars.len() && chars[i].is_whitespace() {
+                        i += 1;
+                    }
+                    match chars.get(i) {
+                        Some(',') => i += 1,
+                        Some('}') => {
+                            i += 1;
+                            return i;
+                        }
+                        _ => return i,
+                    }
+                    while i < chars.len() && chars[i].is_whitespace() {
+                        i += 1;
+                    }
+                    if chars.get(i) == Some(&'}') {
+                        return i + 1;
+                    }
+                }
+            }
+            let start = i;
+            while i < chars.len() && is_ident(chars[i]) {
+                i += 1;
+            }
+            if start == i {
+                out.push(segs);
+                return i;
+            }
+            segs.push(chars[start..i].iter().collect());
+            if chars.get(i) == Some(&':') && chars.get(i + 1) == Some(&':') {
+                i += 2;
+            } else {
+                out.push(segs);
+                return i;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    parse(text, Vec::new(), &mut out);
+    out
+}
+
+/// The module directory of a file: `src/a/mod.rs` and `src/a.rs` both -> `src/a`.
+fn module_dir(file: &Path) -> PathBuf {
+    let parent = file.parent().expect("file in a directory");
+    match file.file_stem().and_then(|s| s.to_str()) {
+        Some("mod") | Some("lib") => parent.to_path_buf(),
+        Some(stem) => parent.join(stem),
+        None => parent.to_path_buf(),
+    }
+}
+
+/// Module files named by `segments` from `dir`: each existing `seg.rs` / `seg/mod.rs` on the
+/// way (the last one is the module named; later segments are items in it).
+fn resolve(dir: &Path, segments: &[String]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dir = dir.to_path_buf();
+    for seg in segments {
+        if seg == "self" {
+            continue;
+        }
+        let flat = dir.join(format!("{seg}.rs"));
+        let nested = dir.join(seg).join("mod.rs");
+        if flat.exists() {
+            files.push(flat);
+        } else if nested.exists() {
+            files.push(nested);
+        } else {
+            break;
+        }
+        dir = dir.join(seg);
+    }
+    files
+}
+
+/// Every source file the binary at `main` can reach (see the comment above). A module
+/// *named* by a path also brings its `mod x;` children (it may re-export them); a module only
+/// passed through on the way (`lambda` in `lambda::projector`) does not.
+fn reachable_files(main: &Path) -> BTreeSet<PathBuf> {
+    let src = root().join("src");
+    let mut passed = BTreeSet::new();
+    let mut named = BTreeSet::new();
+    let mut queue = vec![(main.to_path_buf(), true)];
+    while let Some((file, is_named)) = queue.pop() {
+        if named.contains(&file) || (!is_named && passed.contains(&file)) {
+            continue;
+        }
+        if is_named {
+            named.insert(file.clone());
+        } else {
+            passed.insert(file.clone());
+        }
+        let text = strip_comments(&std::fs::read_to_string(&file).unwrap_or_default());
+        let here = module_dir(&file);
+        let parent = here.parent().map(Path::to_path_buf).unwrap_or(src.clone());
+        for (marker, base) in [
+            ("sync_ledger::", &src),
+            ("crate::", &src),
+            ("self::", &here),
+            ("super::", &parent),
+        ] {
+            for (at, _) in text.match_indices(marker) {
+                if text[..at].chars().next_back().is_some_and(is_ident) {
+                    continue;
+                }
+                let after = &text[at + marker.len()..];
+                let after = &after[..after.floor_char_boundary(4000)];
+                for path in paths_after(after) {
+                    let files = resolve(base, &path);
+                    let last = files.len().saturating_sub(1);
+                    queue.extend(files.into_iter().enumerate().map(|(i, f)| (f, i == last)));
+                }
+            }
+        }
+        if !is_named {
+            continue;
+        }
+        // `mod x;` children (not inline `mod x { ... }` blocks such as tests).
+        for (at, _) in text.match_indices("mod ") {
+            if text[..at].chars().next_back().is_some_and(is_ident) {
+                continue;
+            }
+            let rest = &text[at + 4..];
+            let name: String = rest.chars().take_while(|c| is_ident(*c)).collect();
+            if !name.is_empty() && rest[name.len()..].trim_start().starts_with(';') {
+                queue.extend(resolve(&here, &[name]).into_iter().map(|f| (f, true)));
+            }
+        }
+    }
+    named.union(&passed).cloned().collect()
+}
+
+/// `const NAME: &str = "VALUE";` anywhere under `src/`.
+fn string_consts() -> BTreeMap<String, String> {
+    let mut consts = BTreeMap::new();
+    for file in rust_files(&root().join("src")) {
+        let text = strip_comments(&std::fs::read_to_string(&file).unwrap_or_default());
+        for (at, _) in text.match_indices("const ") {
+            let rest = &text[at + 6..];
+            let name: String = rest.chars().take_while(|c| is_ident(*c)).collect();
+            let Some(rest) = rest[name.len()..].trim_start().strip_prefix(':') else {
+                continue;
+            };
+            let Some(rest) = rest.trim_start().strip_prefix("&str") else {
+                continue;
+            };
+            let rest = rest.trim_start().trim_start_matches("'static").trim_start();
+            let Some(rest) = rest.strip_prefix('=') else {
+                continue;
+            };
+            if let Some(value) = string_literal(rest.trim_start()) {
+                consts.insert(name, value);
+            }
+        }
+    }
+    consts
+}
+
+fn string_literal(text: &str) -> Option<String> {
+    let body = text.strip_prefix('"')?;
+    Some(body[..body.find('"')?].to_string())
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Variables read in `text`: `env::var(...)`/`env::var_os(...)` with a literal or a known
+/// const, every `*_ENV` const the text names (the convention for names read indirectly,
+/// e.g. through a `lookup(STORE_ENV)` closure), and clap's `env = "..."`. A name built by a
+/// macro (`env::var(format!(..))`) cannot be checked and is returned as an error.
+fn env_reads(text: &str, consts: &BTreeMap<String, String>) -> (BTreeSet<String>, Vec<String>) {
+    let mut vars = BTreeSet::new();
+    let mut unresolved = Vec::new();
+    for marker in ["env::var(", "env::var_os("] {
+        for (at, _) in text.match_indices(marker) {
+            let arg = text[at + marker.len()..].trim_start();
+            if let Some(literal) = string_literal(arg) {
+                vars.insert(literal);
+                continue;
+            }
+            let ident: String = arg
+                .chars()
+                .take_while(|c| is_ident(*c) || *c == ':')
+                .collect();
+            let last = ident.rsplit("::").next().unwrap_or_default();
+            if let Some(value) = consts.get(last) {
+                vars.insert(value.clone());
+            } else if arg[ident.len()..].trim_start().starts_with('!') {
+                unresolved.push(arg.chars().take(60).collect());
+            }
+        }
+    }
+    for (name, value) in consts {
+        if !name.ends_with("_ENV") {
+            continue;
+        }
+        let named = text.match_indices(name.as_str()).any(|(at, _)| {
+            !text[..at].chars().next_back().is_some_and(is_ident)
+                && !text[at + name.len()..].chars().next().is_some_and(is_ident)
+        });
+        if named {
+            vars.insert(value.clone());
+        }
+    }
+    // clap: `#[arg(long, env = "NAME")]`. Only names shaped like variables count, so a
+    // local `let env = "..."` is not mistaken for one.
+    for (at, _) in text.match_indices("env") {
+        if text[..at].chars().next_back().is_some_and(is_ident) {
+            continue;
+        }
+        let rest = text[at + 3..].trim_start();
+        if let Some(rest) = rest.strip_prefix('=') {
+            if let Some(literal) = string_literal(rest.trim_start()) {
+                let shaped = !literal.is_empty()
+                    && literal
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if shaped {
+                    vars.insert(literal);
+                }
+            }
+        }
+    }
+    (vars, unresolved)
+}
+
+/// Binary name -> variables its code reads (runtime-provided ones removed).
+fn variables_read_by_binaries() -> BTreeMap<String, BTreeSet<String>> {
+    let consts = string_consts();
+    workspace_binaries()
+        .into_iter()
+        .map(|(bin, main)| {
+            let mut vars = BTreeSet::new();
+            let mut unresolved = Vec::new();
+            for file in reachable_files(&main) {
+                let text = strip_comments(&std::fs::read_to_string(&file).unwrap_or_default());
+                let (found, dynamic) = env_reads(&text, &consts);
+                vars.extend(found);
+                unresolved.extend(dynamic.into_iter().map(|d| format!("{}: {d}", file.display())));
+            }
+            assert!(
+                unresolved.is_empty(),
+                "{bin}: env reads this check cannot resolve (use a literal or a `const NAME: &str`):\n{}",
+                unresolved.join("\n")
+            );
+            vars.retain(|v| !RUNTIME_PROVIDED.contains(&v.as_str()));
+            (bin, vars)
+        })
+        .collect()
+}
+
+#[test]
+fn every_variable_a_binary_reads_is_set_for_each_of_its_functions() {
+    let reads = variables_read_by_binaries();
+    let globals = global_env();
+    assert!(
+        globals.contains_key("LEDGER_STORE"),
+        "every function reaches the ledger through LEDGER_STORE"
+    );
+    let mut missing = Vec::new();
+    for f in functions() {
+        for var in &reads[&f.binary] {
+            if LOCAL_ONLY.contains(&var.as_str()) {
+                continue;
+            }
+            if !f.env.contains_key(var) && !globals.contains_key(var) {
+                missing.push(format!("{} ({}): {var}", f.logical, f.binary));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "variables read but not set in template.yaml:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn deploy_guide_lists_every_variable_the_template_sets() {
+    let guide = std::fs::read_to_string(root().join("docs/DEPLOY.md")).expect("docs/DEPLOY.md");
+    let mut vars: BTreeSet<String> = global_env().into_keys().collect();
+    for f in functions() {
+        vars.extend(f.env.into_keys());
+    }
+    let missing: Vec<_> = vars
+        .iter()
+        .filter(|v| !guide.contains(&format!("`{v}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/DEPLOY.md does not list {missing:?}"
+    );
+}
+
+#[test]
+fn env_scan_finds_literal_const_and_clap_reads_but_not_comments() {
+    let source = r#"
+        //! Reads `std::env::var("IN_A_DOC")` -- only in prose.
+        pub const STORE_ENV: &str = "LEDGER_STORE";
+        fn a() { std::env::var("PROJECTION").ok(); let _ = env::var_os(STORE_ENV); }
+        /* env::var("IN_A_BLOCK_COMMENT") */
+        #[derive(clap::Parser)] struct Args { #[arg(long, env = "LEDGER_BATCH")] batch: u32 }
+        fn c() { let q = '"'; std::env::var("AFTER_A_CHAR").ok(); }
+        fn d(lookup: impl Fn(&str) -> Option<String>) { lookup(SECRET_PARAM_ENV); }
+        fn e() { from_lookup(|name| std::env::var(name).ok()); }
+    "#;
+    let stripped = strip_comments(source);
+    let consts = BTreeMap::from([
+        ("STORE_ENV".to_string(), "LEDGER_STORE".to_string()),
+        (
+            "SECRET_PARAM_ENV".to_string(),
+            "CALLOUT_SECRET_PARAM".to_string(),
+        ),
+        ("UNUSED_ENV".to_string(), "NOT_READ_HERE".to_string()),
+    ]);
+    let (vars, unresolved) = env_reads(&stripped, &consts);
+    assert_eq!(
+        vars,
+        [
+            "AFTER_A_CHAR",
+            "CALLOUT_SECRET_PARAM",
+            "LEDGER_BATCH",
+            "LEDGER_STORE",
+            "PROJECTION"
+        ]
+        .map(String::from)
+        .into()
+    );
+    assert!(unresolved.is_empty());
+    let (_, unresolved) = env_reads("std::env::var(format!(\"X_{n}\"))", &consts);
+    assert_eq!(
+        unresolved.len(),
+        1,
+        "a computed name is reported, not skipped"
+    );
+}
+
+#[test]
+fn module_paths_with_brace_groups_are_all_followed() {
+    let paths = paths_after("{config::StoreUrl, ledger::{self, open::open_store}};");
+    assert_eq!(
+        paths,
+        vec![
+            vec!["config".to_string(), "StoreUrl".to_string()],
+            vec!["ledger".to_string(), "self".to_string()],
+            vec![
+                "ledger".to_string(),
+                "open".to_string(),
+                "open_store".to_string()
+            ],
+        ]
+    );
+}
