@@ -5,11 +5,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod ingest;
 pub mod lambda;
 pub mod ledger;
+pub mod sandbox;
 pub mod views;
 
 pub use projections;
-pub mod connectors;
-pub mod sandbox;

@@ -469,7 +469,7 @@ async fn crm_upsert_by_billing_id_creates_then_updates_one_account() {
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0]["Name"], json!("Acme Group"));
     assert_eq!(accounts[0]["Billing_Account_Id__c"], json!("8ad0billing1"));
-    assert_eq!(accounts[0]["Sync_Origin__c"], json!("sync-ledger"));
+    assert_eq!(accounts[0]["Origin__c"], json!("sync-ledger"));
     let record = client
         .get_record("Account", &first.id, CorrelationId::new())
         .await

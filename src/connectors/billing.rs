@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// Zuora custom field carrying our origin marker on accounts and subscriptions.
-pub const ORIGIN_FIELD: &str = "SyncOrigin__c";
+pub const ORIGIN_FIELD: &str = "Origin__c";
 /// Zuora custom field on a subscription naming the CRM order it was created from.
 pub const CRM_ORDER_FIELD: &str = "CrmOrderId__c";
 

@@ -26,7 +26,10 @@ pub const PRICE_EXTERNAL_ID: &str = "Billing_Price_Id__c";
 /// Custom field on Order holding the Billing subscription id.
 pub const ORDER_SUBSCRIPTION_FIELD: &str = "Billing_Subscription_Id__c";
 /// Custom field carrying our origin marker on every record we write.
-pub const ORIGIN_FIELD: &str = "Sync_Origin__c";
+pub const ORIGIN_FIELD: &str = "Origin__c";
+/// Custom field carrying the correlation id of the write, so the change event it causes (our
+/// echo) stays on the same trace.
+pub const CORRELATION_FIELD: &str = "Correlation_Id__c";
 /// Salesforce puts the `client=` part of this header into CDC `changeOrigin`, so our own
 /// writes are recognisable in the change events they cause.
 pub const CALL_OPTIONS_HEADER: &str = "Sforce-Call-Options";
@@ -129,7 +132,7 @@ impl CrmClient {
         billing_account_id: Option<&str>,
         correlation_id: CorrelationId,
     ) -> Result<(), ConnectorError> {
-        let mut body = marked(fields);
+        let mut body = marked(fields, correlation_id);
         if let Some(id) = billing_account_id {
             body.insert(ACCOUNT_EXTERNAL_ID.into(), json!(id));
         }
@@ -153,7 +156,7 @@ impl CrmClient {
             "update_order",
             "Order",
             order_id,
-            marked(update),
+            marked(update, correlation_id),
             correlation_id,
         )
         .await
@@ -189,7 +192,7 @@ impl CrmClient {
             "Product2",
             PRODUCT_EXTERNAL_ID,
             &product.billing_product_id,
-            product_body(product),
+            product_body(product, correlation_id),
             correlation_id,
         )
         .await
@@ -205,7 +208,7 @@ impl CrmClient {
             "PricebookEntry",
             PRICE_EXTERNAL_ID,
             &price.billing_price_id,
-            price_body(price),
+            price_body(price, correlation_id),
             correlation_id,
         )
         .await
@@ -229,13 +232,13 @@ impl CrmClient {
                     "method": "PATCH",
                     "url": format!("{base}/Product2/{PRODUCT_EXTERNAL_ID}/{}", segment(&product.billing_product_id)),
                     "referenceId": "product",
-                    "body": product_body(product),
+                    "body": product_body(product, correlation_id),
                 },
                 {
                     "method": "PATCH",
                     "url": format!("{base}/PricebookEntry/{PRICE_EXTERNAL_ID}/{}", segment(&price.billing_price_id)),
                     "referenceId": "price",
-                    "body": price_body(price),
+                    "body": price_body(price, correlation_id),
                 },
             ],
         });
@@ -300,7 +303,7 @@ impl CrmClient {
             sobject,
             field,
             value,
-            marked(fields),
+            marked(fields, correlation_id),
             correlation_id,
         )
         .await
@@ -382,26 +385,31 @@ impl CrmClient {
     }
 }
 
-/// The fields plus our origin marker.
-fn marked<T: Serialize>(fields: &T) -> Map<String, Value> {
+/// The fields plus our origin marker and the correlation id.
+fn marked<T: Serialize>(fields: &T, correlation_id: CorrelationId) -> Map<String, Value> {
     let mut body = match serde_json::to_value(fields) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     };
-    body.insert(ORIGIN_FIELD.into(), json!(ORIGIN_MARKER));
+    mark(&mut body, correlation_id);
     body
 }
 
-fn product_body(product: &ProductFields) -> Map<String, Value> {
+fn mark(body: &mut Map<String, Value>, correlation_id: CorrelationId) {
+    body.insert(ORIGIN_FIELD.into(), json!(ORIGIN_MARKER));
+    body.insert(CORRELATION_FIELD.into(), json!(correlation_id.to_string()));
+}
+
+fn product_body(product: &ProductFields, correlation_id: CorrelationId) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("Name".into(), json!(product.name));
     body.insert("ProductCode".into(), json!(product.product_code));
     body.insert("IsActive".into(), json!(product.active));
-    body.insert(ORIGIN_FIELD.into(), json!(ORIGIN_MARKER));
+    mark(&mut body, correlation_id);
     body
 }
 
-fn price_body(price: &PriceFields) -> Map<String, Value> {
+fn price_body(price: &PriceFields, correlation_id: CorrelationId) -> Map<String, Value> {
     let mut body = Map::new();
     // Parent by external id: Salesforce resolves the relationship, no Product2Id needed.
     body.insert(
@@ -412,7 +420,7 @@ fn price_body(price: &PriceFields) -> Map<String, Value> {
     body.insert("CurrencyIsoCode".into(), json!(price.currency));
     body.insert("UnitPrice".into(), json!(price.unit_price));
     body.insert("IsActive".into(), json!(price.active));
-    body.insert(ORIGIN_FIELD.into(), json!(ORIGIN_MARKER));
+    mark(&mut body, correlation_id);
     body
 }
 

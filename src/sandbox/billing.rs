@@ -3,7 +3,7 @@
 //! notifications a real tenant would send. In-memory only.
 //! Shapes: Zuora v1 API reference (accounts, subscriptions, catalog), "Idempotent requests"
 //! guide (same key -> same saved answer; same key with another body -> 422). Callout bodies
-//! follow the callout template documented on `callout` below (Zuora callouts are templated).
+//! follow the callout template `ingest::zuora` reads (see `callout` below).
 
 use super::state::{Inner, SharedState, System};
 use super::SandboxConfig;
@@ -27,7 +27,7 @@ pub struct AccountRecord {
     pub crm_id: Option<String>,
     pub status: String,
     pub bill_cycle_day: u64,
-    /// Custom fields (`*__c`), e.g. `SyncOrigin__c`.
+    /// Custom fields (`*__c`), e.g. `Origin__c`.
     pub custom: Map<String, Value>,
 }
 
@@ -274,10 +274,11 @@ impl Inner {
         (status, body)
     }
 
-    /// Emits a callout notification. Our callout template (Zuora callouts are user-defined
-    /// JSON with merge fields) is:
-    /// `{"EventId", "EventType", "EventTimestamp", "TenantId", "<Object>": {data source fields}}`
-    /// with `<Object>` one of `Account`, `Subscription`, `Product`, `RatePlan`, `Price`.
+    /// Emits a callout notification. Zuora callouts are templated; ours (the one
+    /// `ingest::zuora` reads, see tests/fixtures/README.md) is
+    /// `{"eventId", "eventType", "eventTime", "tenantId", "correlationId"?, "<object>": {..}}`
+    /// with `<object>` one of `account`, `subscription`, `product`, `productRatePlan`,
+    /// `productRatePlanCharge` in Zuora REST field names, custom fields (`*__c`) included.
     fn callout(
         &mut self,
         config: &SandboxConfig,
@@ -288,15 +289,18 @@ impl Inner {
     ) {
         let mut body = Map::new();
         body.insert(
-            "EventId".into(),
+            "eventId".into(),
             json!(uuid::Uuid::new_v4().simple().to_string()),
         );
-        body.insert("EventType".into(), json!(event_type));
+        body.insert("eventType".into(), json!(event_type));
         body.insert(
-            "EventTimestamp".into(),
+            "eventTime".into(),
             json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         );
-        body.insert("TenantId".into(), json!(config.tenant_id));
+        body.insert("tenantId".into(), json!(config.tenant_id));
+        if let Some(id) = correlation_id {
+            body.insert("correlationId".into(), json!(id));
+        }
         body.insert(object.into(), data);
         self.emit(
             config,
@@ -309,12 +313,12 @@ impl Inner {
 
     fn account_callout_data(account: &AccountRecord) -> Value {
         let mut data = json!({
-            "Id": account.id,
-            "AccountNumber": account.account_number,
-            "Name": account.name,
-            "CrmId": account.crm_id,
-            "Currency": account.currency,
-            "Status": account.status,
+            "id": account.id,
+            "accountNumber": account.account_number,
+            "name": account.name,
+            "crmId": account.crm_id,
+            "currency": account.currency,
+            "status": account.status,
         });
         for (k, v) in &account.custom {
             data[k] = v.clone();
@@ -328,25 +332,25 @@ impl Inner {
             .iter()
             .map(|p| {
                 json!({
-                    "Id": p.id,
-                    "ProductRatePlanId": p.product_rate_plan_id,
-                    "ProductId": p.product_id,
-                    "Name": p.rate_plan_name,
-                    "Quantity": p.charges.first().map(|c| c.quantity),
-                    "Charges": p.charges.iter().map(|c| json!({
-                        "Id": c.id, "ProductRatePlanChargeId": c.product_rate_plan_charge_id, "Quantity": c.quantity,
+                    "id": p.id,
+                    "productRatePlanId": p.product_rate_plan_id,
+                    "productId": p.product_id,
+                    "ratePlanName": p.rate_plan_name,
+                    "quantity": p.charges.first().map(|c| c.quantity),
+                    "ratePlanCharges": p.charges.iter().map(|c| json!({
+                        "id": c.id, "productRatePlanChargeId": c.product_rate_plan_charge_id, "quantity": c.quantity,
                     })).collect::<Vec<_>>(),
                 })
             })
             .collect();
         let mut data = json!({
-            "Id": sub.id,
-            "SubscriptionNumber": sub.subscription_number,
-            "AccountId": sub.account_id,
-            "Status": sub.status,
-            "TermStartDate": sub.contract_effective_date,
-            "CancelledDate": sub.cancelled_date,
-            "RatePlans": plans,
+            "id": sub.id,
+            "subscriptionNumber": sub.subscription_number,
+            "accountId": sub.account_id,
+            "status": sub.status,
+            "termStartDate": sub.contract_effective_date,
+            "cancelledDate": sub.cancelled_date,
+            "ratePlans": plans,
         });
         for (k, v) in &sub.custom {
             data[k] = v.clone();
@@ -387,7 +391,7 @@ impl Inner {
         });
         let data = Self::account_callout_data(&account);
         self.billing.accounts.insert(id, account);
-        self.callout(config, "AccountCreated", "Account", data, correlation_id);
+        self.callout(config, "AccountCreated", "account", data, correlation_id);
         Ok((StatusCode::OK, answer))
     }
 
@@ -418,7 +422,7 @@ impl Inner {
         }
         account.custom.extend(custom_fields(body));
         let data = Self::account_callout_data(account);
-        self.callout(config, "AccountUpdated", "Account", data, correlation_id);
+        self.callout(config, "AccountUpdated", "account", data, correlation_id);
         Ok((StatusCode::OK, json!({"success": true})))
     }
 
@@ -545,7 +549,7 @@ impl Inner {
         self.callout(
             config,
             "SubscriptionCreated",
-            "Subscription",
+            "subscription",
             data,
             correlation_id,
         );
@@ -607,7 +611,7 @@ impl Inner {
         self.callout(
             config,
             "SubscriptionAmended",
-            "Subscription",
+            "subscription",
             data,
             correlation_id,
         );
@@ -660,7 +664,7 @@ impl Inner {
         self.callout(
             config,
             "SubscriptionCancelled",
-            "Subscription",
+            "subscription",
             data,
             correlation_id,
         );
@@ -740,16 +744,26 @@ impl Inner {
             .as_ref()
             .is_none_or(|p| p.name != spec.name || p.effective_end_date != spec.effective_end_date);
         if product_changed {
-            let data = json!({"Id": spec.id, "SKU": spec.sku, "Name": spec.name, "EffectiveEndDate": spec.effective_end_date});
-            self.callout(config, "ProductChanged", "Product", data, None);
+            let data = json!({"id": spec.id, "sku": spec.sku, "name": spec.name, "effectiveEndDate": spec.effective_end_date});
+            let kind = if old.is_some() {
+                "ProductUpdated"
+            } else {
+                "ProductCreated"
+            };
+            self.callout(config, kind, "product", data, None);
         }
         for plan in &spec.product_rate_plans {
             let old_plan = old
                 .as_ref()
                 .and_then(|p| p.product_rate_plans.iter().find(|r| r.id == plan.id));
-            if old_plan.is_none() {
-                let data = json!({"Id": plan.id, "ProductId": spec.id, "Name": plan.name});
-                self.callout(config, "RatePlanChanged", "RatePlan", data, None);
+            if old_plan.is_none_or(|r| r.name != plan.name) {
+                let data = json!({"id": plan.id, "productId": spec.id, "name": plan.name});
+                let kind = if old_plan.is_some() {
+                    "ProductRatePlanUpdated"
+                } else {
+                    "ProductRatePlanCreated"
+                };
+                self.callout(config, kind, "productRatePlan", data, None);
             }
             for charge in &plan.product_rate_plan_charges {
                 let old_charge = old_plan.and_then(|r| {
@@ -757,15 +771,17 @@ impl Inner {
                         .iter()
                         .find(|c| c.id == charge.id)
                 });
-                for price in &charge.pricing {
-                    let unchanged = old_charge.is_some_and(|c| c.pricing.contains(price));
-                    if !unchanged {
-                        let data = json!({
-                            "RatePlanId": plan.id, "ChargeId": charge.id, "ProductId": spec.id,
-                            "Currency": price.currency, "Price": price.price,
-                        });
-                        self.callout(config, "PriceChanged", "Price", data, None);
-                    }
+                if old_charge.is_none_or(|c| c.pricing != charge.pricing || c.name != charge.name) {
+                    let data = json!({
+                        "id": charge.id, "productRatePlanId": plan.id, "name": charge.name,
+                        "pricing": charge.pricing,
+                    });
+                    let kind = if old_charge.is_some() {
+                        "ProductRatePlanChargeUpdated"
+                    } else {
+                        "ProductRatePlanChargeCreated"
+                    };
+                    self.callout(config, kind, "productRatePlanCharge", data, None);
                 }
             }
         }

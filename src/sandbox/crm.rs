@@ -330,8 +330,10 @@ impl Inner {
         Some(Value::Object(out))
     }
 
-    /// What the org relays to EventBridge after a change: CDC for Account and Product2, the
-    /// `OrderEvent__e` platform event when an Order's status is set.
+    /// What the org relays to EventBridge after a change: CDC for Account and Product2 (the
+    /// channel enriches updates with the fields ingest requires: Account `Name`, Product2
+    /// `Name` and `ProductCode`), and the `OrderEvent__e` platform event a flow publishes when
+    /// an Order's status or items change. No Order CDC: orders travel as the platform event.
     #[allow(clippy::too_many_arguments)]
     fn crm_emit(
         &mut self,
@@ -347,12 +349,16 @@ impl Inner {
         let now = chrono::Utc::now();
         let (detail_type, payload) = match sobject {
             "Account" | "Product2" => {
-                let mut payload = Map::new();
+                let enriched: &[&str] = match sobject {
+                    "Account" => &["Name"],
+                    _ => &["Name", "ProductCode"],
+                };
                 let fields = if change_type == "CREATE" {
                     record
                 } else {
                     changed
                 };
+                let mut payload = Map::new();
                 payload.insert(
                     "ChangeEventHeader".into(),
                     json!({
@@ -373,10 +379,29 @@ impl Inner {
                         payload.insert(k.clone(), v.clone());
                     }
                 }
+                for field in enriched {
+                    if let Some(v) = record.get(*field) {
+                        payload
+                            .entry(field.to_string())
+                            .or_insert_with(|| v.clone());
+                    }
+                }
                 (format!("{sobject}ChangeEvent"), payload)
             }
-            "Order" if changed.contains_key("Status") => {
-                let text = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
+            "Order" => {
+                let status_changed = change_type == "CREATE" || changed.contains_key("Status");
+                let items_changed = changed.contains_key("OrderItems");
+                let status = record
+                    .get("Status")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let action = match status {
+                    "Activated" | "Cancelled" if status_changed => status,
+                    "Activated" if items_changed => "Amended",
+                    // Drafts and other edits do not reach the flow.
+                    _ => return,
+                };
+                let field = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
                 let items = record.get("OrderItems").cloned().unwrap_or(json!([]));
                 let mut payload = Map::new();
                 payload.insert("EventUuid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -386,29 +411,28 @@ impl Inner {
                 );
                 payload.insert("CreatedById".into(), json!("005SB0000000001AAA"));
                 payload.insert("Order_Id__c".into(), json!(id));
-                payload.insert("Account_Id__c".into(), text("AccountId"));
-                payload.insert("Order_Number__c".into(), text("OrderNumber"));
-                payload.insert("Status__c".into(), text("Status"));
-                payload.insert("Effective_Date__c".into(), text("EffectiveDate"));
-                payload.insert("Currency__c".into(), text("CurrencyIsoCode"));
+                payload.insert("Account_Id__c".into(), field("AccountId"));
+                payload.insert("Order_Number__c".into(), field("OrderNumber"));
+                payload.insert("Status__c".into(), json!(status));
+                payload.insert("Action__c".into(), json!(action));
+                payload.insert("Effective_Date__c".into(), field("EffectiveDate"));
+                payload.insert("Currency__c".into(), field("CurrencyIsoCode"));
                 payload.insert(
                     "Billing_Subscription_Id__c".into(),
-                    text("Billing_Subscription_Id__c"),
+                    field("Billing_Subscription_Id__c"),
                 );
-                // Platform event fields are scalar: the items travel as a JSON text field.
+                // Platform event fields are scalar: the items travel as JSON text.
                 payload.insert("Items__c".into(), json!(items.to_string()));
-                payload.insert(
-                    "Sync_Origin__c".into(),
-                    changed
-                        .get("Sync_Origin__c")
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                );
+                // Only a write that set these fields carries them (a person's edit does not).
+                for k in ["Origin__c", "Correlation_Id__c"] {
+                    if let Some(v) = changed.get(k) {
+                        payload.insert(k.into(), v.clone());
+                    }
+                }
                 ("OrderEvent__e".to_string(), payload)
             }
             _ => return,
         };
-        let event_id = uuid::Uuid::new_v4().to_string();
         let body = json!({
             "version": "0",
             "id": uuid::Uuid::new_v4().to_string(),
@@ -421,7 +445,7 @@ impl Inner {
             "detail": {
                 "payload": payload,
                 "schemaId": format!("sandbox-{}", detail_type.to_lowercase()),
-                "id": event_id,
+                "id": uuid::Uuid::new_v4().to_string(),
             },
         });
         self.emit(config, System::Crm, &detail_type, body, None);

@@ -16,32 +16,21 @@ pub use faults::{FaultSettings, Faults};
 pub use state::{CallRecord, CallStats, OutboxEvent, System};
 
 use crate::connectors::ApiToken;
+use crate::ingest::signature::CalloutSecret;
 use axum::extract::{Request, State};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::Response;
 use axum::routing::{get, patch, post, put};
 use axum::Router;
-use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 use state::{SharedState, StateData};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use url::Url;
 
-/// Header carrying the callout signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+/// Header carrying the callout signature (scheme: `crate::ingest::signature`).
 pub const CALLOUT_SIGNATURE_HEADER: &str = "X-Zuora-Signature";
-
-/// `t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<body>")>` — the callout signature scheme.
-pub fn sign_callout(secret: &[u8], unix_time: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(format!("{unix_time}.{body}").as_bytes());
-    format!(
-        "t={unix_time},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    )
-}
 
 /// OAuth client credentials a simulated system accepts.
 #[derive(Debug, Clone)]
@@ -69,7 +58,7 @@ pub struct SandboxConfig {
     pub token_ttl: Duration,
     pub faults: FaultSettings,
     /// When set, Billing callouts carry `X-Zuora-Signature` made with this secret.
-    pub callout_secret: Option<ApiToken>,
+    pub callout_secret: Option<CalloutSecret>,
     /// Salesforce org and channel in the EventBridge partner source name.
     pub org_id: String,
     pub channel_id: String,

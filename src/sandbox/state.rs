@@ -174,7 +174,7 @@ impl Inner {
                 let now = chrono::Utc::now().timestamp();
                 headers.insert(
                     super::CALLOUT_SIGNATURE_HEADER.to_string(),
-                    super::sign_callout(secret.expose_secret().as_bytes(), now, &body.to_string()),
+                    secret.sign(body.to_string().as_bytes(), now),
                 );
             }
         }
