@@ -9,7 +9,10 @@ pub mod connectors;
 pub mod ingest;
 pub mod lambda;
 pub mod ledger;
+pub mod projector;
+pub mod replay;
 pub mod sandbox;
 pub mod views;
+pub mod worker;
 
 pub use projections;

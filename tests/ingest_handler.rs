@@ -339,3 +339,26 @@ async fn an_unknown_billing_event_type_is_kept_as_unmapped() {
     assert_eq!(events[0].event_type, "Unmapped.Zuora.PaymentProcessed");
     assert_eq!(events[0].payload["payment"]["amount"], json!(125.0));
 }
+
+#[tokio::test]
+async fn a_base64_encoded_callout_is_verified_on_its_decoded_bytes_and_other_methods_are_refused() {
+    use base64::Engine;
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let body = fixture("zuora/price_changed.json");
+    let mut request = callout_request("", &signed(&body, chrono::Utc::now().timestamp()));
+    request["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&body));
+    request["isBase64Encoded"] = json!(true);
+    let (status, reply) = status_and_body(&h.handle(request.clone()).await.unwrap());
+    assert_eq!((status, reply), (200, json!({"outcome": "appended"})));
+    let prices = all_events(&store).await;
+    assert_eq!(
+        of_type(&prices, "BillingPriceChanged").len(),
+        2,
+        "one per currency"
+    );
+
+    request["requestContext"]["http"]["method"] = json!("GET");
+    let (status, _) = status_and_body(&h.handle(request).await.unwrap());
+    assert_eq!(status, 405);
+}

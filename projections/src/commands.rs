@@ -202,9 +202,11 @@ pub struct PendingOutcome {
     /// The id on the other side of the link from the target (known before the call).
     pub crm_id: Option<String>,
     pub billing_id: Option<String>,
-    /// The target object: its side (whose id the result fills) and entity (for the mirror).
+    /// The target object's side: the call result fills its id.
     pub target_side: Side,
-    pub target_entity: String,
+    /// The target's entity, naming the stream the mirror goes to; `None` records no mirror
+    /// (when the mirror could not carry what that stream's views route by).
+    pub target_entity: Option<String>,
     /// What the call writes, so the target's view can recognise the echo.
     pub written: Value,
     /// Routing fields the outcome must carry (see `order_sync::ACCOUNT_ROUTE`).
@@ -281,7 +283,11 @@ pub fn complete(command: &Command, result: &CallResult, now: DateTime<Utc>) -> V
             let step = &command.meta.step;
             let mut events =
                 vec![cause.outcome(pending.stream.clone(), step, now, &wrap(outcome.clone()))];
-            if let Some(target) = entity_stream(pending.target_side, &pending.target_entity, id) {
+            let target = pending
+                .target_entity
+                .as_deref()
+                .and_then(|entity| entity_stream(pending.target_side, entity, id));
+            if let Some(target) = target {
                 if target != pending.stream {
                     outcome.mirror = true;
                     events.push(cause.outcome(

@@ -9,6 +9,8 @@ pub mod commands;
 pub mod correlation_view;
 pub mod envelope;
 pub mod ids;
+pub mod order_sync;
+pub mod product_sync;
 pub mod projection;
 pub mod upcast;
 

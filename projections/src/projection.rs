@@ -253,8 +253,11 @@ pub mod entity {
     /// CRM Product2 and Billing catalog product.
     pub const PRODUCT: &str = "product";
     pub const PRICEBOOK_ENTRY: &str = "pricebookentry";
+    /// Billing subscription, by subscription *number* (`billing-subscription-A-S00001`).
     pub const SUBSCRIPTION: &str = "subscription";
     pub const RATE_PLAN: &str = "rateplan";
+    /// Billing rate plan charge (prices), streams `billing-charge-<charge id>`.
+    pub const CHARGE: &str = "charge";
 }
 
 /// A stream id of an external entity, split into its parts.

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
+pub mod replay;
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::ledger::{LedgerError, StoreError};
@@ -37,6 +38,8 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Run the demo on a fresh embedded store in a temp dir (no AWS needed).
     Demo(demo::DemoArgs),
+    /// Rebuild projections from the log (in place, --into a namespace, or --verify).
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,10 @@ pub enum CliError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    View(#[from] crate::views::ViewError),
+    #[error(transparent)]
+    Replay(#[from] crate::replay::ReplayError),
 }
 
 impl Cli {
@@ -77,6 +84,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Ingest(args) => ingest::run(&cli.store_url()?, args).await,
         Command::Events(args) => events::run(&cli.store_url()?, args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
     }
 }
 

@@ -19,8 +19,12 @@ pub async fn migrate(store: &StoreUrl) -> Result<MigrationReport, StoreError> {
                 .map_err(|e| StoreError::Task(e.to_string()))??;
             Ok(report)
         }
-        // Seam for the DynamoDB migrator (`crate::ledger::dynamodb::migrate(table_prefix)`),
-        // wired in once that adapter exists.
-        StoreUrl::DynamoDb { .. } => Err(StoreError::NotBuilt("dynamodb")),
+        StoreUrl::DynamoDb { table_prefix } => {
+            let report = super::dynamodb::migrate(table_prefix).await?;
+            Ok(MigrationReport {
+                applied: report.applied,
+                already_applied: report.already_applied,
+            })
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! Adapters live beside it (`sqlite` — the embedded default, `dynamodb`). This module holds
 //! the contract only: no storage code.
 
+pub mod dynamodb;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use projections::{CorrelationId, EventId, NewEvent, RecordedEvent, StreamId};

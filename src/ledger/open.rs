@@ -26,6 +26,8 @@ pub async fn open_store(store: &StoreUrl) -> Result<Arc<dyn EventLog>, StoreErro
                 .map_err(|e| StoreError::Task(e.to_string()))??;
             Ok(Arc::new(ledger))
         }
-        StoreUrl::DynamoDb { .. } => Err(StoreError::NotBuilt("dynamodb")),
+        StoreUrl::DynamoDb { table_prefix } => Ok(Arc::new(
+            super::dynamodb::DynamoDbLedger::open(table_prefix).await?,
+        )),
     }
 }

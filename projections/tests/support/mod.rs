@@ -109,3 +109,31 @@ pub fn billing_account(
         extra: Default::default(),
     }
 }
+
+/// An `OrderEvent__e`-shaped order with one line per `(product code, quantity)`.
+pub fn crm_order(
+    id: &str,
+    account: &str,
+    status: &str,
+    lines: &[(&str, f64)],
+) -> projections::catalogue::CrmOrder {
+    projections::catalogue::CrmOrder {
+        order_id: id.into(),
+        account_id: account.into(),
+        order_number: Some(format!("0000{id}")),
+        status: status.into(),
+        effective_date: Some("2026-12-01".into()),
+        currency: Some("EUR".into()),
+        items: lines
+            .iter()
+            .map(|(code, quantity)| projections::catalogue::OrderItem {
+                product_code: (*code).into(),
+                quantity: *quantity,
+                unit_price: Some(10.0),
+                extra: Default::default(),
+            })
+            .collect(),
+        origin: None,
+        extra: Default::default(),
+    }
+}

@@ -7,10 +7,14 @@
 
 use super::{billing_account, crm_account, t0, Log};
 use projections::account_sync::{AccountSync, AccountView};
+use projections::catalogue::{BillingSubscription, CrmOrder};
 use projections::commands::{
     complete, BillingCommand, Call, CallResult, Command, CrmAccountTarget, CrmCommand,
 };
 use projections::correlation_view::{CorrelationView, LinkItem};
+use projections::order_sync::{OrderSync, OrderSyncView};
+use projections::product_sync::{ProductSync, ProductSyncView};
+use projections::Decision;
 use projections::{DomainEvent, Handled, RecordedEvent, Source, Views};
 use std::collections::BTreeMap;
 
@@ -24,6 +28,13 @@ pub struct FakeAccount {
 pub struct Fakes {
     pub billing_accounts: BTreeMap<String, FakeAccount>,
     pub crm_accounts: BTreeMap<String, FakeAccount>,
+    /// Subscriptions by number, with the CRM order they were made from.
+    pub subscriptions: BTreeMap<String, BillingSubscription>,
+    pub crm_orders: BTreeMap<String, CrmOrder>,
+    /// CRM Product2 by `Billing_Product_Id__c`: (record id, the upsert call).
+    pub crm_products: BTreeMap<String, (String, CrmCommand)>,
+    /// CRM PricebookEntry by external id: (record id, the upsert call).
+    pub crm_pricebook: BTreeMap<String, (String, CrmCommand)>,
     pub calls: Vec<Command>,
     /// Replies already given per idempotency key (Billing `Idempotency-Key` semantics).
     replies: BTreeMap<String, CallResult>,
@@ -152,7 +163,124 @@ impl Fakes {
                     vec![(format!("crm-account-{id}"), Source::Crm, event)],
                 )
             }
-            other => panic!("the account world does not model {other:?}"),
+            Call::Billing(BillingCommand::CreateSubscription {
+                billing_account_id,
+                crm_order_id,
+                ..
+            }) => {
+                self.next_id += 1;
+                let number = format!("A-S{:05}", self.next_id);
+                let sub = BillingSubscription {
+                    subscription_id: format!("2c92sub{}", self.next_id),
+                    subscription_number: Some(number.clone()),
+                    account_id: billing_account_id.clone(),
+                    status: "Active".into(),
+                    term_start_date: None,
+                    crm_order_id: Some(crm_order_id.clone()),
+                    rate_plans: Vec::new(),
+                    origin: origin.map(Into::into),
+                    extra: Default::default(),
+                };
+                self.subscriptions.insert(number.clone(), sub.clone());
+                (
+                    CallResult::Succeeded {
+                        id: number.clone(),
+                        created: true,
+                    },
+                    vec![(
+                        format!("billing-subscription-{number}"),
+                        Source::Billing,
+                        DomainEvent::BillingSubscriptionCreated(sub),
+                    )],
+                )
+            }
+            Call::Billing(BillingCommand::AmendSubscription {
+                subscription_id, ..
+            })
+            | Call::Billing(BillingCommand::CancelSubscription {
+                subscription_id, ..
+            }) => {
+                let cancel = matches!(
+                    &command.call,
+                    Call::Billing(BillingCommand::CancelSubscription { .. })
+                );
+                let sub = self
+                    .subscriptions
+                    .get_mut(subscription_id)
+                    .expect("amend/cancel of a known subscription");
+                sub.status = if cancel { "Cancelled" } else { "Active" }.into();
+                sub.origin = origin.map(Into::into);
+                let sub = sub.clone();
+                let event = if cancel {
+                    DomainEvent::BillingSubscriptionCancelled(sub)
+                } else {
+                    DomainEvent::BillingSubscriptionAmended(sub)
+                };
+                (
+                    CallResult::Succeeded {
+                        id: subscription_id.clone(),
+                        created: false,
+                    },
+                    vec![(
+                        format!("billing-subscription-{subscription_id}"),
+                        Source::Billing,
+                        event,
+                    )],
+                )
+            }
+            Call::Crm(CrmCommand::UpdateOrderStatus { order_id, status }) => {
+                let order = self
+                    .crm_orders
+                    .get_mut(order_id)
+                    .expect("status update of a known order");
+                order.status = status.clone();
+                order.origin = origin.map(Into::into);
+                let order = order.clone();
+                let event = if status == "Cancelled" {
+                    DomainEvent::CrmOrderCancelled(order)
+                } else {
+                    DomainEvent::CrmOrderAmended(order)
+                };
+                (
+                    CallResult::Succeeded {
+                        id: order_id.clone(),
+                        created: false,
+                    },
+                    vec![(format!("crm-order-{order_id}"), Source::Crm, event)],
+                )
+            }
+            Call::Crm(
+                upsert @ CrmCommand::UpsertProduct {
+                    billing_product_id, ..
+                },
+            ) => {
+                let existing = self
+                    .crm_products
+                    .get(billing_product_id)
+                    .map(|(id, _)| id.clone());
+                let created = existing.is_none();
+                let id = existing.unwrap_or_else(|| {
+                    self.next_id += 1;
+                    format!("01tDn{:04}", self.next_id)
+                });
+                self.crm_products
+                    .insert(billing_product_id.clone(), (id.clone(), upsert.clone()));
+                (CallResult::Succeeded { id, created }, Vec::new())
+            }
+            Call::Crm(upsert @ CrmCommand::UpsertPricebookEntry { external_id, .. }) => {
+                let existing = self
+                    .crm_pricebook
+                    .get(external_id)
+                    .map(|(id, _)| id.clone());
+                let created = existing.is_none();
+                let id = existing.unwrap_or_else(|| {
+                    self.next_id += 1;
+                    format!("01uDn{:04}", self.next_id)
+                });
+                self.crm_pricebook
+                    .insert(external_id.clone(), (id.clone(), upsert.clone()));
+                (CallResult::Succeeded { id, created }, Vec::new())
+            }
         };
         self.replies
             .insert(command.meta.idempotency_key.clone(), result.clone());
@@ -166,6 +294,8 @@ pub struct World {
     pub log: Log,
     pub accounts: Views<AccountView>,
     pub links: Views<LinkItem>,
+    pub orders: Views<OrderSyncView>,
+    pub products: Views<ProductSyncView>,
     pub fakes: Fakes,
     /// When true the system's echo is recorded before our outcome (the ingest path won).
     pub echo_before_outcome: bool,
@@ -205,6 +335,17 @@ impl World {
                     },
                 );
             }
+            DomainEvent::CrmOrderActivated(o)
+            | DomainEvent::CrmOrderAmended(o)
+            | DomainEvent::CrmOrderCancelled(o) => {
+                self.fakes.crm_orders.insert(o.order_id.clone(), o.clone());
+            }
+            DomainEvent::BillingSubscriptionCreated(s)
+            | DomainEvent::BillingSubscriptionAmended(s)
+            | DomainEvent::BillingSubscriptionCancelled(s) => {
+                let number = s.subscription_number.clone().unwrap_or_default();
+                self.fakes.subscriptions.insert(number, s.clone());
+            }
             _ => {}
         }
         self.log.inbound(stream, source, event)
@@ -217,30 +358,38 @@ impl World {
             let event = self.log.events[self.cursor].clone();
             self.cursor += 1;
             self.links.apply::<CorrelationView>(&event);
-            let Some(handled) = self.accounts.handle::<AccountSync>(&event, t0()) else {
-                continue;
-            };
-            let Handled::Decided(decision) = handled else {
-                panic!("in-order delivery never gaps or repeats: {handled:?}");
-            };
-            for outcome in decision.outcomes {
-                self.log.append(outcome);
+            let decisions = [
+                self.accounts.handle::<AccountSync>(&event, t0()),
+                self.orders.handle::<OrderSync>(&event, t0()),
+                self.products.handle::<ProductSync>(&event, t0()),
+            ];
+            for handled in decisions.into_iter().flatten() {
+                let Handled::Decided(decision) = handled else {
+                    panic!("in-order delivery never gaps or repeats: {handled:?}");
+                };
+                self.execute(decision);
             }
-            for command in decision.commands {
-                let (result, emitted) = self.fakes.execute(&command);
-                let outcomes = complete(&command, &result, t0());
-                if !self.echo_before_outcome {
-                    for outcome in outcomes.iter().cloned() {
-                        self.log.append(outcome);
-                    }
+        }
+    }
+
+    fn execute(&mut self, decision: Decision) {
+        for outcome in decision.outcomes {
+            self.log.append(outcome);
+        }
+        for command in decision.commands {
+            let (result, emitted) = self.fakes.execute(&command);
+            let outcomes = complete(&command, &result, t0());
+            if !self.echo_before_outcome {
+                for outcome in outcomes.iter().cloned() {
+                    self.log.append(outcome);
                 }
-                for (stream, source, event) in emitted {
-                    self.log.inbound(&stream, source, event);
-                }
-                if self.echo_before_outcome {
-                    for outcome in outcomes {
-                        self.log.append(outcome);
-                    }
+            }
+            for (stream, source, event) in emitted {
+                self.log.inbound(&stream, source, event);
+            }
+            if self.echo_before_outcome {
+                for outcome in outcomes {
+                    self.log.append(outcome);
                 }
             }
         }
