@@ -10,6 +10,7 @@ pub mod correlation_view;
 pub mod envelope;
 pub mod ids;
 pub mod order_sync;
+pub mod product_sync;
 pub mod projection;
 pub mod upcast;
 

@@ -6,6 +6,8 @@ pub mod demo;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
+pub mod replay;
+pub mod sandbox;
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::ledger::{LedgerError, StoreError};
@@ -37,6 +39,10 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Run the demo on a fresh embedded store in a temp dir (no AWS needed).
     Demo(demo::DemoArgs),
+    /// Rebuild projections from the log (in place, --into a namespace, or --verify).
+    Replay(replay::ReplayArgs),
+    /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
+    Sandbox(sandbox::SandboxArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +61,10 @@ pub enum CliError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    View(#[from] crate::views::ViewError),
+    #[error(transparent)]
+    Replay(#[from] crate::replay::ReplayError),
 }
 
 impl Cli {
@@ -77,6 +87,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Ingest(args) => ingest::run(&cli.store_url()?, args).await,
         Command::Events(args) => events::run(&cli.store_url()?, args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
+        Command::Sandbox(args) => sandbox::run(args).await,
     }
 }
 

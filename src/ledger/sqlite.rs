@@ -13,7 +13,6 @@ use projections::{
     CorrelationId, EventId, NewEvent, RecordedEvent, Source, SourceEventId, StreamId,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -153,7 +152,8 @@ fn connect(path: &Path) -> Result<Connection, LedgerError> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -32768;",
     )
     .map_err(|e| store_error("configuring the connection", e))?;
     conn.set_prepared_statement_cache_capacity(32);
@@ -335,38 +335,74 @@ fn append_blocking(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| store_error("starting an append", e))?;
     let (current, mut last_at) = stream_head(&tx, stream)?;
-
-    // First pass: dedupe against the log and within this call; number the new events.
     let mut outcomes = Vec::with_capacity(events.len());
-    let mut fresh = Vec::with_capacity(events.len());
-    let mut in_call: HashMap<(Source, SourceEventId), ExistingEvent> = HashMap::new();
     let mut next = current;
-    for event in events {
-        let key = (event.source, event.source_event_id.clone());
-        let existing = match in_call.get(&key) {
-            Some(existing) => Some(existing.clone()),
-            None => find_recorded(&tx, event.source, &event.source_event_id)?,
-        };
-        if let Some(existing) = existing {
-            outcomes.push(AppendOutcome::AlreadyRecorded { existing });
-            continue;
+    {
+        // The UNIQUE(source, source_event_id) probe the insert makes anyway is the dedupe
+        // check: a duplicate (of the log or of an earlier event in this call, which the
+        // transaction already sees) inserts nothing and consumes no version. SQLite checks
+        // the upsert target before the other unique constraints, so a retried identical
+        // event is a duplicate, not an event_id clash.
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO events (event_id, stream_id, version, event_type, schema_version,
+                     source, source_event_id, correlation_id, causation_id, occurred_at,
+                     recorded_at, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (source, source_event_id) DO NOTHING",
+            )
+            .map_err(|e| store_error("preparing the insert", e))?;
+        let now = truncate_to_micros(Utc::now());
+        let stream_text = stream.as_str();
+        for event in &events {
+            // recorded_at is monotonic per stream even if the clock steps back, so the
+            // global order (recorded_at, event_id) always respects version order.
+            let at = match last_at {
+                Some(last) if last + TimeDelta::microseconds(1) > now => {
+                    last + TimeDelta::microseconds(1)
+                }
+                _ => now,
+            };
+            let payload = serde_json::to_string(&event.payload).map_err(|e| {
+                LedgerError::Store(format!("encoding payload of {}: {e}", event.event_id))
+            })?;
+            let inserted = insert
+                .execute(params![
+                    event.event_id.to_string(),
+                    stream_text,
+                    to_sql_int(next + 1)?,
+                    event.event_type,
+                    i64::from(event.schema_version),
+                    event.source.as_str(),
+                    event.source_event_id.as_str(),
+                    event.correlation_id.to_string(),
+                    event.causation_id.map(|c| c.to_string()),
+                    exact_timestamp(&event.occurred_at),
+                    format_timestamp(&at),
+                    payload,
+                ])
+                .map_err(|e| store_error(&format!("appending {}", event.event_id), e))?;
+            if inserted == 1 {
+                next += 1;
+                last_at = Some(at);
+                outcomes.push(AppendOutcome::Appended { version: next });
+            } else {
+                let existing = find_recorded(&tx, event.source, &event.source_event_id)?
+                    .ok_or_else(|| {
+                        LedgerError::Store(format!(
+                            "{} was neither appended nor found as already recorded",
+                            event.event_id
+                        ))
+                    })?;
+                outcomes.push(AppendOutcome::AlreadyRecorded { existing });
+            }
         }
-        next += 1;
-        in_call.insert(
-            key,
-            ExistingEvent {
-                stream_id: stream.clone(),
-                version: next,
-                event_id: event.event_id,
-            },
-        );
-        outcomes.push(AppendOutcome::Appended { version: next });
-        fresh.push((next, event));
     }
 
-    // Only a call that would write checks the expected version: retrying a call that
-    // already succeeded reports AlreadyRecorded instead of a conflict.
-    if fresh.is_empty() {
+    // Only a call that writes checks the expected version: retrying a call that already
+    // succeeded reports AlreadyRecorded instead of a conflict. Returning before commit
+    // rolls the inserts back.
+    if next == current {
         return Ok(outcomes);
     }
     let matches = match expected {
@@ -380,48 +416,6 @@ fn append_blocking(
             expected,
             actual: current,
         });
-    }
-
-    {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO events (event_id, stream_id, version, event_type, schema_version,
-                     source, source_event_id, correlation_id, causation_id, occurred_at,
-                     recorded_at, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )
-            .map_err(|e| store_error("preparing the insert", e))?;
-        let now = truncate_to_micros(Utc::now());
-        for (version, event) in &fresh {
-            // recorded_at is monotonic per stream even if the clock steps back, so the
-            // global order (recorded_at, event_id) always respects version order.
-            let at = match last_at {
-                Some(last) if last + TimeDelta::microseconds(1) > now => {
-                    last + TimeDelta::microseconds(1)
-                }
-                _ => now,
-            };
-            last_at = Some(at);
-            let payload = serde_json::to_string(&event.payload).map_err(|e| {
-                LedgerError::Store(format!("encoding payload of {}: {e}", event.event_id))
-            })?;
-            insert
-                .execute(params![
-                    event.event_id.to_string(),
-                    stream.as_str(),
-                    to_sql_int(*version)?,
-                    event.event_type,
-                    i64::from(event.schema_version),
-                    event.source.as_str(),
-                    event.source_event_id.as_str(),
-                    event.correlation_id.to_string(),
-                    event.causation_id.map(|c| c.to_string()),
-                    exact_timestamp(&event.occurred_at),
-                    format_timestamp(&at),
-                    payload,
-                ])
-                .map_err(|e| store_error(&format!("appending {}", event.event_id), e))?;
-        }
     }
     tx.commit()
         .map_err(|e| store_error("committing an append", e))?;

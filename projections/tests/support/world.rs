@@ -13,6 +13,7 @@ use projections::commands::{
 };
 use projections::correlation_view::{CorrelationView, LinkItem};
 use projections::order_sync::{OrderSync, OrderSyncView};
+use projections::product_sync::{ProductSync, ProductSyncView};
 use projections::Decision;
 use projections::{DomainEvent, Handled, RecordedEvent, Source, Views};
 use std::collections::BTreeMap;
@@ -30,6 +31,10 @@ pub struct Fakes {
     /// Subscriptions by number, with the CRM order they were made from.
     pub subscriptions: BTreeMap<String, BillingSubscription>,
     pub crm_orders: BTreeMap<String, CrmOrder>,
+    /// CRM Product2 by `Billing_Product_Id__c`: (record id, the upsert call).
+    pub crm_products: BTreeMap<String, (String, CrmCommand)>,
+    /// CRM PricebookEntry by external id: (record id, the upsert call).
+    pub crm_pricebook: BTreeMap<String, (String, CrmCommand)>,
     pub calls: Vec<Command>,
     /// Replies already given per idempotency key (Billing `Idempotency-Key` semantics).
     replies: BTreeMap<String, CallResult>,
@@ -244,7 +249,38 @@ impl Fakes {
                     vec![(format!("crm-order-{order_id}"), Source::Crm, event)],
                 )
             }
-            other => panic!("the world does not model {other:?}"),
+            Call::Crm(
+                upsert @ CrmCommand::UpsertProduct {
+                    billing_product_id, ..
+                },
+            ) => {
+                let existing = self
+                    .crm_products
+                    .get(billing_product_id)
+                    .map(|(id, _)| id.clone());
+                let created = existing.is_none();
+                let id = existing.unwrap_or_else(|| {
+                    self.next_id += 1;
+                    format!("01tDn{:04}", self.next_id)
+                });
+                self.crm_products
+                    .insert(billing_product_id.clone(), (id.clone(), upsert.clone()));
+                (CallResult::Succeeded { id, created }, Vec::new())
+            }
+            Call::Crm(upsert @ CrmCommand::UpsertPricebookEntry { external_id, .. }) => {
+                let existing = self
+                    .crm_pricebook
+                    .get(external_id)
+                    .map(|(id, _)| id.clone());
+                let created = existing.is_none();
+                let id = existing.unwrap_or_else(|| {
+                    self.next_id += 1;
+                    format!("01uDn{:04}", self.next_id)
+                });
+                self.crm_pricebook
+                    .insert(external_id.clone(), (id.clone(), upsert.clone()));
+                (CallResult::Succeeded { id, created }, Vec::new())
+            }
         };
         self.replies
             .insert(command.meta.idempotency_key.clone(), result.clone());
@@ -259,6 +295,7 @@ pub struct World {
     pub accounts: Views<AccountView>,
     pub links: Views<LinkItem>,
     pub orders: Views<OrderSyncView>,
+    pub products: Views<ProductSyncView>,
     pub fakes: Fakes,
     /// When true the system's echo is recorded before our outcome (the ingest path won).
     pub echo_before_outcome: bool,
@@ -324,6 +361,7 @@ impl World {
             let decisions = [
                 self.accounts.handle::<AccountSync>(&event, t0()),
                 self.orders.handle::<OrderSync>(&event, t0()),
+                self.products.handle::<ProductSync>(&event, t0()),
             ];
             for handled in decisions.into_iter().flatten() {
                 let Handled::Decided(decision) = handled else {

@@ -1,0 +1,199 @@
+//! The replay fold of one projection: offers recorded events to their view items with the
+//! same ordering guard and `evolve` as live projection (`ViewItem::apply`), caches the items
+//! it touched and writes them back in conditional commits. It never calls `decide`.
+
+use super::ReplayError;
+use crate::ledger::EventLog;
+use crate::views::{
+    ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT,
+};
+use async_trait::async_trait;
+use projections::projection::{Apply, Projection, ViewItem as DomainItem};
+use projections::RecordedEvent;
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Items kept in memory between flushes beyond which the cache is dropped after a flush
+/// (later touches re-read them), so a huge rebuild does not hold every item.
+const CACHE_LIMIT: usize = 20_000;
+
+/// What offering one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Folded in (plus `gap_filled` earlier versions of its stream read from the log).
+    Applied { gap_filled: usize },
+    /// The item had this version already (a resumed run, or `--from` over kept views).
+    AlreadyApplied,
+    /// The projection does not follow this event's stream.
+    Ignored,
+}
+
+/// A projection's replay fold, without its state type.
+#[async_trait]
+pub trait Replayer: Send {
+    fn name(&self) -> &'static str;
+
+    /// Folds one event into its item (in memory until `flush`).
+    async fn offer(&mut self, event: &RecordedEvent) -> Result<Offered, ReplayError>;
+
+    /// Writes every changed item; returns how many were written.
+    async fn flush(&mut self) -> Result<usize, ReplayError>;
+
+    /// Tells the fold the target holds no item of this projection (it was just wiped), so
+    /// new keys need no read.
+    fn assume_empty(&mut self);
+}
+
+struct Cached<S> {
+    item: DomainItem<S>,
+    expected: ExpectedRevision,
+}
+
+/// The replay fold of projection `P` into one view store (namespace).
+pub struct Rebuilder<P: Projection> {
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn ViewStore>,
+    cache: HashMap<String, Cached<P::State>>,
+    dirty: BTreeSet<String>,
+    empty: bool,
+    _projection: PhantomData<fn() -> P>,
+}
+
+impl<P: Projection> Rebuilder<P> {
+    pub fn new(log: Arc<dyn EventLog>, views: Arc<dyn ViewStore>) -> Self {
+        Self {
+            log,
+            views,
+            cache: HashMap::new(),
+            dirty: BTreeSet::new(),
+            empty: false,
+            _projection: PhantomData,
+        }
+    }
+
+    async fn load(&mut self, key: &str) -> Result<&mut Cached<P::State>, ReplayError> {
+        if !self.cache.contains_key(key) {
+            let view_key = ViewKey::new(P::NAME, key)?;
+            let stored = if self.empty {
+                None
+            } else {
+                self.views.get(&view_key).await?
+            };
+            let cached = match stored {
+                None => Cached {
+                    item: DomainItem::new(key),
+                    expected: ExpectedRevision::Absent,
+                },
+                Some(stored) => Cached {
+                    expected: ExpectedRevision::Exact(stored.revision),
+                    item: DomainItem {
+                        key: key.to_string(),
+                        last_version: stored.last_version,
+                        state: serde_json::from_value(stored.state).map_err(|e| {
+                            ReplayError::UnreadableState {
+                                pk: view_key.pk(),
+                                reason: e.to_string(),
+                            }
+                        })?,
+                    },
+                },
+            };
+            self.cache.insert(key.to_string(), cached);
+        }
+        Ok(self.cache.get_mut(key).expect("inserted above"))
+    }
+}
+
+#[async_trait]
+impl<P> Replayer for Rebuilder<P>
+where
+    P: Projection + 'static,
+    P::State: Send + Sync,
+{
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    async fn offer(&mut self, event: &RecordedEvent) -> Result<Offered, ReplayError> {
+        let Some(key) = P::key(event) else {
+            return Ok(Offered::Ignored);
+        };
+        let (expected, got) = match self.load(&key).await?.item.apply::<P>(event) {
+            Apply::AlreadyApplied => return Ok(Offered::AlreadyApplied),
+            Apply::Applied => {
+                self.dirty.insert(key);
+                return Ok(Offered::Applied { gap_filled: 0 });
+            }
+            Apply::Gap { expected, got, .. } => (expected, got),
+        };
+        // The same gap fill as live projection: earlier versions of the stream (which this
+        // projection's key may have ignored, or which precede `--from`) come from the log and
+        // go to the delivered event's item, so both paths fold exactly the same events.
+        let earlier = self.log.read_stream(&event.stream_id, expected).await?;
+        let cached = self.load(&key).await?;
+        let mut filled = 0;
+        for e in earlier.iter().filter(|e| e.version < got) {
+            if cached.item.apply::<P>(e) != Apply::Applied {
+                break;
+            }
+            filled += 1;
+        }
+        match cached.item.apply::<P>(event) {
+            Apply::Applied => {
+                self.dirty.insert(key);
+                Ok(Offered::Applied { gap_filled: filled })
+            }
+            Apply::AlreadyApplied => Ok(Offered::AlreadyApplied),
+            Apply::Gap {
+                stream,
+                expected,
+                got,
+            } => Err(ReplayError::Unfillable {
+                stream,
+                missing: expected,
+                got,
+            }),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<usize, ReplayError> {
+        let dirty: Vec<String> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let mut written = 0;
+        for chunk in dirty.chunks(MAX_WRITES_PER_COMMIT) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for key in chunk {
+                let cached = &self.cache[key];
+                writes.push(ViewWrite {
+                    key: ViewKey::new(P::NAME, key)?,
+                    expected: cached.expected,
+                    last_version: cached.item.last_version.clone(),
+                    state: serde_json::to_value(&cached.item.state)
+                        .expect("projection states serialize to JSON"),
+                });
+            }
+            let revisions = match self.views.commit(writes).await {
+                Ok(revisions) => revisions,
+                Err(ViewError::Conflict { pk, .. }) => return Err(ReplayError::Concurrent { pk }),
+                Err(e) => return Err(e.into()),
+            };
+            for (key, revision) in chunk.iter().zip(revisions) {
+                if let Some(cached) = self.cache.get_mut(key) {
+                    cached.expected = ExpectedRevision::Exact(revision);
+                }
+            }
+            written += chunk.len();
+        }
+        if self.cache.len() > CACHE_LIMIT {
+            self.cache.clear();
+            self.empty = false;
+        }
+        Ok(written)
+    }
+
+    fn assume_empty(&mut self) {
+        self.cache.clear();
+        self.dirty.clear();
+        self.empty = true;
+    }
+}

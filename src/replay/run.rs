@@ -1,0 +1,377 @@
+//! Drives replays: reads the log in the global order `(recorded_at, event_id)` page by page,
+//! feeds each selected projection's fold, flushes and checkpoints every N events (in the
+//! target's view store), and resumes from a running checkpoint. Also `verify` and `switch`.
+
+use super::digest::{diff, snapshot, Difference, ViewDigest};
+use super::fold::Offered;
+use super::registry::{rebuilder, PROJECTIONS};
+use super::ReplayError;
+use crate::ledger::EventLog;
+use crate::views::{ExpectedRevision, ViewNamespace, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT};
+use chrono::{DateTime, Utc};
+use projections::envelope::format_timestamp;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What to rebuild and where.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    /// Projection names; empty means every projection.
+    pub projections: Vec<String>,
+    /// `None`: wipe the target's items and rebuild from the first event. `Some(t)`: keep the
+    /// target's items and fold the events recorded at or after `t` on top (a stream's earlier
+    /// events are read from the log where an item lacks them), e.g. after restoring a backup.
+    pub from: Option<DateTime<Utc>>,
+    /// The live views (in place) or a named namespace (`--into`).
+    pub target: ViewNamespace,
+    /// Stop after reading this many events in total, leaving a checkpoint to resume from.
+    pub max_events: Option<u64>,
+    /// Flush items and save the checkpoint after this many events.
+    pub checkpoint_every: u64,
+    /// Events per `read_all` page.
+    pub page_size: usize,
+    /// Whether to read and write checkpoints (off for scratch rebuilds that are thrown away).
+    pub checkpoints: bool,
+}
+
+impl ReplayRequest {
+    pub fn new(target: ViewNamespace) -> Self {
+        Self {
+            projections: Vec::new(),
+            from: None,
+            target,
+            max_events: None,
+            checkpoint_every: 500,
+            page_size: 500,
+            checkpoints: true,
+        }
+    }
+
+    /// The selected projection names, checked, in rebuild order.
+    pub fn selected(&self) -> Result<Vec<&'static str>, ReplayError> {
+        if self.projections.is_empty() {
+            return Ok(PROJECTIONS.to_vec());
+        }
+        self.projections
+            .iter()
+            .map(|name| {
+                PROJECTIONS
+                    .iter()
+                    .find(|known| **known == name.as_str())
+                    .copied()
+                    .ok_or_else(|| ReplayError::UnknownProjection {
+                        name: name.clone(),
+                        known: PROJECTIONS.join(", "),
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Receives progress; the CLI draws a bar or prints lines. All methods default to nothing.
+pub trait Progress: Send {
+    fn start(&mut self, _projection: &str, _resumed_at: u64) {}
+    fn advance(&mut self, _events: u64) {}
+    fn finish(&mut self, _report: &ProjectionReport) {}
+}
+
+/// Progress nobody watches.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// What a replay did for one projection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProjectionReport {
+    pub projection: String,
+    pub target: String,
+    /// Resumed from a checkpoint of an interrupted run (so nothing was wiped).
+    pub resumed: bool,
+    pub wiped: usize,
+    /// Events read by this run.
+    pub events_read: u64,
+    /// Events read by this rebuild including the runs it resumed.
+    pub events_total: u64,
+    pub applied: u64,
+    pub already_applied: u64,
+    pub ignored: u64,
+    pub gap_filled: u64,
+    pub items_written: u64,
+    /// Reached the end of the log (otherwise stopped by `max_events`).
+    pub finished: bool,
+    /// The target's items after a finished run.
+    pub digest: Option<ViewDigest>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    Running,
+    Done,
+}
+
+/// The checkpoint of one projection's replay into one namespace, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ReplayCheckpoint {
+    status: Status,
+    from: Option<String>,
+    /// Global order key of the last event folded and flushed.
+    after: Option<String>,
+    events: u64,
+}
+
+fn checkpoint_name(projection: &str) -> String {
+    format!("replay#{projection}")
+}
+
+async fn load_checkpoint(
+    views: &dyn ViewStore,
+    projection: &str,
+) -> Result<Option<ReplayCheckpoint>, ReplayError> {
+    let Some(saved) = views.checkpoint(&checkpoint_name(projection)).await? else {
+        return Ok(None);
+    };
+    // An unreadable checkpoint (an older format) only costs a fresh start, never a wrong resume.
+    Ok(serde_json::from_str(&saved.position).ok())
+}
+
+async fn save_checkpoint(
+    views: &dyn ViewStore,
+    projection: &str,
+    checkpoint: &ReplayCheckpoint,
+) -> Result<(), ReplayError> {
+    let json = serde_json::to_string(checkpoint).expect("checkpoints serialize");
+    views
+        .save_checkpoint(&checkpoint_name(projection), &json)
+        .await?;
+    Ok(())
+}
+
+/// Replays the selected projections one after the other into `request.target` of `views`.
+/// Stops early (every report after the last has `finished = false`) when `max_events` is hit.
+pub async fn replay(
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn ViewStore>,
+    request: &ReplayRequest,
+    progress: &mut dyn Progress,
+) -> Result<Vec<ProjectionReport>, ReplayError> {
+    if request.page_size == 0 || request.checkpoint_every == 0 {
+        return Err(ReplayError::Invalid {
+            field: "checkpoint_every",
+            reason: "page size and checkpoint interval must be at least 1".to_string(),
+        });
+    }
+    let target = views.in_namespace(request.target.clone());
+    let from_text = request.from.as_ref().map(format_timestamp);
+    let mut budget = request.max_events;
+    let mut reports = Vec::new();
+    for name in request.selected()? {
+        let mut fold = rebuilder(name, log.clone(), target.clone())?;
+        let mut report = ProjectionReport {
+            projection: name.to_string(),
+            target: request.target.to_string(),
+            ..Default::default()
+        };
+        let saved = if request.checkpoints {
+            load_checkpoint(target.as_ref(), name).await?
+        } else {
+            None
+        };
+        let resume = saved.filter(|c| c.status == Status::Running && c.from == from_text);
+        let mut checkpoint = match resume {
+            Some(c) => {
+                report.resumed = true;
+                c
+            }
+            None => {
+                if request.from.is_none() {
+                    report.wiped = target.delete_projection(name).await?;
+                    fold.assume_empty();
+                }
+                ReplayCheckpoint {
+                    status: Status::Running,
+                    from: from_text.clone(),
+                    after: None,
+                    events: 0,
+                }
+            }
+        };
+        if request.checkpoints && !report.resumed {
+            // Recorded before the first event so a run killed early resumes instead of
+            // wiping again (a second wipe would be harmless, but the count would restart).
+            save_checkpoint(target.as_ref(), name, &checkpoint).await?;
+        }
+        progress.start(name, checkpoint.events);
+
+        let mut since_checkpoint = 0u64;
+        loop {
+            let limit = match budget {
+                Some(0) => break,
+                Some(left) => request
+                    .page_size
+                    .min(usize::try_from(left).unwrap_or(usize::MAX)),
+                None => request.page_size,
+            };
+            let page = log
+                .read_all(request.from, checkpoint.after.as_deref(), limit)
+                .await?;
+            if page.is_empty() {
+                report.finished = true;
+                break;
+            }
+            for event in &page {
+                match fold.offer(event).await? {
+                    Offered::Applied { gap_filled } => {
+                        report.applied += 1;
+                        report.gap_filled += gap_filled as u64;
+                    }
+                    Offered::AlreadyApplied => report.already_applied += 1,
+                    Offered::Ignored => report.ignored += 1,
+                }
+                checkpoint.after = Some(event.global_order_key());
+                checkpoint.events += 1;
+                report.events_read += 1;
+                since_checkpoint += 1;
+                if since_checkpoint >= request.checkpoint_every {
+                    report.items_written += fold.flush().await? as u64;
+                    if request.checkpoints {
+                        save_checkpoint(target.as_ref(), name, &checkpoint).await?;
+                    }
+                    since_checkpoint = 0;
+                }
+            }
+            if let Some(left) = budget.as_mut() {
+                *left -= page.len() as u64;
+            }
+            progress.advance(page.len() as u64);
+        }
+        report.items_written += fold.flush().await? as u64;
+        if report.finished {
+            checkpoint.status = Status::Done;
+        }
+        if request.checkpoints {
+            save_checkpoint(target.as_ref(), name, &checkpoint).await?;
+        }
+        report.events_total = checkpoint.events;
+        if report.finished {
+            report.digest = Some(ViewDigest::of(&snapshot(target.as_ref(), name).await?));
+        }
+        progress.finish(&report);
+        let stop = !report.finished;
+        reports.push(report);
+        if stop {
+            break;
+        }
+    }
+    Ok(reports)
+}
+
+/// How many events `read_all` yields from `from` (for a progress bar's length and ETA).
+pub async fn count_events(
+    log: &dyn EventLog,
+    from: Option<DateTime<Utc>>,
+) -> Result<u64, ReplayError> {
+    const PAGE: usize = 1000;
+    let mut after: Option<String> = None;
+    let mut count = 0u64;
+    loop {
+        let page = log.read_all(from, after.as_deref(), PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(count);
+        };
+        count += page.len() as u64;
+        after = Some(last.global_order_key());
+    }
+}
+
+/// The result of rebuilding one projection into scratch and comparing it with the live views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub projection: String,
+    pub live: ViewDigest,
+    pub rebuilt: ViewDigest,
+    pub differences: Vec<Difference>,
+}
+
+impl VerifyReport {
+    pub fn identical(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// Rebuilds the selected projections into a scratch namespace (deleted afterwards), then
+/// compares each with the live views. The live views are only read.
+pub async fn verify(
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn ViewStore>,
+    projections: &[String],
+    progress: &mut dyn Progress,
+) -> Result<Vec<VerifyReport>, ReplayError> {
+    let scratch_name = format!("verify-{}", uuid::Uuid::now_v7().simple());
+    let scratch = ViewNamespace::named(&scratch_name)?;
+    let mut request = ReplayRequest::new(scratch.clone());
+    request.projections = projections.to_vec();
+    request.checkpoints = false;
+    let rebuilt_views = views.in_namespace(scratch);
+    let live_views = views.in_namespace(ViewNamespace::live());
+    let result = async {
+        replay(log, views.clone(), &request, progress).await?;
+        let mut reports = Vec::new();
+        for name in request.selected()? {
+            let live = snapshot(live_views.as_ref(), name).await?;
+            let rebuilt = snapshot(rebuilt_views.as_ref(), name).await?;
+            reports.push(VerifyReport {
+                projection: name.to_string(),
+                live: ViewDigest::of(&live),
+                rebuilt: ViewDigest::of(&rebuilt),
+                differences: diff(&live, &rebuilt),
+            });
+        }
+        Ok(reports)
+    }
+    .await;
+    // The scratch copy goes whatever happened; failing to delete it must not hide the result.
+    for name in request.selected()? {
+        if let Err(e) = rebuilt_views.delete_projection(name).await {
+            tracing::warn!(namespace = %scratch_name, projection = name, error = %e, "scratch views left behind");
+        }
+    }
+    result
+}
+
+/// Makes a namespace built by `--into` the live views: replaces each projection's live items
+/// with copies of the namespace's, then deletes the namespace's. Not atomic across items —
+/// stop the projectors while switching.
+pub async fn switch(
+    views: Arc<dyn ViewStore>,
+    from: &ViewNamespace,
+    projections: &[&str],
+) -> Result<Vec<(String, usize)>, ReplayError> {
+    if from.name().is_none() {
+        return Err(ReplayError::Invalid {
+            field: "into",
+            reason: "switching needs a named namespace to take the views from".to_string(),
+        });
+    }
+    let source = views.in_namespace(from.clone());
+    let live = views.in_namespace(ViewNamespace::live());
+    let mut copied = Vec::new();
+    for name in projections {
+        let items = source.list(name).await?;
+        live.delete_projection(name).await?;
+        for chunk in items.chunks(MAX_WRITES_PER_COMMIT) {
+            let writes = chunk
+                .iter()
+                .map(|item| ViewWrite {
+                    key: item.key.clone(),
+                    expected: ExpectedRevision::Absent,
+                    last_version: item.last_version.clone(),
+                    state: item.state.clone(),
+                })
+                .collect();
+            live.commit(writes).await?;
+        }
+        source.delete_projection(name).await?;
+        copied.push((name.to_string(), items.len()));
+    }
+    Ok(copied)
+}
