@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use template::{resources_of_type, root, template};
+use template::{resources_of_type, root, template, transformed_template};
 
 // ------------------------------------------------------------------ tables vs migrations
 
@@ -318,6 +318,36 @@ fn no_policy_statement_uses_a_wildcard_action() {
     );
     let bad = wildcard_grants(template());
     assert!(bad.is_empty(), "wildcard actions:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn sam_transform_generates_no_role_and_attaches_no_aws_managed_policy() {
+    let deployed = transformed_template();
+    let source_roles: BTreeSet<&str> = resources_of_type(template(), "AWS::IAM::Role")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let deployed_roles: BTreeSet<&str> = resources_of_type(deployed, "AWS::IAM::Role")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(deployed_roles, source_roles, "SAM adds no role of its own");
+    let functions = resources_of_type(deployed, "AWS::Lambda::Function");
+    assert_eq!(
+        functions.len(),
+        resources_of_type(template(), "AWS::Serverless::Function").len()
+    );
+    let text = deployed.to_string();
+    assert!(
+        !text.contains(":iam::aws:policy/"),
+        "no AWS-managed policy (they grant `Resource: *`) is attached"
+    );
+    let bad = wildcard_grants(deployed);
+    assert!(
+        bad.is_empty(),
+        "wildcard actions after the transform:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
