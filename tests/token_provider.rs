@@ -32,6 +32,8 @@ struct Seen {
     requests: Vec<(HashMap<String, String>, Option<String>)>,
 }
 
+type ExtensionState = (Arc<HashMap<String, String>>, Arc<Mutex<Seen>>);
+
 /// An endpoint shaped like the AWS Parameters and Secrets Lambda Extension: it answers
 /// `GET /systemsmanager/parameters/get` like `GetParameter`, only with the session token.
 async fn extension(values: HashMap<String, String>) -> (url::Url, Arc<Mutex<Seen>>) {
@@ -41,7 +43,7 @@ async fn extension(values: HashMap<String, String>) -> (url::Url, Arc<Mutex<Seen
         .route(
             "/systemsmanager/parameters/get",
             get(
-                |State((values, seen)): State<(Arc<HashMap<String, String>>, Arc<Mutex<Seen>>)>,
+                |State((values, seen)): State<ExtensionState>,
                  Query(query): Query<HashMap<String, String>>,
                  headers: HeaderMap| async move {
                     let token = headers
