@@ -1,16 +1,21 @@
 //! Every Lambda binary run as its deployed function: the compiled binary under the Runtime API
 //! emulator (tests/support/runtime_api.rs), with exactly the environment `template.yaml` gives
 //! that function (tests/support/template.rs resolves it for a test stack), against the
-//! deploy's store (the DynamoDB tables of `migrations/dynamodb` on moto), and invoked with the
-//! event its trigger in the template delivers. Proves the template and the binaries fit.
+//! deploy's store (the DynamoDB tables of `migrations/dynamodb` on moto), the Parameters and
+//! Secrets extension the template layers on (tests/support/params_extension.rs, backed by
+//! moto's SSM), and invoked with the event its trigger in the template delivers. Proves the
+//! template and the binaries fit.
 
 mod common;
+#[path = "support/params_extension.rs"]
+mod params_extension;
 #[path = "support/runtime_api.rs"]
 mod runtime_api;
 #[path = "support/template.rs"]
 mod template;
 
 use common::moto::{moto, unique_name};
+use params_extension::ParamsExtension;
 use runtime_api::LambdaProcess;
 use serde_json::{json, Value};
 use sync_ledger::ingest::signature::{CalloutSecret, SIGNATURE_HEADER};
@@ -23,10 +28,16 @@ fn fixture(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
 }
 
-/// A deployed stack on moto: the template resolved with this prefix, its tables migrated.
+/// Lambda gives every function a session token; the extension only answers requests that
+/// carry it.
+const SESSION_TOKEN: &str = "test-session-token";
+
+/// A deployed stack on moto: the template resolved with this prefix, its tables migrated,
+/// and the extension layer's stand-in.
 struct TestStack {
     prefix: String,
     stack: Stack,
+    extension: ParamsExtension,
 }
 
 impl TestStack {
@@ -42,19 +53,33 @@ impl TestStack {
         migrate_with(&moto().sdk_config().await, &prefix)
             .await
             .expect("ledger migrate on moto");
-        Self { prefix, stack }
+        let extension = ParamsExtension::start(moto().ssm().await, SESSION_TOKEN).await;
+        Self {
+            prefix,
+            stack,
+            extension,
+        }
     }
 
     /// What Lambda would run `logical` with: the template's variables, plus the credentials
-    /// and endpoint that point the SDK at moto (Lambda's own runtime variables come from the
-    /// emulator).
+    /// and endpoint that point the SDK at moto and the session token Lambda adds (the other
+    /// runtime variables come from the emulator). The one deviation: the extension listens on
+    /// a free port instead of the template's, so parallel tests cannot collide.
     fn env(&self, logical: &str) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = moto()
             .env()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        env.extend(self.stack.function_env(logical));
+        env.push(("AWS_SESSION_TOKEN".to_string(), SESSION_TOKEN.to_string()));
+        let port = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
+        let mut template_env = self.stack.function_env(logical);
+        let slot = template_env
+            .iter_mut()
+            .find(|(k, _)| k == port)
+            .unwrap_or_else(|| panic!("template sets {port} for {logical}"));
+        slot.1 = self.extension.port().to_string();
+        env.extend(template_env);
         env
     }
 
