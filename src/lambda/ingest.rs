@@ -12,7 +12,7 @@ mod config;
 mod secret;
 
 pub use config::{IngestConfig, DEFAULT_SECRET_PARAM, SECRET_PARAM_ENV};
-pub use secret::{SecretError, SecretSource, SsmSecret, StaticSecret};
+pub use secret::{SecretError, SecretSource, StaticSecret, TokenSecret};
 
 use super::emf::Metrics;
 use crate::ingest::signature::{self, CalloutSecret, SIGNATURE_HEADER};
@@ -118,6 +118,9 @@ impl IngestHandler {
 
     /// An SQS batch of EventBridge events. Only records whose outcome could not be recorded
     /// are listed as failures (ReportBatchItemFailures), so only those are redelivered.
+    /// Records are handled in batch order; a standard queue does not order them, so the
+    /// ledger's per-stream version order is arrival order and `occurred_at` keeps the
+    /// source's own time (Salesforce `commitTimestamp` / `CreatedDate`).
     pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         for message in event.records {
@@ -137,7 +140,9 @@ impl IngestHandler {
                 Err(_) => false,
             };
             if !keep {
-                // A redelivered record is deduplicated, so failing it again later is safe.
+                // Safe to redeliver: SQS delivers at least once anyway, and the ledger's
+                // dedupe marker (`dedupe#<source>#<id>`, written in the same DynamoDB
+                // transaction as the event) makes an already-recorded event a no-op.
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
                 response.batch_item_failures.push(failure);

@@ -207,14 +207,15 @@ impl DynamoDbLedger {
         }))
     }
 
-    /// Drops from `pending` every event whose marker exists, recording `AlreadyRecorded`.
+    /// Drops from `pending` every event whose marker exists, recording `AlreadyRecorded`;
+    /// returns how many it dropped.
     async fn settle_recorded(
         &self,
         events: &[NewEvent],
         pending: &mut VecDeque<usize>,
         outcomes: &mut [Option<AppendOutcome>],
         candidates: Vec<usize>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<usize, LedgerError> {
         let found: Vec<(usize, Option<ExistingEvent>)> = futures::stream::iter(candidates)
             .map(|idx| async move {
                 let event = &events[idx];
@@ -225,13 +226,15 @@ impl DynamoDbLedger {
             .buffered(16)
             .try_collect()
             .await?;
+        let mut settled = 0;
         for (idx, existing) in found {
             if let Some(existing) = existing {
                 outcomes[idx] = Some(AppendOutcome::AlreadyRecorded { existing });
                 pending.retain(|p| *p != idx);
+                settled += 1;
             }
         }
-        Ok(())
+        Ok(settled)
     }
 
     fn transaction(
@@ -504,8 +507,17 @@ impl EventLog for DynamoDbLedger {
                         .map(|(_, idx)| *idx)
                         .collect();
                     if !duplicates.is_empty() {
-                        self.settle_recorded(&events, &mut pending, &mut outcomes, duplicates)
+                        let settled = self
+                            .settle_recorded(&events, &mut pending, &mut outcomes, duplicates)
                             .await?;
+                        if settled == 0 {
+                            // A marker we could not read back yet: wait rather than spin.
+                            contention
+                                .wait_or_throttled(format!(
+                                    "dedupe markers of stream {stream} not readable"
+                                ))
+                                .await?;
+                        }
                         continue;
                     }
                     let lost_race = (0..chunk.len())

@@ -1,0 +1,11 @@
+//! The projector shell: runs the pure projections of `projections` against the ledger, the
+//! view store and the external systems. `runner` orders and applies events, `effects` makes
+//! the calls. Entry points (Lambda handler, `ledger worker`) live elsewhere and call `process`.
+
+pub mod effects;
+pub mod registry;
+pub mod runner;
+
+pub use effects::{Effects, TransientCallFailure};
+pub use registry::{build, build_selected, ProjectorDeps, UnknownProjection, PROJECTIONS};
+pub use runner::{BatchOutcome, EventStatus, Projector, Runner, RunnerSettings};

@@ -1,0 +1,646 @@
+//! Applies recorded events to one projection's view items in per-stream version order
+//! (DESIGN §4): never trusts arrival order, fills gaps from the log, skips what was applied,
+//! and for each new event runs decide -> external calls -> outcome appends -> view update.
+//! It holds no domain logic (that is `projections`) and knows no storage engine.
+
+use super::effects::Effects;
+use crate::ledger::{EventLog, ExpectedVersion, LedgerError};
+use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
+use async_trait::async_trait;
+use chrono::Utc;
+use projections::commands::{complete, CallResult};
+use projections::projection::{Handled, Projection, ViewItem as DomainItem};
+use projections::{NewEvent, RecordedEvent, StreamId};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// What happened to one delivered event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Decided on, its calls made, outcomes recorded and the view updated.
+    Applied,
+    /// Applied before (a redelivery, or filled from the log for a later version).
+    AlreadyApplied,
+    /// The projection does not follow this event's stream.
+    Ignored,
+    /// Not applied; the delivery must be retried from here. `transient` failures are expected
+    /// to pass (throttling, an unavailable store or API); the others need a person.
+    Failed { reason: String, transient: bool },
+}
+
+impl EventStatus {
+    pub fn is_failed(&self) -> bool {
+        matches!(self, EventStatus::Failed { .. })
+    }
+}
+
+/// The result of one batch, one status per delivered event in delivery order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub statuses: Vec<EventStatus>,
+    /// Events read from the log to fill gaps (applied although not delivered in this batch).
+    pub gap_filled: usize,
+}
+
+impl BatchOutcome {
+    /// Index (in delivery order) of the first event that was not applied: where a shard must
+    /// resume. Everything after it is redelivered too, and is a no-op where already applied.
+    pub fn first_failure(&self) -> Option<usize> {
+        self.statuses.iter().position(EventStatus::is_failed)
+    }
+
+    pub fn count(&self, wanted: fn(&EventStatus) -> bool) -> usize {
+        self.statuses.iter().filter(|s| wanted(s)).count()
+    }
+}
+
+/// A projection the shell can run without knowing its state type.
+#[async_trait]
+pub trait Projector: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Applies a batch as delivered (any order, duplicates allowed).
+    async fn process(&self, events: Vec<RecordedEvent>) -> BatchOutcome;
+}
+
+/// Limits of the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunnerSettings {
+    /// Deliveries of one event whose call failed transiently before it is given up as
+    /// `SyncFailed` (so a poison event never blocks its stream forever).
+    pub max_deliveries: u32,
+    /// Re-reads of a view item that another writer changed under us, per event.
+    pub conflict_retries: u32,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            max_deliveries: 3,
+            conflict_retries: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    View(#[from] ViewError),
+    #[error("external call failed (will retry): {0}")]
+    Call(String),
+    #[error("view item {pk} holds a state this build cannot read: {reason}")]
+    UnreadableState { pk: String, reason: String },
+    #[error("stream {stream}: version {missing} is not in the log although {got} is")]
+    Unfillable {
+        stream: StreamId,
+        missing: u64,
+        got: u64,
+    },
+    #[error("view item {pk} kept changing under us ({attempts} attempts)")]
+    Contended { pk: String, attempts: u32 },
+}
+
+impl ApplyError {
+    fn is_transient(&self) -> bool {
+        match self {
+            ApplyError::Ledger(e) => e.is_transient(),
+            ApplyError::View(e) => e.is_transient(),
+            // A strongly consistent read that misses a version another record proves exists
+            // can only be a replica lag or an in-flight append: retrying resolves it.
+            ApplyError::Call(_) | ApplyError::Unfillable { .. } | ApplyError::Contended { .. } => {
+                true
+            }
+            ApplyError::UnreadableState { .. } => false,
+        }
+    }
+}
+
+/// One step of offering an event to its item.
+enum Step {
+    Done(EventStatus),
+    Gap { expected: u64, got: u64 },
+}
+
+/// Runs projection `P` over the ledger, the views and the external systems.
+pub struct Runner<P> {
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn ViewStore>,
+    effects: Arc<dyn Effects>,
+    settings: RunnerSettings,
+    _projection: PhantomData<fn() -> P>,
+}
+
+impl<P> Runner<P>
+where
+    P: Projection + 'static,
+    P::State: Send + Sync,
+{
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        views: Arc<dyn ViewStore>,
+        effects: Arc<dyn Effects>,
+        settings: RunnerSettings,
+    ) -> Self {
+        Self {
+            log,
+            views,
+            effects,
+            settings,
+            _projection: PhantomData,
+        }
+    }
+
+    /// Applies `event` and, first, any earlier versions of its stream this projection has
+    /// not seen yet (read from the log).
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        gap_filled: &mut usize,
+    ) -> Result<EventStatus, ApplyError> {
+        let (expected, got) = match self.try_apply(event, event).await? {
+            Step::Done(status) => return Ok(status),
+            Step::Gap { expected, got } => (expected, got),
+        };
+        // Streams deliver at least once and order records per item only, so a missing
+        // version is read from the log with a strongly consistent query.
+        let missing: Vec<RecordedEvent> = self
+            .log
+            .read_stream(&event.stream_id, expected)
+            .await?
+            .into_iter()
+            .filter(|e| e.version < got)
+            .collect();
+        for (next, earlier) in (expected..).zip(&missing) {
+            if earlier.version != next {
+                break;
+            }
+            // Earlier versions go to the item of the delivered event: one stream feeds one
+            // item, even where an earlier event's own key says the projection ignores it.
+            match self.try_apply(earlier, event).await? {
+                Step::Done(_) => *gap_filled += 1,
+                Step::Gap { .. } => break,
+            }
+        }
+        match self.try_apply(event, event).await? {
+            Step::Done(status) => Ok(status),
+            Step::Gap { expected, got } => Err(ApplyError::Unfillable {
+                stream: event.stream_id.clone(),
+                missing: expected,
+                got,
+            }),
+        }
+    }
+
+    /// Offers `event` to the view item that `keyed_by` maps to.
+    async fn try_apply(
+        &self,
+        event: &RecordedEvent,
+        keyed_by: &RecordedEvent,
+    ) -> Result<Step, ApplyError> {
+        let Some(key) = P::key(keyed_by) else {
+            return Ok(Step::Done(EventStatus::Ignored));
+        };
+        let view_key = ViewKey::new(P::NAME, &key)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stored = self.views.get(&view_key).await?;
+            let mut item = match &stored {
+                None => DomainItem::new(key.clone()),
+                Some(stored) => DomainItem {
+                    key: key.clone(),
+                    last_version: stored.last_version.clone(),
+                    state: serde_json::from_value(stored.state.clone()).map_err(|e| {
+                        ApplyError::UnreadableState {
+                            pk: view_key.pk(),
+                            reason: e.to_string(),
+                        }
+                    })?,
+                },
+            };
+            let now = Utc::now();
+            let decision = match item.handle::<P>(event, now) {
+                Handled::AlreadyApplied => return Ok(Step::Done(EventStatus::AlreadyApplied)),
+                Handled::Gap { expected, got, .. } => return Ok(Step::Gap { expected, got }),
+                Handled::Decided(decision) => decision,
+            };
+            // Crash-safety order: idempotent calls, then outcomes (deduped by their derived
+            // source ids), then the conditional view write. A crash anywhere re-runs this
+            // event and repeats nothing that took effect.
+            let mut outcomes = decision.outcomes;
+            for command in &decision.commands {
+                let result = self.call(event, command).await?;
+                outcomes.extend(complete(command, &result, now));
+            }
+            self.append(outcomes).await?;
+            let write = ViewWrite {
+                key: view_key.clone(),
+                expected: ExpectedRevision::of(stored.as_ref()),
+                last_version: item.last_version,
+                state: serde_json::to_value(&item.state)
+                    .expect("projection states serialize to JSON"),
+            };
+            match self.views.commit(vec![write]).await {
+                Ok(_) => return Ok(Step::Done(EventStatus::Applied)),
+                Err(ViewError::Conflict { .. }) if attempt <= self.settings.conflict_retries => {
+                    tracing::debug!(pk = %view_key, attempt, "view item changed concurrently; re-reading");
+                }
+                Err(ViewError::Conflict { .. }) => {
+                    return Err(ApplyError::Contended {
+                        pk: view_key.pk(),
+                        attempts: attempt,
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Makes one call. A transient failure is retried by redelivery until the event has
+    /// been delivered `max_deliveries` times; then it is given up and recorded as failed.
+    async fn call(
+        &self,
+        event: &RecordedEvent,
+        command: &projections::commands::Command,
+    ) -> Result<CallResult, ApplyError> {
+        match self.effects.execute(command).await {
+            Ok(result) => Ok(result),
+            Err(transient) => {
+                let deliveries = self.count_delivery(event, &transient.reason).await?;
+                if deliveries >= self.settings.max_deliveries {
+                    tracing::warn!(deliveries, reason = %transient.reason, "giving up a call after repeated transient failures");
+                    Ok(CallResult::Failed {
+                        reason: format!(
+                            "gave up after {deliveries} deliveries: {}",
+                            transient.reason
+                        ),
+                        attempts: transient.attempts.max(deliveries),
+                    })
+                } else {
+                    Err(ApplyError::Call(transient.reason))
+                }
+            }
+        }
+    }
+
+    /// Counts transiently failed deliveries of `event` in a bookkeeping item
+    /// `<projection>-deliveries#<event id>` (kept for ops; it is tiny).
+    async fn count_delivery(&self, event: &RecordedEvent, reason: &str) -> Result<u32, ApplyError> {
+        let key = ViewKey::new(
+            &format!("{}-deliveries", P::NAME),
+            &event.event_id.to_string(),
+        )?;
+        for _ in 0..=self.settings.conflict_retries {
+            let stored = self.views.get(&key).await?;
+            let count = stored
+                .as_ref()
+                .and_then(|s| s.state.get("failed_deliveries"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0) as u32
+                + 1;
+            let write = ViewWrite::replacing(
+                key.clone(),
+                stored.as_ref(),
+                Default::default(),
+                serde_json::json!({
+                    "stream_id": event.stream_id,
+                    "version": event.version,
+                    "failed_deliveries": count,
+                    "last_reason": reason,
+                }),
+            );
+            match self.views.commit(vec![write]).await {
+                Ok(_) => return Ok(count),
+                Err(ViewError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApplyError::Contended {
+            pk: key.pk(),
+            attempts: self.settings.conflict_retries + 1,
+        })
+    }
+
+    /// Appends outcome events per stream, in decision order.
+    async fn append(&self, outcomes: Vec<NewEvent>) -> Result<(), ApplyError> {
+        let mut order: Vec<StreamId> = Vec::new();
+        let mut by_stream: HashMap<StreamId, Vec<NewEvent>> = HashMap::new();
+        for outcome in outcomes {
+            if !by_stream.contains_key(&outcome.stream_id) {
+                order.push(outcome.stream_id.clone());
+            }
+            by_stream
+                .entry(outcome.stream_id.clone())
+                .or_default()
+                .push(outcome);
+        }
+        for stream in order {
+            let events = by_stream.remove(&stream).unwrap_or_default();
+            // Other writers append to the same streams: position does not matter, and a
+            // repeat of the same outcome is deduped by its derived source event id.
+            self.log
+                .append(&stream, ExpectedVersion::Any, events)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Delivery order grouped per stream (streams in order of first appearance), each stream's
+/// events sorted by version; duplicates stay so each delivered record gets a status.
+fn group_by_stream(events: &[RecordedEvent]) -> Vec<Vec<usize>> {
+    let mut order: Vec<&StreamId> = Vec::new();
+    let mut groups: HashMap<&StreamId, Vec<usize>> = HashMap::new();
+    for (i, e) in events.iter().enumerate() {
+        groups
+            .entry(&e.stream_id)
+            .or_insert_with(|| {
+                order.push(&e.stream_id);
+                Vec::new()
+            })
+            .push(i);
+    }
+    order
+        .into_iter()
+        .map(|s| {
+            let mut idx = groups.remove(s).unwrap_or_default();
+            idx.sort_by_key(|&i| (events[i].version, i));
+            idx
+        })
+        .collect()
+}
+
+#[async_trait]
+impl<P> Projector for Runner<P>
+where
+    P: Projection + 'static,
+    P::State: Send + Sync,
+{
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    async fn process(&self, events: Vec<RecordedEvent>) -> BatchOutcome {
+        let mut outcome = BatchOutcome {
+            statuses: vec![EventStatus::Ignored; events.len()],
+            gap_filled: 0,
+        };
+        for group in group_by_stream(&events) {
+            let mut failed: Option<(String, bool)> = None;
+            for &i in &group {
+                let event = &events[i];
+                if let Some((reason, transient)) = &failed {
+                    outcome.statuses[i] = EventStatus::Failed {
+                        reason: format!("not applied: an earlier version failed: {reason}"),
+                        transient: *transient,
+                    };
+                    continue;
+                }
+                let span = tracing::info_span!(
+                    "apply",
+                    projection = P::NAME,
+                    correlation_id = %event.correlation_id,
+                    event_id = %event.event_id,
+                    stream_id = %event.stream_id,
+                    version = event.version,
+                );
+                let result = self
+                    .apply(event, &mut outcome.gap_filled)
+                    .instrument(span.clone())
+                    .await;
+                outcome.statuses[i] = match result {
+                    Ok(status) => status,
+                    Err(e) => {
+                        let transient = e.is_transient();
+                        span.in_scope(|| {
+                            tracing::warn!(error = %e, transient, "event not applied; its stream stops here")
+                        });
+                        failed = Some((e.to_string(), transient));
+                        EventStatus::Failed {
+                            reason: e.to_string(),
+                            transient,
+                        }
+                    }
+                };
+            }
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The runner on the embedded ledger and views, with a scripted `Effects` (our own port,
+    //! standing in for the CRM/Billing connectors that the end-to-end tests exercise).
+    use super::*;
+    use crate::ledger::sqlite::{migrate, SqliteLedger};
+    use crate::projector::effects::TransientCallFailure;
+    use crate::views::sqlite::SqliteViewStore;
+    use projections::account_sync::AccountSync;
+    use projections::commands::{Call, Command};
+    use projections::{CorrelationId, EventId, Source, SourceEventId};
+    use std::sync::Mutex;
+
+    /// Answers every call with the next scripted result (success when the script is empty).
+    #[derive(Default)]
+    struct Scripted {
+        calls: Mutex<Vec<Call>>,
+        script: Mutex<Vec<Result<CallResult, TransientCallFailure>>>,
+    }
+
+    #[async_trait]
+    impl Effects for Scripted {
+        async fn execute(&self, command: &Command) -> Result<CallResult, TransientCallFailure> {
+            self.calls.lock().unwrap().push(command.call.clone());
+            let mut script = self.script.lock().unwrap();
+            if script.is_empty() {
+                Ok(CallResult::Succeeded {
+                    id: "2c92a0fd0000000000000000000000b1".into(),
+                    created: true,
+                })
+            } else {
+                script.remove(0)
+            }
+        }
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        log: Arc<dyn EventLog>,
+        views: Arc<dyn ViewStore>,
+        effects: Arc<Scripted>,
+        runner: Runner<AccountSync>,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        migrate(&path).unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(SqliteLedger::open(&path).unwrap());
+        let views: Arc<dyn ViewStore> = Arc::new(SqliteViewStore::open(&path).unwrap());
+        let effects = Arc::new(Scripted::default());
+        let runner = Runner::new(
+            log.clone(),
+            views.clone(),
+            effects.clone(),
+            RunnerSettings::default(),
+        );
+        World {
+            _dir: dir,
+            log,
+            views,
+            effects,
+            runner,
+        }
+    }
+
+    /// Records CRM account changes `names` on one stream; returns them as recorded.
+    async fn crm_changes(log: &dyn EventLog, id: &str, names: &[&str]) -> Vec<RecordedEvent> {
+        let stream = StreamId::parse(format!("crm-account-{id}")).unwrap();
+        let events = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| NewEvent {
+                event_id: EventId::new(),
+                stream_id: stream.clone(),
+                event_type: "CrmAccountUpserted".into(),
+                schema_version: 1,
+                source: Source::Crm,
+                source_event_id: SourceEventId::parse(format!("{id}-{i}")).unwrap(),
+                correlation_id: CorrelationId::new(),
+                causation_id: None,
+                occurred_at: Utc::now(),
+                payload: serde_json::json!({"account_id": id, "name": name, "currency": "USD"}),
+            })
+            .collect();
+        log.append(&stream, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+        log.read_stream(&stream, 1).await.unwrap()
+    }
+
+    fn calls(w: &World) -> usize {
+        w.effects.calls.lock().unwrap().len()
+    }
+
+    async fn stream_types(log: &dyn EventLog, id: &str) -> Vec<String> {
+        let stream = StreamId::parse(format!("crm-account-{id}")).unwrap();
+        let events = log.read_stream(&stream, 1).await.unwrap();
+        events.into_iter().map(|e| e.event_type).collect()
+    }
+
+    #[tokio::test]
+    async fn duplicate_and_out_of_order_delivery_applies_each_version_once() {
+        let w = world();
+        let recorded = crm_changes(w.log.as_ref(), "001A", &["Acme", "Acme Ltd"]).await;
+        let (v1, v2) = (recorded[0].clone(), recorded[1].clone());
+
+        let outcome = w
+            .runner
+            .process(vec![v2.clone(), v1.clone(), v2.clone()])
+            .await;
+        assert_eq!(outcome.first_failure(), None, "{outcome:?}");
+        assert_eq!(
+            outcome.statuses,
+            vec![
+                EventStatus::Applied,
+                EventStatus::Applied,
+                EventStatus::AlreadyApplied
+            ]
+        );
+        assert_eq!(
+            calls(&w),
+            1,
+            "one Billing account create for the first change"
+        );
+
+        let again = w.runner.process(vec![v1, v2]).await;
+        assert_eq!(
+            again.statuses,
+            vec![EventStatus::AlreadyApplied, EventStatus::AlreadyApplied]
+        );
+        assert_eq!(calls(&w), 1, "a redelivery makes no call");
+        let item = w
+            .views
+            .get(&ViewKey::new(AccountSync::NAME, "crm#001A").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.applied(&recorded[0].stream_id), 2);
+    }
+
+    #[tokio::test]
+    async fn a_gap_is_filled_from_the_log_before_the_delivered_version() {
+        let w = world();
+        let recorded = crm_changes(w.log.as_ref(), "001B", &["Beta", "Beta Inc"]).await;
+        let outcome = w.runner.process(vec![recorded[1].clone()]).await;
+        assert_eq!(outcome.statuses, vec![EventStatus::Applied]);
+        assert_eq!(outcome.gap_filled, 1);
+        // v1 was applied from the log: its create call happened and its outcome is recorded.
+        assert!(matches!(
+            w.effects.calls.lock().unwrap()[0],
+            Call::Billing(projections::commands::BillingCommand::CreateAccount { .. })
+        ));
+        assert!(stream_types(w.log.as_ref(), "001B")
+            .await
+            .contains(&"AccountSynced".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_stops_its_stream_then_gives_up_as_sync_failed() {
+        let w = world();
+        let recorded = crm_changes(w.log.as_ref(), "001C", &["Gamma"]).await;
+        let other = crm_changes(w.log.as_ref(), "001D", &["Delta"]).await;
+        let busy = || {
+            Err(TransientCallFailure {
+                reason: "billing create_account: HTTP 503 after 3 attempt(s): busy".into(),
+                attempts: 3,
+            })
+        };
+        *w.effects.script.lock().unwrap() = vec![
+            busy(),
+            Ok(CallResult::Succeeded {
+                id: "2c92a0fd0000000000000000000000d1".into(),
+                created: true,
+            }),
+            busy(),
+            busy(),
+        ];
+
+        let first = w
+            .runner
+            .process(vec![recorded[0].clone(), other[0].clone()])
+            .await;
+        assert_eq!(first.first_failure(), Some(0));
+        assert!(
+            matches!(&first.statuses[0], EventStatus::Failed { transient: true, reason } if reason.contains("503"))
+        );
+        assert_eq!(
+            first.statuses[1],
+            EventStatus::Applied,
+            "other streams go on"
+        );
+        assert!(!stream_types(w.log.as_ref(), "001C")
+            .await
+            .contains(&"SyncFailed".to_string()));
+
+        // Second and third delivery: the third reaches max_deliveries and is given up.
+        let second = w.runner.process(vec![recorded[0].clone()]).await;
+        assert_eq!(second.first_failure(), Some(0));
+        let third = w.runner.process(vec![recorded[0].clone()]).await;
+        assert_eq!(third.statuses, vec![EventStatus::Applied]);
+        let types = stream_types(w.log.as_ref(), "001C").await;
+        assert_eq!(types, vec!["CrmAccountUpserted", "SyncFailed"]);
+        let failed = &w.log.read_stream(&recorded[0].stream_id, 2).await.unwrap()[0];
+        assert_eq!(failed.causation_id, Some(recorded[0].event_id));
+        assert_eq!(failed.correlation_id, recorded[0].correlation_id);
+        assert!(failed.payload["reason"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 deliveries"));
+    }
+}
