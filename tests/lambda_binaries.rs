@@ -49,6 +49,7 @@ impl TestStack {
             ("SalesforceOrgId", "00Dxx0000001gEREAY"),
             ("SalesforceChannelId", "0YLxx0000000001GAA"),
             ("CrmBaseUrl", "https://example.my.salesforce.com"),
+            ("CrmPricebookId", "01sxx0000000001AAA"),
         ]);
         migrate_with(&moto().sdk_config().await, &prefix)
             .await
