@@ -409,3 +409,47 @@ async fn when_the_ledger_is_unreachable_nothing_is_lost_and_senders_are_told_to_
     assert_eq!(response["statusCode"], 503);
     assert_eq!(response["headers"]["retry-after"], "5");
 }
+
+#[tokio::test]
+async fn a_callout_secret_rotated_in_ssm_is_picked_up_and_the_old_one_still_accepted() {
+    use sync_ledger::connectors::token::{ServiceName, SsmStore, TokenProvider};
+    use sync_ledger::lambda::ingest::{CalloutAuth, TokenSecret};
+
+    let ssm = moto().ssm().await;
+    let service = ServiceName::parse(&common::moto::unique_name("billing-callout")).unwrap();
+    let put = |value: &'static str| {
+        ssm.put_parameter()
+            .name(service.parameter_name())
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    put("secret-before-rotation").await.unwrap();
+    let tokens = Arc::new(TokenProvider::new(
+        Arc::new(SsmStore::new(ssm.clone())),
+        TokenProvider::DEFAULT_TTL,
+    ));
+    let source = Arc::new(TokenSecret::new(tokens, service.clone()));
+    // No minimum interval between re-reads, so the test need not wait a minute.
+    let auth = CalloutAuth::load(source, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let store = fresh_store().await;
+    let h = IngestHandler::with_auth(store.log(), auth);
+
+    put("secret-after-rotation").await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let new_body = fixture("zuora/account_created.json");
+    let old_body = fixture("zuora/subscription_created.json");
+    for (body, secret, expected) in [
+        (&new_body, "secret-after-rotation", 200),
+        (&old_body, "secret-before-rotation", 200),
+        (&old_body, "never-the-secret", 401),
+    ] {
+        let request = callout_request(body, &signature_header(secret, body, now));
+        let (status, reply) = status_and_body(&h.handle(request).await.unwrap());
+        assert_eq!(status, expected, "{secret}: {reply}");
+    }
+    assert_eq!(all_events(&store).await.len(), 2);
+}
