@@ -42,14 +42,22 @@ struct TestStack {
 
 impl TestStack {
     async fn deploy() -> Self {
+        Self::deploy_with(&[]).await
+    }
+
+    /// A stack with these parameter values over the test defaults.
+    async fn deploy_with(parameters: &[(&str, &str)]) -> Self {
         // Within the template's Prefix pattern ([A-Za-z0-9_.-]{1,40}).
         let prefix = unique_name("it")[..30].to_string();
-        let stack = Stack::new(&[
+        let mut values = vec![
             ("Prefix", prefix.as_str()),
             ("SalesforceOrgId", "00Dxx0000001gEREAY"),
             ("SalesforceChannelId", "0YLxx0000000001GAA"),
             ("CrmBaseUrl", "https://example.my.salesforce.com"),
-        ]);
+            ("CrmPricebookId", "01sxx0000000001AAA"),
+        ];
+        values.extend_from_slice(parameters);
+        let stack = Stack::new(&values);
         migrate_with(&moto().sdk_config().await, &prefix)
             .await
             .expect("ledger migrate on moto");
@@ -164,19 +172,35 @@ fn sqs_event(stack: &TestStack, bodies: &[(&str, String)]) -> Value {
     json!({ "Records": records })
 }
 
-/// The HTTP API (payload 2.0) event of `LedgerHttpApi` for a route of the template: the
+/// The HTTP API (payload 2.0) event of `LedgerHttpApi` for a route of the template, at
+/// `raw_path` (which must fit the route; a `{proxy+}` route gets its path parameter): the
 /// Function URL sample (same payload format) with the route's key and path.
-fn http_api_event(logical: &str, event: &str, body: &str, headers: &[(&str, String)]) -> Value {
+fn http_api_event(
+    logical: &str,
+    event: &str,
+    raw_path: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> Value {
     let route = &template()["Resources"][logical]["Properties"]["Events"][event]["Properties"];
     let method = route["Method"].as_str().expect("route method");
     let path = route["Path"].as_str().expect("route path");
     let mut request: Value =
         serde_json::from_str(&fixture("aws/function_url_request.json")).unwrap();
+    match path.strip_suffix("{proxy+}") {
+        Some(prefix) => {
+            let proxy = raw_path
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("{raw_path} is not under the route {path}"));
+            request["pathParameters"] = json!({ "proxy": proxy });
+        }
+        None => assert_eq!(raw_path, path, "the route {path} has no parameters"),
+    }
     request["routeKey"] = json!(format!("{method} {path}"));
-    request["rawPath"] = json!(path);
+    request["rawPath"] = json!(raw_path);
     request["requestContext"]["routeKey"] = json!(format!("{method} {path}"));
     request["requestContext"]["http"]["method"] = json!(method);
-    request["requestContext"]["http"]["path"] = json!(path);
+    request["requestContext"]["http"]["path"] = json!(raw_path);
     request["requestContext"]["stage"] = json!("$default");
     request["body"] = json!(body);
     for (name, value) in headers {
@@ -230,6 +254,7 @@ async fn ingest_function_records_queue_and_callout_events_with_the_template_envi
     let callout = http_api_event(
         "IngestFunction",
         "BillingCallout",
+        "/billing/callouts",
         &body,
         &[(SIGNATURE_HEADER, signature)],
     );
