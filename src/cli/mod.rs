@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod migrate;
 pub mod replay;
 pub mod serve;
+pub mod sandbox;
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::ledger::{LedgerError, StoreError};
@@ -46,6 +47,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Serve the audit API locally: GET /audit/{id}, as the audit_api Lambda answers it.
     Serve(serve::ServeArgs),
+    /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
+    Sandbox(sandbox::SandboxArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
         Command::Audit(args) => audit::run(&cli.store_url()?, args).await,
         Command::Serve(args) => serve::run(&cli.store_url()?, args).await,
+        Command::Sandbox(args) => sandbox::run(args).await,
     }
 }
 

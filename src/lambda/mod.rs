@@ -5,3 +5,4 @@ pub mod audit_api;
 pub mod bootstrap;
 pub mod emf;
 pub mod ingest;
+pub mod token_rotator;
