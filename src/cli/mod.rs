@@ -8,8 +8,8 @@ pub mod events;
 pub mod ingest;
 pub mod migrate;
 pub mod replay;
-pub mod serve;
 pub mod sandbox;
+pub mod serve;
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::ledger::{LedgerError, StoreError};
