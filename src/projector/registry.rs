@@ -8,6 +8,8 @@ use crate::ledger::EventLog;
 use crate::views::ViewStore;
 use projections::account_sync::AccountSync;
 use projections::correlation_view::CorrelationView;
+use projections::order_sync::OrderSync;
+use projections::product_sync::ProductSync;
 use projections::Projection;
 use std::sync::Arc;
 
@@ -24,6 +26,8 @@ pub struct ProjectorDeps {
 /// its view items are stored under.
 pub const PROJECTIONS: &[(&str, &str)] = &[
     ("account", AccountSync::NAME),
+    ("order", OrderSync::NAME),
+    ("product", ProductSync::NAME),
     ("correlation", CorrelationView::NAME),
 ];
 
@@ -54,6 +58,8 @@ pub fn build(name: &str, deps: &ProjectorDeps) -> Result<Arc<dyn Projector>, Unk
         .ok_or_else(|| unknown(name))?;
     let runner: Arc<dyn Projector> = match view_name {
         AccountSync::NAME => Arc::new(runner::<AccountSync>(deps)),
+        OrderSync::NAME => Arc::new(runner::<OrderSync>(deps)),
+        ProductSync::NAME => Arc::new(runner::<ProductSync>(deps)),
         CorrelationView::NAME => Arc::new(runner::<CorrelationView>(deps)),
         _ => return Err(unknown(name)),
     };
