@@ -25,6 +25,10 @@ struct TableShape {
     /// `None` when the table has no stream.
     stream_view: Option<String>,
     billing_mode: String,
+    /// `Some("KMS")` when SSE with KMS is on (`SSEEnabled` in CloudFormation, `Enabled` in
+    /// CreateTable).
+    sse_type: Option<String>,
+    deletion_protection: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -84,7 +88,8 @@ fn indexes(value: &Value) -> BTreeMap<String, IndexShape> {
 }
 
 /// Reads a CreateTable input (migrations) or a table's Properties (template): the two use
-/// the same member names, except that CloudFormation has no `StreamEnabled`.
+/// the same member names, except `StreamEnabled` (CreateTable only) and `SSEEnabled`
+/// (CloudFormation) / `Enabled` (CreateTable).
 fn table_shape(table: &Value) -> TableShape {
     let stream = &table["StreamSpecification"];
     let stream_enabled = match stream.get("StreamEnabled") {
@@ -116,7 +121,40 @@ fn table_shape(table: &Value) -> TableShape {
             .as_str()
             .unwrap_or("PROVISIONED")
             .to_string(),
+        sse_type: {
+            let sse = &table["SSESpecification"];
+            let enabled = sse.get("SSEEnabled").or_else(|| sse.get("Enabled"));
+            (enabled == Some(&Value::Bool(true)))
+                .then(|| sse["SSEType"].as_str().unwrap_or("KMS").to_string())
+        },
+        deletion_protection: table["DeletionProtectionEnabled"] == true,
     }
+}
+
+/// The migration files, by table name suffix (`${prefix}-events` -> `events`).
+fn migration_tables() -> BTreeMap<String, Value> {
+    let dir = root().join("migrations/dynamodb");
+    let mut tables = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("readable directory entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable migration");
+        let input: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        let name = input["TableName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} has no TableName", path.display()));
+        let suffix = name.strip_prefix("${prefix}-").unwrap_or_else(|| {
+            panic!(
+                "{}: TableName {name:?} is not ${{prefix}}-<name>",
+                path.display()
+            )
+        });
+        tables.insert(suffix.to_string(), input);
+    }
+    tables
 }
 
 /// The template's tables, by table name suffix (`!Sub ${Prefix}-events` -> `events`).
@@ -134,6 +172,30 @@ fn template_tables() -> BTreeMap<String, &'static Value> {
             (suffix.to_string(), props)
         })
         .collect()
+}
+
+#[test]
+fn template_tables_match_the_dynamodb_migrations() {
+    let migrations = migration_tables();
+    let templates = template_tables();
+    assert!(
+        migrations.contains_key("events"),
+        "migrations/dynamodb has no ${{prefix}}-events table: {:?}",
+        migrations.keys()
+    );
+    assert_eq!(
+        migrations.keys().collect::<Vec<_>>(),
+        templates.keys().collect::<Vec<_>>(),
+        "the template deploys exactly the tables the migrations create"
+    );
+    for (name, migration) in &migrations {
+        let expected = table_shape(migration);
+        let deployed = table_shape(templates[name]);
+        assert_eq!(
+            deployed, expected,
+            "table {name}: template.yaml (left) differs from migrations/dynamodb (right)"
+        );
+    }
 }
 
 #[test]

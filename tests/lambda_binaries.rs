@@ -1,0 +1,378 @@
+//! Every Lambda binary run as its deployed function: the compiled binary under the Runtime API
+//! emulator (tests/support/runtime_api.rs), with exactly the environment `template.yaml` gives
+//! that function (tests/support/template.rs resolves it for a test stack), against the
+//! deploy's store (the DynamoDB tables of `migrations/dynamodb` on moto), and invoked with the
+//! event its trigger in the template delivers. Proves the template and the binaries fit.
+
+mod common;
+#[path = "support/runtime_api.rs"]
+mod runtime_api;
+#[path = "support/template.rs"]
+mod template;
+
+use common::moto::{moto, unique_name};
+use runtime_api::LambdaProcess;
+use serde_json::{json, Value};
+use sync_ledger::ingest::signature::{CalloutSecret, SIGNATURE_HEADER};
+use sync_ledger::ledger::dynamodb::{migrate::migrate_with, DynamoDbLedger};
+use sync_ledger::ledger::EventLog;
+use template::{template, Stack};
+
+fn fixture(path: &str) -> String {
+    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+/// A deployed stack on moto: the template resolved with this prefix, its tables migrated.
+struct TestStack {
+    prefix: String,
+    stack: Stack,
+}
+
+impl TestStack {
+    async fn deploy() -> Self {
+        // Within the template's Prefix pattern ([A-Za-z0-9_.-]{1,40}).
+        let prefix = unique_name("it")[..30].to_string();
+        let stack = Stack::new(&[
+            ("Prefix", prefix.as_str()),
+            ("SalesforceOrgId", "00Dxx0000001gEREAY"),
+            ("SalesforceChannelId", "0YLxx0000000001GAA"),
+            ("CrmBaseUrl", "https://example.my.salesforce.com"),
+        ]);
+        migrate_with(&moto().sdk_config().await, &prefix)
+            .await
+            .expect("ledger migrate on moto");
+        Self { prefix, stack }
+    }
+
+    /// What Lambda would run `logical` with: the template's variables, plus the credentials
+    /// and endpoint that point the SDK at moto (Lambda's own runtime variables come from the
+    /// emulator).
+    fn env(&self, logical: &str) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = moto()
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        env.extend(self.stack.function_env(logical));
+        env
+    }
+
+    fn var(&self, logical: &str, name: &str) -> String {
+        self.stack
+            .function_env(logical)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .unwrap_or_else(|| panic!("template sets no {name} on {logical}"))
+            .1
+    }
+
+    /// The function's deployed name (`FunctionName` in the template).
+    fn function_name(&self, logical: &str) -> String {
+        self.stack
+            .resolve(&template()["Resources"][logical]["Properties"]["FunctionName"])
+    }
+
+    async fn spawn(&self, logical: &str, binary: &str) -> LambdaProcess {
+        assert_eq!(
+            template::binary_of(&template()["Resources"][logical]),
+            Some(binary),
+            "{logical} runs {binary}"
+        );
+        LambdaProcess::spawn(
+            binary_path(binary),
+            &self.function_name(logical),
+            &self.env(logical),
+        )
+        .await
+    }
+
+    async fn ledger(&self) -> DynamoDbLedger {
+        DynamoDbLedger::open_with(&moto().sdk_config().await, &self.prefix)
+            .await
+            .expect("open the stack's ledger")
+    }
+
+    async fn event_types(&self) -> Vec<String> {
+        self.ledger()
+            .await
+            .read_all(None, None, 1000)
+            .await
+            .expect("read the ledger")
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+}
+
+fn binary_path(binary: &str) -> &'static str {
+    match binary {
+        "ingest" => env!("CARGO_BIN_EXE_ingest"),
+        "projector" => env!("CARGO_BIN_EXE_projector"),
+        "token_rotator" => env!("CARGO_BIN_EXE_token_rotator"),
+        "audit_api" => env!("CARGO_BIN_EXE_audit_api"),
+        other => panic!("{other} is not a Lambda binary"),
+    }
+}
+
+/// The SQS event Lambda's poller delivers from `SalesforceEventsQueue`: one record per
+/// message, the EventBridge event (as the rule's target writes it) in `body`. Record shape:
+/// the AWS SQS event sample (tests/fixtures/aws/sqs_record.json).
+fn sqs_event(stack: &TestStack, bodies: &[(&str, String)]) -> Value {
+    let queue = stack
+        .stack
+        .resolve(&template()["Resources"]["SalesforceEventsQueue"]["Properties"]["QueueName"]);
+    let record: Value = serde_json::from_str(&fixture("aws/sqs_record.json")).unwrap();
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|(id, body)| {
+            let mut r = record.clone();
+            r["messageId"] = json!(id);
+            r["body"] = json!(body);
+            r["eventSourceARN"] = json!(format!(
+                "arn:aws:sqs:{}:{}:{queue}",
+                stack.stack.region, stack.stack.account_id
+            ));
+            r
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// The HTTP API (payload 2.0) event of `LedgerHttpApi` for a route of the template: the
+/// Function URL sample (same payload format) with the route's key and path.
+fn http_api_event(logical: &str, event: &str, body: &str, headers: &[(&str, String)]) -> Value {
+    let route = &template()["Resources"][logical]["Properties"]["Events"][event]["Properties"];
+    let method = route["Method"].as_str().expect("route method");
+    let path = route["Path"].as_str().expect("route path");
+    let mut request: Value =
+        serde_json::from_str(&fixture("aws/function_url_request.json")).unwrap();
+    request["routeKey"] = json!(format!("{method} {path}"));
+    request["rawPath"] = json!(path);
+    request["requestContext"]["routeKey"] = json!(format!("{method} {path}"));
+    request["requestContext"]["http"]["method"] = json!(method);
+    request["requestContext"]["http"]["path"] = json!(path);
+    request["requestContext"]["stage"] = json!("$default");
+    request["body"] = json!(body);
+    for (name, value) in headers {
+        request["headers"][*name] = json!(value);
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_function_records_queue_and_callout_events_with_the_template_environment() {
+    let stack = TestStack::deploy().await;
+    // The operator creates the callout secret where the template tells ingest to look.
+    let secret_param = stack.var("IngestFunction", "CALLOUT_SECRET_PARAM");
+    let secret = "deploy-test-callout-secret";
+    moto()
+        .ssm()
+        .await
+        .put_parameter()
+        .name(&secret_param)
+        .value(secret)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+
+    let lambda = stack.spawn("IngestFunction", "ingest").await;
+
+    let batch = sqs_event(
+        &stack,
+        &[
+            ("m-order", fixture("salesforce/order_event_activated.json")),
+            (
+                "m-account",
+                fixture("salesforce/account_change_create.json"),
+            ),
+        ],
+    );
+    let answer = lambda.invoke(batch).await.unwrap().expect_response();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": []}),
+        "{}",
+        lambda.logs()
+    );
+
+    let body = fixture("zuora/account_created.json");
+    let signature = CalloutSecret::new(secret)
+        .unwrap()
+        .sign(body.as_bytes(), chrono::Utc::now().timestamp());
+    let callout = http_api_event(
+        "IngestFunction",
+        "BillingCallout",
+        &body,
+        &[(SIGNATURE_HEADER, signature)],
+    );
+    let answer = lambda.invoke(callout).await.unwrap().expect_response();
+    assert_eq!(answer["statusCode"], 200, "{answer}\n{}", lambda.logs());
+
+    let mut types = stack.event_types().await;
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "BillingAccountCreated",
+            "CrmAccountUpserted",
+            "CrmOrderActivated"
+        ],
+        "every delivery recorded once in the stack's events table"
+    );
+    assert!(
+        !lambda.logs().contains(secret),
+        "the secret never reaches the logs"
+    );
+
+    // What the projectors' event source mapping makes of these writes: the template's filter
+    // passes the three events and drops their dedupe markers and the ledger's meta item.
+    let records = stream_records(&stack).await;
+    let filter = projector_filter("ProjectorAccountFunction");
+    let (passed, dropped): (Vec<&Value>, Vec<&Value>) =
+        records.iter().partition(|r| filter_matches(&filter, r));
+    let mut passed_types: Vec<&str> = passed
+        .iter()
+        .map(|r| {
+            r["dynamodb"]["NewImage"]["event_type"]["S"]
+                .as_str()
+                .unwrap_or("?")
+        })
+        .collect();
+    passed_types.sort();
+    assert_eq!(passed_types, types, "every event reaches the projectors");
+    let dropped_kinds: std::collections::BTreeSet<&str> = dropped
+        .iter()
+        .map(|r| {
+            r["dynamodb"]["NewImage"]["kind"]["S"]
+                .as_str()
+                .unwrap_or("?")
+        })
+        .collect();
+    assert_eq!(
+        dropped_kinds,
+        ["dedupe", "meta"].into(),
+        "markers and bookkeeping never reach a projector"
+    );
+    assert_eq!(dropped.len(), 4, "3 dedupe markers + the meta item");
+    eprintln!(
+        "ingest (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
+        lambda.init_duration(),
+        lambda.peak_rss_kib()
+    );
+}
+
+/// Lambda event filtering (the subset the template uses): every key of the pattern must be
+/// in the record; an array lists the accepted values of a scalar, an object nests. Any other
+/// pattern form panics, so a richer filter in the template cannot be checked by accident.
+fn filter_matches(pattern: &Value, record: &Value) -> bool {
+    let pattern = pattern.as_object().expect("a filter pattern is an object");
+    pattern.iter().all(|(key, want)| {
+        let Some(have) = record.get(key) else {
+            return false;
+        };
+        match want {
+            Value::Object(_) => filter_matches(want, have),
+            Value::Array(accepted) => accepted.iter().any(|a| {
+                assert!(
+                    !a.is_object(),
+                    "content filters ({a}) are not supported here"
+                );
+                a == have
+            }),
+            other => panic!("a filter pattern leaf must be an array, got {other}"),
+        }
+    })
+}
+
+/// The filter of the projector functions' stream mapping, from the template.
+fn projector_filter(logical: &str) -> Value {
+    let events = template()["Resources"][logical]["Properties"]["Events"]
+        .as_object()
+        .expect("projector has Events");
+    let stream = events
+        .values()
+        .find(|e| e["Type"] == "DynamoDB")
+        .expect("a DynamoDB stream mapping");
+    let filters = stream["Properties"]["FilterCriteria"]["Filters"]
+        .as_array()
+        .expect("FilterCriteria.Filters");
+    assert_eq!(filters.len(), 1, "one filter");
+    serde_json::from_str(filters[0]["Pattern"].as_str().expect("Pattern is a string"))
+        .expect("Pattern is JSON")
+}
+
+/// Every record of the stack's events table stream so far, shaped as Lambda's DynamoDB event
+/// source delivers them (`Records[]` of the DynamoDB Streams event sample).
+async fn stream_records(stack: &TestStack) -> Vec<Value> {
+    let ledger = stack.ledger().await;
+    let stream_arn = ledger.stream_arn().to_string();
+    let streams = moto().dynamodb_streams().await;
+    let description = streams
+        .describe_stream()
+        .stream_arn(&stream_arn)
+        .send()
+        .await
+        .expect("DescribeStream");
+    let shards = description
+        .stream_description()
+        .map(|d| d.shards().to_vec())
+        .unwrap_or_default();
+    let mut records = Vec::new();
+    for shard in shards {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&stream_arn)
+            .shard_id(shard.shard_id().unwrap_or_default())
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("GetShardIterator")
+            .shard_iterator;
+        while let Some(it) = iterator.take() {
+            let page = streams
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .expect("GetRecords");
+            if page.records().is_empty() {
+                break;
+            }
+            for r in page.records() {
+                let change = r.dynamodb().expect("a stream record has its change");
+                let image = |item: Option<
+                    &std::collections::HashMap<
+                        String,
+                        aws_sdk_dynamodbstreams::types::AttributeValue,
+                    >,
+                >| {
+                    item.map(|i| serde_json::to_value(serde_dynamo::Item::from(i.clone())).unwrap())
+                        .unwrap_or(Value::Null)
+                };
+                records.push(json!({
+                    "eventID": r.event_id(),
+                    "eventName": r.event_name().map(|n| n.as_str()),
+                    "eventVersion": "1.1",
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": stack.stack.region,
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": change
+                            .approximate_creation_date_time()
+                            .map(|t| t.secs()),
+                        "Keys": image(change.keys.as_ref()),
+                        "NewImage": image(change.new_image.as_ref()),
+                        "SequenceNumber": change.sequence_number(),
+                        "SizeBytes": change.size_bytes(),
+                        "StreamViewType": change.stream_view_type().map(|v| v.as_str()),
+                    },
+                    "eventSourceARN": stream_arn,
+                }));
+            }
+            iterator = page.next_shard_iterator;
+        }
+    }
+    records
+}
