@@ -4,3 +4,4 @@
 pub mod bootstrap;
 pub mod emf;
 pub mod ingest;
+pub mod projector;
