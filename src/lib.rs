@@ -5,11 +5,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod ingest;
 pub mod lambda;
 pub mod ledger;
 pub mod projector;
 pub mod replay;
+pub mod sandbox;
 pub mod views;
 pub mod worker;
 

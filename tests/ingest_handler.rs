@@ -1,11 +1,12 @@
 //! The ingest Lambda handler driven through its entry point (`IngestHandler::handle`, which
 //! the `ingest` binary hands every invocation to) with the fixture events of
-//! tests/fixtures, against a real ledger. Asserts what an operator would check in the
+//! tests/fixtures, against the DynamoDB ledger on moto. Asserts what an operator would check in the
 //! ledger: each good record once, bad records kept with a reason, refused callouts absent.
 
 mod common;
 
-use common::ingest_store::{fresh_store, TestStore};
+use common::ingest_store::{fresh_store, unreachable_store, TestStore, ThrottlingProxy};
+use common::moto::moto;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use sync_ledger::ingest::signature::CalloutSecret;
@@ -361,4 +362,72 @@ async fn a_base64_encoded_callout_is_verified_on_its_decoded_bytes_and_other_met
     request["requestContext"]["http"]["method"] = json!("GET");
     let (status, _) = status_and_body(&h.handle(request).await.unwrap());
     assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn a_throttled_record_is_a_batch_item_failure_while_the_rest_of_the_batch_is_recorded() {
+    let proxy = ThrottlingProxy::start(moto().endpoint()).await;
+    let store = proxy.store().await;
+    let h = handler(store.log());
+    let order = fixture("salesforce/order_event_activated.json");
+    proxy.throttle("crm-order-801xx000003GZ9vAAG");
+    let batch = sqs_event(&[
+        ("m-order-pe", order.clone()),
+        (
+            "m-product",
+            fixture("salesforce/product2_change_create.json"),
+        ),
+        (
+            "m-missing-acct",
+            fixture("bad/order_event_missing_account.json"),
+        ),
+    ]);
+
+    let response = h.handle(batch).await.unwrap();
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-order-pe"}]}),
+        "only the throttled record is redelivered"
+    );
+    let events = all_events(&store).await;
+    assert_eq!(of_type(&events, "CrmProductChanged").len(), 1);
+    assert_eq!(
+        of_type(&events, "IngestRejected").len(),
+        1,
+        "the bad record is kept"
+    );
+    assert!(of_type(&events, "CrmOrderActivated").is_empty());
+
+    // SQS redelivers only the failed message; the partition has cooled down.
+    proxy.stop_throttling();
+    let redelivered = sqs_event(&[("m-order-pe", order)]);
+    assert_eq!(
+        h.handle(redelivered).await.unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    let events = all_events(&store).await;
+    assert_eq!(of_type(&events, "CrmOrderActivated").len(), 1);
+    assert_eq!(events.len(), 3);
+}
+
+#[tokio::test]
+async fn when_the_ledger_is_unreachable_nothing_is_lost_and_senders_are_told_to_retry() {
+    let gone = unreachable_store().await;
+    let h = handler(gone.log());
+    let batch = sqs_event(&[
+        ("m-good", fixture("salesforce/order_event_activated.json")),
+        ("m-bad", fixture("bad/order_event_missing_account.json")),
+    ]);
+    let response = h.handle(batch).await.unwrap();
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-good"}, {"itemIdentifier": "m-bad"}]}),
+        "even the bad record's rejection could not be kept, so it is redelivered too"
+    );
+
+    let body = fixture("zuora/account_created.json");
+    let request = callout_request(&body, &signed(&body, chrono::Utc::now().timestamp()));
+    let response = h.handle(request).await.unwrap();
+    assert_eq!(response["statusCode"], 503);
+    assert_eq!(response["headers"]["retry-after"], "5");
 }

@@ -1,18 +1,18 @@
 //! The compiled `ingest` binary run as Lambda runs it: spawned against a local Runtime API
-//! (tests/support/runtime_api.rs), its secret in SSM and its ledger reached through the
-//! environment, answering real invocations over HTTP. Proves the `lambda_runtime` wiring,
+//! (tests/support/runtime_api.rs), its secret in SSM and its DynamoDB ledger on moto reached
+//! through the environment, answering real invocations over HTTP. Proves the `lambda_runtime` wiring,
 //! the init-time config and secret reads, and the init failure report.
 
 mod common;
 #[path = "support/runtime_api.rs"]
 mod runtime_api;
 
+use common::ingest_store::fresh_store;
 use common::moto::moto;
 use runtime_api::LambdaProcess;
 use serde_json::{json, Value};
 use std::time::Duration;
 use sync_ledger::ingest::signature::CalloutSecret;
-use sync_ledger::ledger::{sqlite, EventLog, SqliteLedger};
 
 const SECRET: &str = "runtime-test-callout-secret";
 
@@ -61,9 +61,7 @@ fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingest_binary_answers_sqs_and_callout_invocations_through_the_runtime_api() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("ledger.db");
-    sqlite::migrate(&db).unwrap();
+    let store = fresh_store().await;
     let param = format!(
         "/apiTokens/{}",
         common::moto::unique_name("billing-callout")
@@ -74,7 +72,7 @@ async fn the_ingest_binary_answers_sqs_and_callout_invocations_through_the_runti
         env!("CARGO_BIN_EXE_ingest"),
         "sync-ledger-ingest",
         &env(&[
-            ("LEDGER_STORE", format!("sqlite://{}", db.display())),
+            ("LEDGER_STORE", store.url()),
             ("CALLOUT_SECRET_PARAM", param.clone()),
         ]),
     )
@@ -105,8 +103,8 @@ async fn the_ingest_binary_answers_sqs_and_callout_invocations_through_the_runti
     let refused = lambda.invoke(request).await.unwrap().expect_response();
     assert_eq!(refused["statusCode"], 401, "{refused}");
 
-    let log = SqliteLedger::open(&db).unwrap();
-    let types: Vec<String> = log
+    let types: Vec<String> = store
+        .log()
         .read_all(None, None, 1000)
         .await
         .unwrap()
@@ -161,14 +159,12 @@ async fn a_missing_store_variable_fails_init_and_is_reported_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_secret_fails_init_naming_the_parameter() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("ledger.db");
-    sqlite::migrate(&db).unwrap();
+    let store = fresh_store().await;
     let lambda = LambdaProcess::spawn(
         env!("CARGO_BIN_EXE_ingest"),
         "sync-ledger-ingest",
         &env(&[
-            ("LEDGER_STORE", format!("sqlite://{}", db.display())),
+            ("LEDGER_STORE", store.url()),
             (
                 "CALLOUT_SECRET_PARAM",
                 "/apiTokens/does-not-exist".to_string(),

@@ -4,8 +4,9 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use std::sync::Arc;
+use sync_ledger::connectors::TokenProvider;
 use sync_ledger::lambda::bootstrap::{init_tracing, report_init_error};
-use sync_ledger::lambda::ingest::{IngestConfig, IngestHandler, SsmSecret};
+use sync_ledger::lambda::ingest::{IngestConfig, IngestHandler, TokenSecret};
 use sync_ledger::ledger::open_store;
 
 #[tokio::main]
@@ -20,7 +21,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Err(e) => return Err(fail("Runtime.StoreError", e).await),
     };
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let secrets = SsmSecret::new(aws_sdk_ssm::Client::new(&aws), &config.callout_secret_param);
+    let tokens = Arc::new(TokenProvider::for_lambda(aws_sdk_ssm::Client::new(&aws)));
+    let secrets = TokenSecret::new(tokens, config.callout_secret);
     let handler = match IngestHandler::init(log, &secrets).await {
         Ok(handler) => Arc::new(handler),
         Err(e) => return Err(fail("Runtime.SecretError", e).await),

@@ -7,6 +7,7 @@ pub mod events;
 pub mod ingest;
 pub mod migrate;
 pub mod replay;
+pub mod sandbox;
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::ledger::{LedgerError, StoreError};
@@ -40,6 +41,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Rebuild projections from the log (in place, --into a namespace, or --verify).
     Replay(replay::ReplayArgs),
+    /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
+    Sandbox(sandbox::SandboxArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Events(args) => events::run(&cli.store_url()?, args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
+        Command::Sandbox(args) => sandbox::run(args).await,
     }
 }
 

@@ -12,7 +12,7 @@ mod config;
 mod secret;
 
 pub use config::{IngestConfig, DEFAULT_SECRET_PARAM, SECRET_PARAM_ENV};
-pub use secret::{SecretError, SecretSource, SsmSecret, StaticSecret};
+pub use secret::{SecretError, SecretSource, StaticSecret, TokenSecret};
 
 use super::emf::Metrics;
 use crate::ingest::signature::{self, CalloutSecret, SIGNATURE_HEADER};

@@ -2,6 +2,7 @@
 //! or invalid variable fails init with its name; nothing is read later, mid-batch.
 
 use crate::config::{ConfigError, StoreUrl, STORE_ENV};
+use crate::connectors::token::{ServiceName, TOKEN_PARAMETER_PREFIX};
 
 pub const SECRET_PARAM_ENV: &str = "CALLOUT_SECRET_PARAM";
 pub const DEFAULT_SECRET_PARAM: &str = "/apiTokens/billing-callout";
@@ -10,8 +11,9 @@ pub const DEFAULT_SECRET_PARAM: &str = "/apiTokens/billing-callout";
 pub struct IngestConfig {
     /// `LEDGER_STORE` (required: a Lambda has no durable local disk for the embedded store).
     pub store: StoreUrl,
-    /// `CALLOUT_SECRET_PARAM`: SSM parameter holding the Billing callout HMAC secret.
-    pub callout_secret_param: String,
+    /// `CALLOUT_SECRET_PARAM` = `/apiTokens/<service>`: the token that is the Billing
+    /// callout HMAC secret.
+    pub callout_secret: ServiceName,
 }
 
 impl IngestConfig {
@@ -25,18 +27,20 @@ impl IngestConfig {
             value: String::new(),
             reason: "is required (e.g. dynamodb://<table-prefix>)".to_string(),
         })?;
-        let callout_secret_param =
-            lookup(SECRET_PARAM_ENV).unwrap_or_else(|| DEFAULT_SECRET_PARAM.to_string());
-        if !callout_secret_param.starts_with('/') {
-            return Err(ConfigError {
+        let param = lookup(SECRET_PARAM_ENV).unwrap_or_else(|| DEFAULT_SECRET_PARAM.to_string());
+        let callout_secret = param
+            .strip_prefix(TOKEN_PARAMETER_PREFIX)
+            .and_then(|service| ServiceName::parse(service).ok())
+            .ok_or_else(|| ConfigError {
                 variable: SECRET_PARAM_ENV.to_string(),
-                value: callout_secret_param,
-                reason: "must be an SSM parameter path starting with /".to_string(),
-            });
-        }
+                value: param.clone(),
+                reason: format!(
+                    "must be {TOKEN_PARAMETER_PREFIX}<service> with a service of [a-z0-9_-]"
+                ),
+            })?;
         Ok(Self {
             store: StoreUrl::parse(&store)?,
-            callout_secret_param,
+            callout_secret,
         })
     }
 }
@@ -51,7 +55,10 @@ mod tests {
         assert_eq!(e.variable, "LEDGER_STORE");
         let c = IngestConfig::from_lookup(|n| (n == "LEDGER_STORE").then(|| "dynamodb://p".into()))
             .unwrap();
-        assert_eq!(c.callout_secret_param, "/apiTokens/billing-callout");
+        assert_eq!(
+            c.callout_secret.parameter_name(),
+            "/apiTokens/billing-callout"
+        );
         let bad = IngestConfig::from_lookup(|n| match n {
             "LEDGER_STORE" => Some("dynamodb://p".into()),
             _ => Some("relative".into()),

@@ -1,9 +1,12 @@
-//! Where the Billing callout secret comes from: a small port (`SecretSource`) and its SSM
-//! Parameter Store adapter (SecureString, decrypted). Read once at init; errors name the
-//! parameter, never its value.
+//! Where the Billing callout secret comes from: a small port (`SecretSource`) and its adapter
+//! over the connectors' `TokenSource` (`/apiTokens/<service>` through the Parameters and
+//! Secrets extension, else the SSM API). Read once at init; errors name the parameter, never
+//! its value.
 
+use crate::connectors::token::{ServiceName, TokenSource};
 use crate::ingest::signature::CalloutSecret;
 use async_trait::async_trait;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -16,45 +19,33 @@ pub trait SecretSource: Send + Sync {
     async fn callout_secret(&self) -> Result<CalloutSecret, SecretError>;
 }
 
-/// The secret in an SSM parameter (`/apiTokens/billing-callout` by default).
-pub struct SsmSecret {
-    client: aws_sdk_ssm::Client,
-    name: String,
+/// The callout secret stored as the token of `service` (`billing-callout` by default).
+pub struct TokenSecret {
+    tokens: Arc<dyn TokenSource>,
+    service: ServiceName,
 }
 
-impl SsmSecret {
-    pub fn new(client: aws_sdk_ssm::Client, name: impl Into<String>) -> Self {
-        Self {
-            client,
-            name: name.into(),
-        }
+impl TokenSecret {
+    pub fn new(tokens: Arc<dyn TokenSource>, service: ServiceName) -> Self {
+        Self { tokens, service }
     }
 }
 
 #[async_trait]
-impl SecretSource for SsmSecret {
+impl SecretSource for TokenSecret {
     async fn callout_secret(&self) -> Result<CalloutSecret, SecretError> {
         let unreadable = |reason: String| SecretError::Unreadable {
-            name: self.name.clone(),
+            name: self.service.parameter_name(),
             reason,
         };
-        let output = self
-            .client
-            .get_parameter()
-            .name(&self.name)
-            .with_decryption(true)
-            .send()
+        // `TokenError` names the parameter and the failure (not found, denied, ...), never
+        // the value.
+        let token = self
+            .tokens
+            .token(&self.service)
             .await
-            // The SDK's error display names the service error (ParameterNotFound,
-            // AccessDenied...), never a parameter value.
-            .map_err(|e| {
-                unreadable(aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
-            })?;
-        let value = output
-            .parameter()
-            .and_then(|p| p.value())
-            .ok_or_else(|| unreadable("has no value".to_string()))?;
-        CalloutSecret::new(value.as_bytes().to_vec())
+            .map_err(|e| unreadable(e.to_string()))?;
+        CalloutSecret::new(token.expose_secret().as_bytes().to_vec())
             .ok_or_else(|| unreadable("is empty".to_string()))
     }
 }

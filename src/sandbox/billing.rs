@@ -1,0 +1,928 @@
+//! The simulated Billing system (Zuora v1 REST shape): accounts, subscriptions (create,
+//! amend, cancel), the product catalog, `Idempotency-Key` replay, and the callout
+//! notifications a real tenant would send. In-memory only.
+//! Shapes: Zuora v1 API reference (accounts, subscriptions, catalog), "Idempotent requests"
+//! guide (same key -> same saved answer; same key with another body -> 422). Callout bodies
+//! follow the callout template `ingest::zuora` reads (see `callout` below).
+
+use super::state::{Inner, SharedState, System};
+use super::SandboxConfig;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRecord {
+    pub id: String,
+    pub account_number: String,
+    pub name: String,
+    pub currency: String,
+    pub crm_id: Option<String>,
+    pub status: String,
+    pub bill_cycle_day: u64,
+    /// Custom fields (`*__c`), e.g. `Origin__c`.
+    pub custom: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub subscription_number: String,
+    pub account_id: String,
+    pub status: String,
+    pub contract_effective_date: String,
+    pub cancelled_date: Option<String>,
+    pub rate_plans: Vec<SubscriptionRatePlanRecord>,
+    pub custom: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionRatePlanRecord {
+    pub id: String,
+    pub product_rate_plan_id: String,
+    pub product_id: String,
+    pub rate_plan_name: String,
+    pub charges: Vec<SubscriptionChargeRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionChargeRecord {
+    pub id: String,
+    pub product_rate_plan_charge_id: String,
+    pub quantity: f64,
+}
+
+/// A catalog product as `GET /v1/catalog/products` lists it. Also the input of
+/// `Sandbox::upsert_product` (ids may be left empty: they are assigned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    #[serde(default)]
+    pub id: String,
+    pub sku: String,
+    pub name: String,
+    #[serde(default)]
+    pub effective_end_date: Option<String>,
+    #[serde(default)]
+    pub product_rate_plans: Vec<RatePlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RatePlan {
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub product_rate_plan_charges: Vec<Charge>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Charge {
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub pricing: Vec<Price>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    pub currency: String,
+    pub price: f64,
+}
+
+struct SavedAnswer {
+    fingerprint: String,
+    status: StatusCode,
+    body: Value,
+}
+
+#[derive(Default)]
+pub(crate) struct BillingState {
+    pub accounts: BTreeMap<String, AccountRecord>,
+    pub subscriptions: BTreeMap<String, SubscriptionRecord>,
+    pub products: Vec<Product>,
+    idempotency: HashMap<String, SavedAnswer>,
+    counter: u64,
+}
+
+impl BillingState {
+    fn next_id(&mut self) -> String {
+        self.counter += 1;
+        format!("8ad0{:028x}", self.counter)
+    }
+
+    fn account_key(&self, key: &str) -> Option<String> {
+        if self.accounts.contains_key(key) {
+            return Some(key.to_string());
+        }
+        self.accounts
+            .values()
+            .find(|a| a.account_number == key)
+            .map(|a| a.id.clone())
+    }
+
+    fn subscription_key(&self, key: &str) -> Option<String> {
+        if self.subscriptions.contains_key(key) {
+            return Some(key.to_string());
+        }
+        self.subscriptions
+            .values()
+            .find(|s| s.subscription_number == key)
+            .map(|s| s.id.clone())
+    }
+
+    fn find_rate_plan(&self, id: &str) -> Option<(&Product, &RatePlan)> {
+        self.products.iter().find_map(|p| {
+            p.product_rate_plans
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| (p, r))
+        })
+    }
+}
+
+/// A Zuora-shaped error: `{success: false, processId, reasons: [{code, message}]}`.
+#[derive(Debug, Clone)]
+pub(crate) struct BillingError {
+    pub status: StatusCode,
+    pub code: u64,
+    pub message: String,
+}
+
+impl BillingError {
+    fn new(status: StatusCode, code: u64, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn not_found(what: &str, key: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            50000040,
+            format!("Cannot find entity by key: '{key}' ({what})."),
+        )
+    }
+
+    fn invalid(field: &str, reason: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            53100020,
+            format!("'{field}' {reason}"),
+        )
+    }
+
+    fn body(&self) -> Value {
+        json!({
+            "success": false,
+            "processId": &uuid::Uuid::new_v4().simple().to_string()[..16],
+            "reasons": [{"code": self.code, "message": self.message}],
+        })
+    }
+}
+
+impl IntoResponse for BillingError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+type Answer = Result<(StatusCode, Value), BillingError>;
+
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, BillingError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(BillingError::new(
+            StatusCode::BAD_REQUEST,
+            50000090,
+            "Malformed request: the body must be a JSON object",
+        )),
+    }
+}
+
+fn custom_fields(body: &Map<String, Value>) -> Map<String, Value> {
+    body.iter()
+        .filter(|(k, _)| k.ends_with("__c"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn text(body: &Map<String, Value>, field: &str) -> Option<String> {
+    body.get(field).and_then(Value::as_str).map(str::to_string)
+}
+
+fn correlation(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+impl Inner {
+    /// Runs a create under Zuora idempotency rules: a repeated key replays the saved answer
+    /// (success or failure); the same key with a different request is refused with 422.
+    fn idempotent(
+        &mut self,
+        headers: &HeaderMap,
+        route: &str,
+        raw: &[u8],
+        op: impl FnOnce(&mut Inner) -> Answer,
+    ) -> (StatusCode, Value) {
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let Some(key) = key else {
+            return op(self).unwrap_or_else(|e| (e.status, e.body()));
+        };
+        let fingerprint = hex::encode(Sha256::digest([route.as_bytes(), b"\n", raw].concat()));
+        if let Some(saved) = self.billing.idempotency.get(&key) {
+            if saved.fingerprint != fingerprint {
+                let e = BillingError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    50000020,
+                    "The idempotency key was used with a different request",
+                );
+                return (e.status, e.body());
+            }
+            return (saved.status, saved.body.clone());
+        }
+        let (status, body) = op(self).unwrap_or_else(|e| (e.status, e.body()));
+        self.billing.idempotency.insert(
+            key,
+            SavedAnswer {
+                fingerprint,
+                status,
+                body: body.clone(),
+            },
+        );
+        (status, body)
+    }
+
+    /// Emits a callout notification. Zuora callouts are templated; ours (the one
+    /// `ingest::zuora` reads, see tests/fixtures/README.md) is
+    /// `{"eventId", "eventType", "eventTime", "tenantId", "correlationId"?, "<object>": {..}}`
+    /// with `<object>` one of `account`, `subscription`, `product`, `productRatePlan`,
+    /// `productRatePlanCharge` in Zuora REST field names, custom fields (`*__c`) included.
+    fn callout(
+        &mut self,
+        config: &SandboxConfig,
+        event_type: &str,
+        object: &str,
+        data: Value,
+        correlation_id: Option<&str>,
+    ) {
+        let mut body = Map::new();
+        body.insert(
+            "eventId".into(),
+            json!(uuid::Uuid::new_v4().simple().to_string()),
+        );
+        body.insert("eventType".into(), json!(event_type));
+        body.insert(
+            "eventTime".into(),
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        );
+        body.insert("tenantId".into(), json!(config.tenant_id));
+        if let Some(id) = correlation_id {
+            body.insert("correlationId".into(), json!(id));
+        }
+        body.insert(object.into(), data);
+        self.emit(
+            config,
+            System::Billing,
+            event_type,
+            Value::Object(body),
+            correlation_id,
+        );
+    }
+
+    fn account_callout_data(account: &AccountRecord) -> Value {
+        let mut data = json!({
+            "id": account.id,
+            "accountNumber": account.account_number,
+            "name": account.name,
+            "crmId": account.crm_id,
+            "currency": account.currency,
+            "status": account.status,
+        });
+        for (k, v) in &account.custom {
+            data[k] = v.clone();
+        }
+        data
+    }
+
+    fn subscription_callout_data(sub: &SubscriptionRecord) -> Value {
+        let plans: Vec<Value> = sub
+            .rate_plans
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.id,
+                    "productRatePlanId": p.product_rate_plan_id,
+                    "productId": p.product_id,
+                    "ratePlanName": p.rate_plan_name,
+                    "quantity": p.charges.first().map(|c| c.quantity),
+                    "ratePlanCharges": p.charges.iter().map(|c| json!({
+                        "id": c.id, "productRatePlanChargeId": c.product_rate_plan_charge_id, "quantity": c.quantity,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let mut data = json!({
+            "id": sub.id,
+            "subscriptionNumber": sub.subscription_number,
+            "accountId": sub.account_id,
+            "status": sub.status,
+            "termStartDate": sub.contract_effective_date,
+            "cancelledDate": sub.cancelled_date,
+            "ratePlans": plans,
+        });
+        for (k, v) in &sub.custom {
+            data[k] = v.clone();
+        }
+        data
+    }
+
+    pub(crate) fn billing_create_account(
+        &mut self,
+        config: &SandboxConfig,
+        body: &Map<String, Value>,
+        correlation_id: Option<&str>,
+    ) -> Answer {
+        let name = text(body, "name").filter(|n| !n.trim().is_empty());
+        let name = name.ok_or_else(|| BillingError::invalid("name", "may not be empty"))?;
+        let currency = text(body, "currency")
+            .filter(|c| c.len() == 3)
+            .ok_or_else(|| BillingError::invalid("currency", "must be a 3-letter currency code"))?;
+        let id = self.billing.next_id();
+        let account = AccountRecord {
+            account_number: format!("A{:08}", self.billing.accounts.len() + 1),
+            id: id.clone(),
+            name,
+            currency,
+            crm_id: text(body, "crmId"),
+            status: "Active".into(),
+            bill_cycle_day: body
+                .get("billCycleDay")
+                .and_then(Value::as_u64)
+                .unwrap_or(1),
+            custom: custom_fields(body),
+        };
+        let answer = json!({
+            "success": true,
+            "accountId": account.id,
+            "accountNumber": account.account_number,
+            "billToContactId": self.billing.next_id(),
+        });
+        let data = Self::account_callout_data(&account);
+        self.billing.accounts.insert(id, account);
+        self.callout(config, "AccountCreated", "account", data, correlation_id);
+        Ok((StatusCode::OK, answer))
+    }
+
+    pub(crate) fn billing_update_account(
+        &mut self,
+        config: &SandboxConfig,
+        key: &str,
+        body: &Map<String, Value>,
+        correlation_id: Option<&str>,
+    ) -> Answer {
+        let id = self
+            .billing
+            .account_key(key)
+            .ok_or_else(|| BillingError::not_found("account", key))?;
+        let account = self
+            .billing
+            .accounts
+            .get_mut(&id)
+            .expect("key resolved above");
+        if let Some(name) = text(body, "name") {
+            if name.trim().is_empty() {
+                return Err(BillingError::invalid("name", "may not be empty"));
+            }
+            account.name = name;
+        }
+        if let Some(crm_id) = text(body, "crmId") {
+            account.crm_id = Some(crm_id);
+        }
+        account.custom.extend(custom_fields(body));
+        let data = Self::account_callout_data(account);
+        self.callout(config, "AccountUpdated", "account", data, correlation_id);
+        Ok((StatusCode::OK, json!({"success": true})))
+    }
+
+    fn billing_get_account(&self, key: &str) -> Answer {
+        let id = self
+            .billing
+            .account_key(key)
+            .ok_or_else(|| BillingError::not_found("account", key))?;
+        let a = &self.billing.accounts[&id];
+        let mut basic = json!({
+            "id": a.id, "name": a.name, "accountNumber": a.account_number,
+            "crmId": a.crm_id, "status": a.status, "batch": "Batch1",
+        });
+        for (k, v) in &a.custom {
+            basic[k] = v.clone();
+        }
+        Ok((
+            StatusCode::OK,
+            json!({
+                "basicInfo": basic,
+                "billingAndPayment": {"billCycleDay": a.bill_cycle_day, "currency": a.currency, "paymentTerm": "Due Upon Receipt"},
+                "success": true,
+            }),
+        ))
+    }
+
+    fn rate_plans_from(
+        &mut self,
+        plans: &[Value],
+    ) -> Result<Vec<SubscriptionRatePlanRecord>, BillingError> {
+        let mut out = Vec::new();
+        for plan in plans {
+            let plan_id = plan["productRatePlanId"].as_str().unwrap_or_default();
+            let (product, rate_plan) = self
+                .billing
+                .find_rate_plan(plan_id)
+                .map(|(p, r)| (p.clone(), r.clone()))
+                .ok_or_else(|| {
+                    BillingError::new(
+                        StatusCode::BAD_REQUEST,
+                        50000040,
+                        format!("Invalid productRatePlanId: '{plan_id}'"),
+                    )
+                })?;
+            let overrides: HashMap<String, f64> = plan["chargeOverrides"]
+                .as_array()
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|c| {
+                            Some((
+                                c["productRatePlanChargeId"].as_str()?.to_string(),
+                                c["quantity"].as_f64()?,
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let charges = rate_plan
+                .product_rate_plan_charges
+                .iter()
+                .map(|c| SubscriptionChargeRecord {
+                    id: self.billing.next_id(),
+                    product_rate_plan_charge_id: c.id.clone(),
+                    quantity: overrides.get(&c.id).copied().unwrap_or(1.0),
+                })
+                .collect();
+            out.push(SubscriptionRatePlanRecord {
+                id: self.billing.next_id(),
+                product_rate_plan_id: rate_plan.id.clone(),
+                product_id: product.id.clone(),
+                rate_plan_name: rate_plan.name.clone(),
+                charges,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn billing_create_subscription(
+        &mut self,
+        config: &SandboxConfig,
+        body: &Map<String, Value>,
+        correlation_id: Option<&str>,
+    ) -> Answer {
+        let key = text(body, "accountKey").unwrap_or_default();
+        let account_id = self.billing.account_key(&key).ok_or_else(|| {
+            BillingError::new(
+                StatusCode::BAD_REQUEST,
+                50000040,
+                format!("Invalid accountKey: '{key}'"),
+            )
+        })?;
+        let date = text(body, "contractEffectiveDate")
+            .filter(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
+            .ok_or_else(|| {
+                BillingError::invalid("contractEffectiveDate", "must be a date yyyy-mm-dd")
+            })?;
+        let plans = body
+            .get("subscribeToRatePlans")
+            .and_then(Value::as_array)
+            .filter(|p| !p.is_empty())
+            .cloned()
+            .ok_or_else(|| BillingError::invalid("subscribeToRatePlans", "may not be empty"))?;
+        let rate_plans = self.rate_plans_from(&plans)?;
+        let id = self.billing.next_id();
+        let sub = SubscriptionRecord {
+            subscription_number: format!("A-S{:08}", self.billing.subscriptions.len() + 1),
+            id: id.clone(),
+            account_id,
+            status: "Active".into(),
+            contract_effective_date: date,
+            cancelled_date: None,
+            rate_plans,
+            custom: custom_fields(body),
+        };
+        let answer = json!({
+            "success": true,
+            "subscriptionId": sub.id,
+            "subscriptionNumber": sub.subscription_number,
+            "contractedMrr": 0,
+            "totalContractedValue": 0,
+        });
+        let data = Self::subscription_callout_data(&sub);
+        self.billing.subscriptions.insert(id, sub);
+        self.callout(
+            config,
+            "SubscriptionCreated",
+            "subscription",
+            data,
+            correlation_id,
+        );
+        Ok((StatusCode::OK, answer))
+    }
+
+    fn billing_amend_subscription(
+        &mut self,
+        config: &SandboxConfig,
+        key: &str,
+        body: &Map<String, Value>,
+        correlation_id: Option<&str>,
+    ) -> Answer {
+        let id = self
+            .billing
+            .subscription_key(key)
+            .ok_or_else(|| BillingError::not_found("subscription", key))?;
+        if self.billing.subscriptions[&id].status == "Cancelled" {
+            return Err(BillingError::new(
+                StatusCode::BAD_REQUEST,
+                53200020,
+                "The subscription has been cancelled and cannot be amended",
+            ));
+        }
+        let add = body
+            .get("add")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let added = self.rate_plans_from(&add)?;
+        let remove: Vec<String> = body
+            .get("remove")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(|x| x["ratePlanId"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sub = self
+            .billing
+            .subscriptions
+            .get_mut(&id)
+            .expect("key resolved above");
+        if let Some(missing) = remove
+            .iter()
+            .find(|r| !sub.rate_plans.iter().any(|p| &&p.id == r))
+        {
+            return Err(BillingError::new(
+                StatusCode::BAD_REQUEST,
+                50000040,
+                format!("Invalid ratePlanId: '{missing}'"),
+            ));
+        }
+        sub.rate_plans.retain(|p| !remove.contains(&p.id));
+        sub.rate_plans.extend(added);
+        sub.custom.extend(custom_fields(body));
+        let data = Self::subscription_callout_data(sub);
+        self.callout(
+            config,
+            "SubscriptionAmended",
+            "subscription",
+            data,
+            correlation_id,
+        );
+        Ok((
+            StatusCode::OK,
+            json!({"success": true, "subscriptionId": id, "totalDeltaMrr": 0}),
+        ))
+    }
+
+    fn billing_cancel_subscription(
+        &mut self,
+        config: &SandboxConfig,
+        key: &str,
+        body: &Map<String, Value>,
+        correlation_id: Option<&str>,
+    ) -> Answer {
+        let id = self
+            .billing
+            .subscription_key(key)
+            .ok_or_else(|| BillingError::not_found("subscription", key))?;
+        let policy = text(body, "cancellationPolicy").unwrap_or_default();
+        let today = chrono::Utc::now().date_naive().to_string();
+        let date = match policy.as_str() {
+            "SpecificDate" => text(body, "cancellationEffectiveDate").ok_or_else(|| {
+                BillingError::invalid("cancellationEffectiveDate", "is required for SpecificDate")
+            })?,
+            "EndOfCurrentTerm" | "EndOfLastInvoicePeriod" => today,
+            _ => {
+                return Err(BillingError::invalid(
+                    "cancellationPolicy",
+                    "must be EndOfCurrentTerm, EndOfLastInvoicePeriod or SpecificDate",
+                ))
+            }
+        };
+        let sub = self
+            .billing
+            .subscriptions
+            .get_mut(&id)
+            .expect("key resolved above");
+        if sub.status == "Cancelled" {
+            return Err(BillingError::new(
+                StatusCode::BAD_REQUEST,
+                53200020,
+                "The subscription has already been cancelled",
+            ));
+        }
+        sub.status = "Cancelled".into();
+        sub.cancelled_date = Some(date.clone());
+        let data = Self::subscription_callout_data(sub);
+        self.callout(
+            config,
+            "SubscriptionCancelled",
+            "subscription",
+            data,
+            correlation_id,
+        );
+        Ok((
+            StatusCode::OK,
+            json!({"success": true, "subscriptionId": id, "cancelledDate": date, "totalDeltaMrr": 0}),
+        ))
+    }
+
+    fn billing_get_subscription(&self, key: &str) -> Answer {
+        let id = self
+            .billing
+            .subscription_key(key)
+            .ok_or_else(|| BillingError::not_found("subscription", key))?;
+        let s = &self.billing.subscriptions[&id];
+        let account_number = self
+            .billing
+            .accounts
+            .get(&s.account_id)
+            .map(|a| a.account_number.clone());
+        let mut body = json!({
+            "success": true,
+            "id": s.id,
+            "subscriptionNumber": s.subscription_number,
+            "accountId": s.account_id,
+            "accountNumber": account_number,
+            "status": s.status,
+            "termType": "EVERGREEN",
+            "contractEffectiveDate": s.contract_effective_date,
+            "cancelledDate": s.cancelled_date,
+            "ratePlans": s.rate_plans.iter().map(|p| json!({
+                "id": p.id, "productId": p.product_id, "productRatePlanId": p.product_rate_plan_id,
+                "ratePlanName": p.rate_plan_name,
+                "ratePlanCharges": p.charges.iter().map(|c| json!({
+                    "id": c.id, "productRatePlanChargeId": c.product_rate_plan_charge_id, "quantity": c.quantity,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        for (k, v) in &s.custom {
+            body[k] = v.clone();
+        }
+        Ok((StatusCode::OK, body))
+    }
+
+    /// Adds or changes a catalog product (matched by SKU; rate plans and charges by name) and
+    /// emits the product / rate plan / price callouts for what changed.
+    pub(crate) fn billing_upsert_product(
+        &mut self,
+        config: &SandboxConfig,
+        mut spec: Product,
+    ) -> Product {
+        let existing = self.billing.products.iter().position(|p| p.sku == spec.sku);
+        let old = existing.map(|i| self.billing.products[i].clone());
+        spec.id = old
+            .as_ref()
+            .map(|p| p.id.clone())
+            .unwrap_or_else(|| self.billing.next_id());
+        for plan in &mut spec.product_rate_plans {
+            let old_plan = old
+                .as_ref()
+                .and_then(|p| p.product_rate_plans.iter().find(|r| r.name == plan.name));
+            plan.id = old_plan
+                .map(|r| r.id.clone())
+                .unwrap_or_else(|| self.billing.next_id());
+            for charge in &mut plan.product_rate_plan_charges {
+                let old_charge = old_plan.and_then(|r| {
+                    r.product_rate_plan_charges
+                        .iter()
+                        .find(|c| c.name == charge.name)
+                });
+                charge.id = old_charge
+                    .map(|c| c.id.clone())
+                    .unwrap_or_else(|| self.billing.next_id());
+            }
+        }
+        let product_changed = old
+            .as_ref()
+            .is_none_or(|p| p.name != spec.name || p.effective_end_date != spec.effective_end_date);
+        if product_changed {
+            let data = json!({"id": spec.id, "sku": spec.sku, "name": spec.name, "effectiveEndDate": spec.effective_end_date});
+            let kind = if old.is_some() {
+                "ProductUpdated"
+            } else {
+                "ProductCreated"
+            };
+            self.callout(config, kind, "product", data, None);
+        }
+        for plan in &spec.product_rate_plans {
+            let old_plan = old
+                .as_ref()
+                .and_then(|p| p.product_rate_plans.iter().find(|r| r.id == plan.id));
+            if old_plan.is_none_or(|r| r.name != plan.name) {
+                let data = json!({"id": plan.id, "productId": spec.id, "name": plan.name});
+                let kind = if old_plan.is_some() {
+                    "ProductRatePlanUpdated"
+                } else {
+                    "ProductRatePlanCreated"
+                };
+                self.callout(config, kind, "productRatePlan", data, None);
+            }
+            for charge in &plan.product_rate_plan_charges {
+                let old_charge = old_plan.and_then(|r| {
+                    r.product_rate_plan_charges
+                        .iter()
+                        .find(|c| c.id == charge.id)
+                });
+                if old_charge.is_none_or(|c| c.pricing != charge.pricing || c.name != charge.name) {
+                    let data = json!({
+                        "id": charge.id, "productRatePlanId": plan.id, "name": charge.name,
+                        "pricing": charge.pricing,
+                    });
+                    let kind = if old_charge.is_some() {
+                        "ProductRatePlanChargeUpdated"
+                    } else {
+                        "ProductRatePlanChargeCreated"
+                    };
+                    self.callout(config, kind, "productRatePlanCharge", data, None);
+                }
+            }
+        }
+        match existing {
+            Some(i) => self.billing.products[i] = spec.clone(),
+            None => self.billing.products.push(spec.clone()),
+        }
+        spec
+    }
+}
+
+fn reply((status, body): (StatusCode, Value)) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn answer(result: Answer) -> Response {
+    reply(result.unwrap_or_else(|e| (e.status, e.body())))
+}
+
+/// `POST /v1/accounts`.
+pub(crate) async fn create_account(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let cid = correlation(&headers);
+    let mut inner = state.lock();
+    reply(
+        inner.idempotent(&headers, "POST /v1/accounts", &raw, |inner| {
+            let body = parse_body(&raw)?;
+            inner.billing_create_account(&state.config, &body, cid.as_deref())
+        }),
+    )
+}
+
+/// `GET /v1/accounts/{key}` (id or account number).
+pub(crate) async fn get_account(
+    State(state): State<SharedState>,
+    Path(key): Path<String>,
+) -> Response {
+    answer(state.lock().billing_get_account(&key))
+}
+
+/// `PUT /v1/accounts/{key}`.
+pub(crate) async fn update_account(
+    State(state): State<SharedState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let cid = correlation(&headers);
+    answer(parse_body(&raw).and_then(|body| {
+        state
+            .lock()
+            .billing_update_account(&state.config, &key, &body, cid.as_deref())
+    }))
+}
+
+/// `POST /v1/subscriptions`.
+pub(crate) async fn create_subscription(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let cid = correlation(&headers);
+    let mut inner = state.lock();
+    reply(
+        inner.idempotent(&headers, "POST /v1/subscriptions", &raw, |inner| {
+            let body = parse_body(&raw)?;
+            inner.billing_create_subscription(&state.config, &body, cid.as_deref())
+        }),
+    )
+}
+
+/// `GET /v1/subscriptions/{key}`.
+pub(crate) async fn get_subscription(
+    State(state): State<SharedState>,
+    Path(key): Path<String>,
+) -> Response {
+    answer(state.lock().billing_get_subscription(&key))
+}
+
+/// `PUT /v1/subscriptions/{key}` — amend.
+pub(crate) async fn amend_subscription(
+    State(state): State<SharedState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let cid = correlation(&headers);
+    answer(parse_body(&raw).and_then(|body| {
+        state
+            .lock()
+            .billing_amend_subscription(&state.config, &key, &body, cid.as_deref())
+    }))
+}
+
+/// `PUT /v1/subscriptions/{key}/cancel`.
+pub(crate) async fn cancel_subscription(
+    State(state): State<SharedState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let cid = correlation(&headers);
+    answer(parse_body(&raw).and_then(|body| {
+        state
+            .lock()
+            .billing_cancel_subscription(&state.config, &key, &body, cid.as_deref())
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Page {
+    page: Option<usize>,
+    page_size: Option<usize>,
+}
+
+/// `GET /v1/catalog/products?page=&pageSize=`.
+pub(crate) async fn list_products(
+    State(state): State<SharedState>,
+    Query(page): Query<Page>,
+) -> Response {
+    let size = page.page_size.unwrap_or(10).clamp(1, 40);
+    let number = page.page.unwrap_or(1).max(1);
+    let inner = state.lock();
+    let products: Vec<&Product> = inner
+        .billing
+        .products
+        .iter()
+        .skip((number - 1) * size)
+        .take(size)
+        .collect();
+    let mut body = json!({"products": products, "success": true});
+    if inner.billing.products.len() > number * size {
+        body["nextPage"] = json!(format!(
+            "http://{}/v1/catalog/products?page={}&pageSize={size}",
+            state.public_host(),
+            number + 1
+        ));
+    }
+    Json(body).into_response()
+}

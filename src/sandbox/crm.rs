@@ -1,0 +1,720 @@
+//! The simulated CRM (Salesforce REST shape): sObject create/read/update, upsert by external
+//! id, composite, and the change events a real org would relay to EventBridge (CDC for
+//! Account/Product2, the `OrderEvent__e` platform event for orders). In-memory only.
+//! Shapes: Salesforce REST API Developer Guide (upsert, composite, error responses), Change
+//! Data Capture Developer Guide (`ChangeEventHeader`), EventBridge partner event envelope.
+
+use super::state::{Inner, SharedState, System};
+use super::SandboxConfig;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// The org's standard price book (seeded).
+pub const STANDARD_PRICEBOOK_ID: &str = "01sSB0000000001AAA";
+
+pub(crate) struct CrmState {
+    /// sObject type -> id -> fields (including `Id`).
+    pub records: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+    next_id: u64,
+    commit: u64,
+}
+
+impl Default for CrmState {
+    fn default() -> Self {
+        let mut state = CrmState {
+            records: BTreeMap::new(),
+            next_id: 2,
+            commit: 0,
+        };
+        let mut book = Map::new();
+        book.insert("Id".into(), json!(STANDARD_PRICEBOOK_ID));
+        book.insert("Name".into(), json!("Standard Price Book"));
+        book.insert("IsStandard".into(), json!(true));
+        state
+            .records
+            .entry("Pricebook2".into())
+            .or_default()
+            .insert(STANDARD_PRICEBOOK_ID.into(), book);
+        state
+    }
+}
+
+/// A Salesforce-shaped error.
+#[derive(Debug, Clone)]
+pub(crate) struct CrmError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub fields: Vec<String>,
+}
+
+impl CrmError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: vec![],
+        }
+    }
+
+    fn body(&self) -> Value {
+        json!([{ "message": self.message, "errorCode": self.code, "fields": self.fields }])
+    }
+}
+
+impl IntoResponse for CrmError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+/// Who made a change, as CDC `changeOrigin` reports it.
+#[derive(Debug, Clone)]
+pub(crate) enum Writer {
+    /// A REST API call; `client` from `Sforce-Call-Options: client=<name>`.
+    Api { client: Option<String> },
+    /// A person in the UI (the sandbox's admin "user" routes).
+    User,
+}
+
+impl Writer {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let client = headers
+            .get("sforce-call-options")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .filter_map(|part| part.trim().strip_prefix("client="))
+                    .next()
+                    .map(str::to_string)
+            });
+        Writer::Api { client }
+    }
+
+    fn change_origin(&self) -> String {
+        match self {
+            Writer::Api { client: Some(c) } => format!("com/salesforce/api/rest/60.0;client={c}"),
+            Writer::Api { client: None } => "com/salesforce/api/rest/60.0".into(),
+            Writer::User => "com/salesforce/ui".into(),
+        }
+    }
+}
+
+fn id_prefix(sobject: &str) -> &'static str {
+    match sobject {
+        "Account" => "001",
+        "Contact" => "003",
+        "Order" => "801",
+        "Product2" => "01t",
+        "PricebookEntry" => "01u",
+        "Pricebook2" => "01s",
+        _ => "a0X",
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, CrmError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(CrmError::new(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(CrmError::new(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            format!("malformed JSON: {e}"),
+        )),
+    }
+}
+
+impl Inner {
+    fn crm_find(&self, sobject: &str, field: &str, value: &str) -> Option<String> {
+        self.crm.records.get(sobject).and_then(|records| {
+            records
+                .iter()
+                .find(|(_, r)| r.get(field).and_then(Value::as_str) == Some(value))
+                .map(|(id, _)| id.clone())
+        })
+    }
+
+    /// Replaces `{"Product2": {"Billing_Product_Id__c": "P1"}}` by `Product2Id` (parent by
+    /// external id), as Salesforce does on insert/upsert.
+    fn crm_resolve_parents(&self, body: &mut Map<String, Value>) -> Result<(), CrmError> {
+        let parents: Vec<(String, String, String)> = body
+            .iter()
+            .filter_map(|(k, v)| {
+                let obj = v.as_object()?;
+                if obj.len() != 1 {
+                    return None;
+                }
+                let (field, value) = obj.iter().next()?;
+                Some((k.clone(), field.clone(), value.as_str()?.to_string()))
+            })
+            .collect();
+        for (relationship, field, value) in parents {
+            let sobject = relationship.trim_end_matches("__r");
+            let id = self.crm_find(sobject, &field, &value).ok_or_else(|| {
+                let mut e = CrmError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_FIELD",
+                    format!("Foreign key external ID: {value} not found for field {field} in entity {sobject}"),
+                );
+                e.fields = vec![relationship.clone()];
+                e
+            })?;
+            body.remove(&relationship);
+            let id_field = if relationship.ends_with("__r") {
+                relationship.replace("__r", "__c")
+            } else {
+                format!("{relationship}Id")
+            };
+            body.insert(id_field, json!(id));
+        }
+        Ok(())
+    }
+
+    fn crm_validate(&self, sobject: &str, record: &Map<String, Value>) -> Result<(), CrmError> {
+        let required: &[&str] = match sobject {
+            "Account" | "Product2" => &["Name"],
+            "PricebookEntry" => &["Pricebook2Id", "Product2Id", "UnitPrice"],
+            "Order" => &["AccountId", "Status", "EffectiveDate"],
+            _ => &[],
+        };
+        let missing: Vec<String> = required
+            .iter()
+            .filter(|f| {
+                record
+                    .get(**f)
+                    .is_none_or(|v| v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty()))
+            })
+            .map(|f| f.to_string())
+            .collect();
+        if !missing.is_empty() {
+            let mut e = CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "REQUIRED_FIELD_MISSING",
+                format!("Required fields are missing: [{}]", missing.join(", ")),
+            );
+            e.fields = missing;
+            return Err(e);
+        }
+        if sobject == "Order" {
+            let account = record["AccountId"].as_str().unwrap_or_default();
+            if !self
+                .crm
+                .records
+                .get("Account")
+                .is_some_and(|r| r.contains_key(account))
+            {
+                return Err(CrmError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    format!("invalid cross reference id: AccountId {account}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn crm_create(
+        &mut self,
+        config: &SandboxConfig,
+        sobject: &str,
+        mut body: Map<String, Value>,
+        writer: &Writer,
+    ) -> Result<String, CrmError> {
+        self.crm_resolve_parents(&mut body)?;
+        self.crm_validate(sobject, &body)?;
+        let id = format!("{}SB{:010}AAA", id_prefix(sobject), self.crm.next_id);
+        self.crm.next_id += 1;
+        let mut record = body.clone();
+        record.insert("Id".into(), json!(id));
+        self.crm
+            .records
+            .entry(sobject.to_string())
+            .or_default()
+            .insert(id.clone(), record.clone());
+        self.crm_emit(config, sobject, &id, "CREATE", &body, &record, writer);
+        Ok(id)
+    }
+
+    pub(crate) fn crm_update(
+        &mut self,
+        config: &SandboxConfig,
+        sobject: &str,
+        id: &str,
+        mut body: Map<String, Value>,
+        writer: &Writer,
+    ) -> Result<(), CrmError> {
+        self.crm_resolve_parents(&mut body)?;
+        let Some(existing) = self
+            .crm
+            .records
+            .get(sobject)
+            .and_then(|r| r.get(id))
+            .cloned()
+        else {
+            return Err(CrmError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            ));
+        };
+        let mut record = existing;
+        for (k, v) in &body {
+            record.insert(k.clone(), v.clone());
+        }
+        self.crm_validate(sobject, &record)?;
+        self.crm
+            .records
+            .entry(sobject.to_string())
+            .or_default()
+            .insert(id.to_string(), record.clone());
+        self.crm_emit(config, sobject, id, "UPDATE", &body, &record, writer);
+        Ok(())
+    }
+
+    /// Upsert by external id: `(status, body)` = 201 created / 200 updated.
+    pub(crate) fn crm_upsert(
+        &mut self,
+        config: &SandboxConfig,
+        sobject: &str,
+        field: &str,
+        value: &str,
+        mut body: Map<String, Value>,
+        writer: &Writer,
+    ) -> Result<(StatusCode, Value), CrmError> {
+        if let Some(given) = body.get(field) {
+            if given.as_str() != Some(value) {
+                return Err(CrmError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_FIELD",
+                    format!("the body's {field} does not match the URL's external id"),
+                ));
+            }
+        }
+        match self.crm_find(sobject, field, value) {
+            Some(id) => {
+                self.crm_update(config, sobject, &id, body, writer)?;
+                Ok((
+                    StatusCode::OK,
+                    json!({"id": id, "success": true, "errors": [], "created": false}),
+                ))
+            }
+            None => {
+                body.insert(field.to_string(), json!(value));
+                let id = self.crm_create(config, sobject, body, writer)?;
+                Ok((
+                    StatusCode::CREATED,
+                    json!({"id": id, "success": true, "errors": [], "created": true}),
+                ))
+            }
+        }
+    }
+
+    pub(crate) fn crm_get(&self, sobject: &str, id: &str) -> Option<Value> {
+        let record = self.crm.records.get(sobject)?.get(id)?;
+        let mut out = Map::new();
+        out.insert(
+            "attributes".into(),
+            json!({"type": sobject, "url": format!("/services/data/v60.0/sobjects/{sobject}/{id}")}),
+        );
+        out.extend(record.clone());
+        Some(Value::Object(out))
+    }
+
+    /// What the org relays to EventBridge after a change: CDC for Account and Product2 (the
+    /// channel enriches updates with the fields ingest requires: Account `Name`, Product2
+    /// `Name` and `ProductCode`), and the `OrderEvent__e` platform event a flow publishes when
+    /// an Order's status or items change. No Order CDC: orders travel as the platform event.
+    #[allow(clippy::too_many_arguments)]
+    fn crm_emit(
+        &mut self,
+        config: &SandboxConfig,
+        sobject: &str,
+        id: &str,
+        change_type: &str,
+        changed: &Map<String, Value>,
+        record: &Map<String, Value>,
+        writer: &Writer,
+    ) {
+        self.crm.commit += 1;
+        let now = chrono::Utc::now();
+        let (detail_type, payload) = match sobject {
+            "Account" | "Product2" => {
+                let enriched: &[&str] = match sobject {
+                    "Account" => &["Name"],
+                    _ => &["Name", "ProductCode"],
+                };
+                let fields = if change_type == "CREATE" {
+                    record
+                } else {
+                    changed
+                };
+                let mut payload = Map::new();
+                payload.insert(
+                    "ChangeEventHeader".into(),
+                    json!({
+                        "entityName": sobject,
+                        "recordIds": [id],
+                        "changeType": change_type,
+                        "changeOrigin": writer.change_origin(),
+                        "transactionKey": uuid::Uuid::new_v4().to_string(),
+                        "sequenceNumber": 1,
+                        "commitTimestamp": now.timestamp_millis(),
+                        "commitNumber": self.crm.commit,
+                        "commitUser": "005SB0000000001AAA",
+                        "changedFields": fields.keys().filter(|k| *k != "Id").collect::<Vec<_>>(),
+                    }),
+                );
+                for (k, v) in fields {
+                    if k != "Id" {
+                        payload.insert(k.clone(), v.clone());
+                    }
+                }
+                for field in enriched {
+                    if let Some(v) = record.get(*field) {
+                        payload
+                            .entry(field.to_string())
+                            .or_insert_with(|| v.clone());
+                    }
+                }
+                (format!("{sobject}ChangeEvent"), payload)
+            }
+            "Order" => {
+                let status_changed = change_type == "CREATE" || changed.contains_key("Status");
+                let items_changed = changed.contains_key("OrderItems");
+                let status = record
+                    .get("Status")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let action = match status {
+                    "Activated" | "Cancelled" if status_changed => status,
+                    "Activated" if items_changed => "Amended",
+                    // Drafts and other edits do not reach the flow.
+                    _ => return,
+                };
+                let field = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
+                let items = record.get("OrderItems").cloned().unwrap_or(json!([]));
+                let mut payload = Map::new();
+                payload.insert("EventUuid".into(), json!(uuid::Uuid::new_v4().to_string()));
+                payload.insert(
+                    "CreatedDate".into(),
+                    json!(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                );
+                payload.insert("CreatedById".into(), json!("005SB0000000001AAA"));
+                payload.insert("Order_Id__c".into(), json!(id));
+                payload.insert("Account_Id__c".into(), field("AccountId"));
+                payload.insert("Order_Number__c".into(), field("OrderNumber"));
+                payload.insert("Status__c".into(), json!(status));
+                payload.insert("Action__c".into(), json!(action));
+                payload.insert("Effective_Date__c".into(), field("EffectiveDate"));
+                payload.insert("Currency__c".into(), field("CurrencyIsoCode"));
+                payload.insert(
+                    "Billing_Subscription_Id__c".into(),
+                    field("Billing_Subscription_Id__c"),
+                );
+                // Platform event fields are scalar: the items travel as JSON text.
+                payload.insert("Items__c".into(), json!(items.to_string()));
+                // Only a write that set these fields carries them (a person's edit does not).
+                for k in ["Origin__c", "Correlation_Id__c"] {
+                    if let Some(v) = changed.get(k) {
+                        payload.insert(k.into(), v.clone());
+                    }
+                }
+                ("OrderEvent__e".to_string(), payload)
+            }
+            _ => return,
+        };
+        let body = json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": detail_type,
+            "source": format!("aws.partner/salesforce.com/{}/{}", config.org_id, config.channel_id),
+            "account": "000000000000",
+            "time": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "payload": payload,
+                "schemaId": format!("sandbox-{}", detail_type.to_lowercase()),
+                "id": uuid::Uuid::new_v4().to_string(),
+            },
+        });
+        self.emit(config, System::Crm, &detail_type, body, None);
+    }
+}
+
+type ApiResult = Result<Response, CrmError>;
+
+fn body_object(body: &Bytes) -> Result<Map<String, Value>, CrmError> {
+    parse_object(body)
+}
+
+/// `POST /services/data/{v}/sobjects/{sobject}`.
+pub(crate) async fn create(
+    State(state): State<SharedState>,
+    Path((_v, sobject)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let body = body_object(&body)?;
+    let writer = Writer::from_headers(&headers);
+    let id = state
+        .lock()
+        .crm_create(&state.config, &sobject, body, &writer)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "success": true, "errors": []})),
+    )
+        .into_response())
+}
+
+/// `GET /services/data/{v}/sobjects/{sobject}/{id}`.
+pub(crate) async fn get(
+    State(state): State<SharedState>,
+    Path((_v, sobject, id)): Path<(String, String, String)>,
+) -> ApiResult {
+    state
+        .lock()
+        .crm_get(&sobject, &id)
+        .map(|r| Json(r).into_response())
+        .ok_or_else(|| {
+            CrmError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            )
+        })
+}
+
+/// `PATCH /services/data/{v}/sobjects/{sobject}/{id}` — 204 No Content.
+pub(crate) async fn update(
+    State(state): State<SharedState>,
+    Path((_v, sobject, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let body = body_object(&body)?;
+    let writer = Writer::from_headers(&headers);
+    state
+        .lock()
+        .crm_update(&state.config, &sobject, &id, body, &writer)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PATCH /services/data/{v}/sobjects/{sobject}/{field}/{value}` — upsert by external id.
+pub(crate) async fn upsert(
+    State(state): State<SharedState>,
+    Path((_v, sobject, field, value)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let body = body_object(&body)?;
+    let writer = Writer::from_headers(&headers);
+    let (status, answer) =
+        state
+            .lock()
+            .crm_upsert(&state.config, &sobject, &field, &value, body, &writer)?;
+    Ok((status, Json(answer)).into_response())
+}
+
+/// `GET /services/data/{v}/sobjects/{sobject}/{field}/{value}` — read by external id.
+pub(crate) async fn get_by_external_id(
+    State(state): State<SharedState>,
+    Path((_v, sobject, field, value)): Path<(String, String, String, String)>,
+) -> ApiResult {
+    let inner = state.lock();
+    inner
+        .crm_find(&sobject, &field, &value)
+        .and_then(|id| inner.crm_get(&sobject, &id))
+        .map(|r| Json(r).into_response())
+        .ok_or_else(|| {
+            CrmError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            )
+        })
+}
+
+/// `POST /services/data/{v}/composite`: sub-requests in order, `@{ref.field}` references,
+/// `allOrNone` rolls everything back (records and emitted events) when one part fails.
+pub(crate) async fn composite(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let request = body_object(&body)?;
+    let all_or_none = request
+        .get("allOrNone")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let parts = request
+        .get("compositeRequest")
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or_else(|| {
+            CrmError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                "compositeRequest is required",
+            )
+        })?;
+    let writer = Writer::from_headers(&headers);
+    let mut inner = state.lock();
+    let snapshot = (inner.crm.records.clone(), inner.outbox.len());
+    let mut results: Vec<Value> = Vec::new();
+    let mut refs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut failed = false;
+    for part in parts {
+        let reference = part["referenceId"].as_str().unwrap_or_default().to_string();
+        if failed && all_or_none {
+            results.push(json!({
+                "body": [{"errorCode": "PROCESSING_HALTED", "message": "The transaction was rolled back since another operation in the same transaction failed."}],
+                "httpHeaders": {}, "httpStatusCode": 400, "referenceId": reference,
+            }));
+            continue;
+        }
+        let part = substitute_refs(&part, &refs);
+        let outcome = run_part(&mut inner, &state.config, &part, &writer);
+        let (status, body) = match outcome {
+            Ok((status, body)) => {
+                refs.insert(reference.clone(), body.clone());
+                (status.as_u16(), body)
+            }
+            Err(e) => {
+                failed = true;
+                (e.status.as_u16(), e.body())
+            }
+        };
+        results.push(json!({"body": body, "httpHeaders": {}, "httpStatusCode": status, "referenceId": reference}));
+    }
+    if failed && all_or_none {
+        inner.crm.records = snapshot.0;
+        inner.outbox.truncate(snapshot.1);
+        // Parts that had succeeded are reported as rolled back too.
+        for result in results.iter_mut() {
+            if result["httpStatusCode"].as_u64().is_some_and(|s| s < 300) {
+                result["httpStatusCode"] = json!(400);
+                result["body"] = json!([{"errorCode": "PROCESSING_HALTED", "message": "The transaction was rolled back since another operation in the same transaction failed."}]);
+            }
+        }
+    }
+    Ok(Json(json!({"compositeResponse": results})).into_response())
+}
+
+fn substitute_refs(part: &Value, refs: &BTreeMap<String, Value>) -> Value {
+    let mut text = part.to_string();
+    for (reference, body) in refs {
+        if let Some(obj) = body.as_object() {
+            for (field, value) in obj {
+                if let Some(v) = value.as_str() {
+                    text = text.replace(&format!("@{{{reference}.{field}}}"), v);
+                }
+            }
+        }
+    }
+    serde_json::from_str(&text).unwrap_or_else(|_| part.clone())
+}
+
+fn run_part(
+    inner: &mut Inner,
+    config: &SandboxConfig,
+    part: &Value,
+    writer: &Writer,
+) -> Result<(StatusCode, Value), CrmError> {
+    let method = part["method"].as_str().unwrap_or_default();
+    let url = part["url"].as_str().unwrap_or_default();
+    let segments: Vec<String> = url
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_matches('/')
+        .split('/')
+        .map(|s| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let body = match &part["body"] {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    // services / data / vXX.X / sobjects / <type> [/ <id> | / <field> / <value>]
+    let tail: Vec<&str> = segments.iter().skip(4).map(String::as_str).collect();
+    if segments.len() < 5 || segments[3] != "sobjects" {
+        return Err(CrmError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            format!("unsupported composite url {url}"),
+        ));
+    }
+    match (method, tail.as_slice()) {
+        ("POST", [sobject]) => {
+            let id = inner.crm_create(config, sobject, body, writer)?;
+            Ok((
+                StatusCode::CREATED,
+                json!({"id": id, "success": true, "errors": []}),
+            ))
+        }
+        ("PATCH", [sobject, field, value]) => {
+            inner.crm_upsert(config, sobject, field, value, body, writer)
+        }
+        ("PATCH", [sobject, id]) => {
+            inner.crm_update(config, sobject, id, body, writer)?;
+            Ok((StatusCode::NO_CONTENT, Value::Null))
+        }
+        ("GET", [sobject, id]) => inner
+            .crm_get(sobject, id)
+            .map(|r| (StatusCode::OK, r))
+            .ok_or_else(|| {
+                CrmError::new(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "The requested resource does not exist",
+                )
+            }),
+        _ => Err(CrmError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            format!("unsupported composite call {method} {url}"),
+        )),
+    }
+}
+
+/// Admin: a person creates a record in the CRM UI (emits the change event, no origin marker).
+pub(crate) fn user_create(
+    state: &SharedState,
+    sobject: &str,
+    fields: Map<String, Value>,
+) -> Result<String, CrmError> {
+    state
+        .lock()
+        .crm_create(&state.config, sobject, fields, &Writer::User)
+}
+
+/// Admin: a person edits a record in the CRM UI.
+pub(crate) fn user_update(
+    state: &SharedState,
+    sobject: &str,
+    id: &str,
+    fields: Map<String, Value>,
+) -> Result<(), CrmError> {
+    state
+        .lock()
+        .crm_update(&state.config, sobject, id, fields, &Writer::User)
+}
+
+pub(crate) fn parse_fields(body: &[u8]) -> Result<Map<String, Value>, CrmError> {
+    parse_object(body)
+}
