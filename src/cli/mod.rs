@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod migrate;
 pub mod replay;
 pub mod sandbox;
+pub mod worker;
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::ledger::{LedgerError, StoreError};
@@ -43,6 +44,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
     Sandbox(sandbox::SandboxArgs),
+    /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
+    Worker(worker::WorkerArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Worker(args) => worker::run(&cli.store_url()?, args).await,
     }
 }
 

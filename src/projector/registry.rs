@@ -38,24 +38,42 @@ pub struct UnknownProjection {
     pub known: String,
 }
 
+/// The deployed names, for messages.
+pub fn known() -> String {
+    PROJECTIONS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn unknown(given: &str) -> UnknownProjection {
     UnknownProjection {
         given: given.to_string(),
-        known: PROJECTIONS
-            .iter()
-            .map(|(name, _)| *name)
-            .collect::<Vec<_>>()
-            .join(", "),
+        known: known(),
+    }
+}
+
+/// The view name of a projection given by deployed name or view name.
+pub fn view_name(name: &str) -> Option<&'static str> {
+    PROJECTIONS
+        .iter()
+        .find(|(deployed, view)| *deployed == name || *view == name)
+        .map(|(_, view)| *view)
+}
+
+/// The view names `all` or one name selects.
+pub fn selected_view_names(selection: &str) -> Result<Vec<&'static str>, UnknownProjection> {
+    if selection == "all" {
+        Ok(PROJECTIONS.iter().map(|(_, view)| *view).collect())
+    } else {
+        Ok(vec![view_name(selection).ok_or_else(|| unknown(selection))?])
     }
 }
 
 /// The runner of one projection, by deployed name or view name.
 pub fn build(name: &str, deps: &ProjectorDeps) -> Result<Arc<dyn Projector>, UnknownProjection> {
-    let view_name = PROJECTIONS
-        .iter()
-        .find(|(deployed, view)| *deployed == name || *view == name)
-        .map(|(_, view)| *view)
-        .ok_or_else(|| unknown(name))?;
+    let view_name = view_name(name).ok_or_else(|| unknown(name))?;
     let runner: Arc<dyn Projector> = match view_name {
         AccountSync::NAME => Arc::new(runner::<AccountSync>(deps)),
         OrderSync::NAME => Arc::new(runner::<OrderSync>(deps)),
