@@ -143,3 +143,24 @@ async fn a_second_process_sees_appends_through_its_own_connection() {
     assert!(out[0].is_appended());
     assert_eq!(store.read_stream(&s, 1).await.unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_proceed_while_another_process_holds_the_write_lock() {
+    let store = fresh_store().await;
+    let s = unique_stream("locked");
+    store
+        .append(&s, ExpectedVersion::Any, probes(&s, 3))
+        .await
+        .unwrap();
+    // Another process (here: a raw connection) is in the middle of a write transaction.
+    let mut other = rusqlite::Connection::open(store.ledger.path()).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let reads = (0..8).map(|_| store.read_stream(&s, 1));
+    for read in futures::future::join_all(reads).await {
+        assert_eq!(read.unwrap().len(), 3);
+    }
+    assert_eq!(store.read_all(None, None, 10).await.unwrap().len(), 3);
+    tx.rollback().unwrap();
+}

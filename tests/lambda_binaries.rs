@@ -1,16 +1,21 @@
 //! Every Lambda binary run as its deployed function: the compiled binary under the Runtime API
 //! emulator (tests/support/runtime_api.rs), with exactly the environment `template.yaml` gives
 //! that function (tests/support/template.rs resolves it for a test stack), against the
-//! deploy's store (the DynamoDB tables of `migrations/dynamodb` on moto), and invoked with the
-//! event its trigger in the template delivers. Proves the template and the binaries fit.
+//! deploy's store (the DynamoDB tables of `migrations/dynamodb` on moto), the Parameters and
+//! Secrets extension the template layers on (tests/support/params_extension.rs, backed by
+//! moto's SSM), and invoked with the event its trigger in the template delivers. Proves the
+//! template and the binaries fit.
 
 mod common;
+#[path = "support/params_extension.rs"]
+mod params_extension;
 #[path = "support/runtime_api.rs"]
 mod runtime_api;
 #[path = "support/template.rs"]
 mod template;
 
 use common::moto::{moto, unique_name};
+use params_extension::ParamsExtension;
 use runtime_api::LambdaProcess;
 use serde_json::{json, Value};
 use sync_ledger::ingest::signature::{CalloutSecret, SIGNATURE_HEADER};
@@ -23,38 +28,66 @@ fn fixture(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
 }
 
-/// A deployed stack on moto: the template resolved with this prefix, its tables migrated.
+/// Lambda gives every function a session token; the extension only answers requests that
+/// carry it.
+const SESSION_TOKEN: &str = "test-session-token";
+
+/// A deployed stack on moto: the template resolved with this prefix, its tables migrated,
+/// and the extension layer's stand-in.
 struct TestStack {
     prefix: String,
     stack: Stack,
+    extension: ParamsExtension,
 }
 
 impl TestStack {
     async fn deploy() -> Self {
+        Self::deploy_with(&[]).await
+    }
+
+    /// A stack with these parameter values over the test defaults.
+    async fn deploy_with(parameters: &[(&str, &str)]) -> Self {
         // Within the template's Prefix pattern ([A-Za-z0-9_.-]{1,40}).
         let prefix = unique_name("it")[..30].to_string();
-        let stack = Stack::new(&[
+        let mut values = vec![
             ("Prefix", prefix.as_str()),
             ("SalesforceOrgId", "00Dxx0000001gEREAY"),
             ("SalesforceChannelId", "0YLxx0000000001GAA"),
             ("CrmBaseUrl", "https://example.my.salesforce.com"),
-        ]);
+            ("CrmPricebookId", "01sxx0000000001AAA"),
+        ];
+        values.extend_from_slice(parameters);
+        let stack = Stack::new(&values);
         migrate_with(&moto().sdk_config().await, &prefix)
             .await
             .expect("ledger migrate on moto");
-        Self { prefix, stack }
+        let extension = ParamsExtension::start(moto().ssm().await, SESSION_TOKEN).await;
+        Self {
+            prefix,
+            stack,
+            extension,
+        }
     }
 
     /// What Lambda would run `logical` with: the template's variables, plus the credentials
-    /// and endpoint that point the SDK at moto (Lambda's own runtime variables come from the
-    /// emulator).
+    /// and endpoint that point the SDK at moto and the session token Lambda adds (the other
+    /// runtime variables come from the emulator). The one deviation: the extension listens on
+    /// a free port instead of the template's, so parallel tests cannot collide.
     fn env(&self, logical: &str) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = moto()
             .env()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        env.extend(self.stack.function_env(logical));
+        env.push(("AWS_SESSION_TOKEN".to_string(), SESSION_TOKEN.to_string()));
+        let port = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
+        let mut template_env = self.stack.function_env(logical);
+        let slot = template_env
+            .iter_mut()
+            .find(|(k, _)| k == port)
+            .unwrap_or_else(|| panic!("template sets {port} for {logical}"));
+        slot.1 = self.extension.port().to_string();
+        env.extend(template_env);
         env
     }
 
@@ -139,19 +172,35 @@ fn sqs_event(stack: &TestStack, bodies: &[(&str, String)]) -> Value {
     json!({ "Records": records })
 }
 
-/// The HTTP API (payload 2.0) event of `LedgerHttpApi` for a route of the template: the
+/// The HTTP API (payload 2.0) event of `LedgerHttpApi` for a route of the template, at
+/// `raw_path` (which must fit the route; a `{proxy+}` route gets its path parameter): the
 /// Function URL sample (same payload format) with the route's key and path.
-fn http_api_event(logical: &str, event: &str, body: &str, headers: &[(&str, String)]) -> Value {
+fn http_api_event(
+    logical: &str,
+    event: &str,
+    raw_path: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> Value {
     let route = &template()["Resources"][logical]["Properties"]["Events"][event]["Properties"];
     let method = route["Method"].as_str().expect("route method");
     let path = route["Path"].as_str().expect("route path");
     let mut request: Value =
         serde_json::from_str(&fixture("aws/function_url_request.json")).unwrap();
+    match path.strip_suffix("{proxy+}") {
+        Some(prefix) => {
+            let proxy = raw_path
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("{raw_path} is not under the route {path}"));
+            request["pathParameters"] = json!({ "proxy": proxy });
+        }
+        None => assert_eq!(raw_path, path, "the route {path} has no parameters"),
+    }
     request["routeKey"] = json!(format!("{method} {path}"));
-    request["rawPath"] = json!(path);
+    request["rawPath"] = json!(raw_path);
     request["requestContext"]["routeKey"] = json!(format!("{method} {path}"));
     request["requestContext"]["http"]["method"] = json!(method);
-    request["requestContext"]["http"]["path"] = json!(path);
+    request["requestContext"]["http"]["path"] = json!(raw_path);
     request["requestContext"]["stage"] = json!("$default");
     request["body"] = json!(body);
     for (name, value) in headers {
@@ -205,6 +254,7 @@ async fn ingest_function_records_queue_and_callout_events_with_the_template_envi
     let callout = http_api_event(
         "IngestFunction",
         "BillingCallout",
+        "/billing/callouts",
         &body,
         &[(SIGNATURE_HEADER, signature)],
     );

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use template::{resources_of_type, root, template};
+use template::{resources_of_type, root, template, transformed_template};
 
 // ------------------------------------------------------------------ tables vs migrations
 
@@ -321,6 +321,36 @@ fn no_policy_statement_uses_a_wildcard_action() {
 }
 
 #[test]
+fn sam_transform_generates_no_role_and_attaches_no_aws_managed_policy() {
+    let deployed = transformed_template();
+    let source_roles: BTreeSet<&str> = resources_of_type(template(), "AWS::IAM::Role")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let deployed_roles: BTreeSet<&str> = resources_of_type(deployed, "AWS::IAM::Role")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(deployed_roles, source_roles, "SAM adds no role of its own");
+    let functions = resources_of_type(deployed, "AWS::Lambda::Function");
+    assert_eq!(
+        functions.len(),
+        resources_of_type(template(), "AWS::Serverless::Function").len()
+    );
+    let text = deployed.to_string();
+    assert!(
+        !text.contains(":iam::aws:policy/"),
+        "no AWS-managed policy (they grant `Resource: *`) is attached"
+    );
+    let bad = wildcard_grants(deployed);
+    assert!(
+        bad.is_empty(),
+        "wildcard actions after the transform:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
 fn wildcard_check_catches_star_prefix_and_not_action() {
     let policy = serde_json::json!({"Resources": {"R": {"Properties": {"PolicyDocument": {
     "Statement": [
@@ -594,8 +624,18 @@ const RUNTIME_PROVIDED: &[&str] = &[
     "_X_AMZN_TRACE_ID",
 ];
 
-/// Read by code for local runs only and deliberately unset in AWS (documented in DEPLOY.md).
-const LOCAL_ONLY: &[&str] = &["AWS_ENDPOINT_URL"];
+/// Read by code but deliberately left unset in the template, each for its reason
+/// (documented in DEPLOY.md).
+const DELIBERATELY_UNSET: &[(&str, &str)] = &[
+    (
+        "AWS_ENDPOINT_URL",
+        "a local AWS-compatible endpoint, for local runs only",
+    ),
+    (
+        "TOKEN_FINGERPRINT_SALT",
+        "the salt is a secret: the template names its parameter (TOKEN_FINGERPRINT_SALT_PARAM)",
+    ),
+];
 
 /// The source with comments removed (string literals kept intact).
 fn strip_comments(source: &str) -> String {
@@ -940,7 +980,7 @@ fn every_variable_a_binary_reads_is_set_for_each_of_its_functions() {
     let mut missing = Vec::new();
     for f in functions() {
         for var in &reads[&f.binary] {
-            if LOCAL_ONLY.contains(&var.as_str()) {
+            if DELIBERATELY_UNSET.iter().any(|(name, _)| name == var) {
                 continue;
             }
             if !f.env.contains_key(var) && !globals.contains_key(var) {

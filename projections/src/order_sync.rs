@@ -27,6 +27,9 @@ pub const PROJECTION: &str = "order";
 /// Payload field every order-sync outcome on an order stream carries: the CRM account id.
 pub const ACCOUNT_ROUTE: &str = "crm_account_id";
 
+/// Names the order on outcomes whose `crm_id` is not the order (a failure).
+const ORDER_FIELD: &str = "crm_order_id";
+const CREATE_STEP: &str = "billing-create-subscription";
 const CRM_TO_BILLING: &str = "crm->billing";
 const BILLING_TO_CRM: &str = "billing->crm";
 
@@ -87,16 +90,37 @@ pub struct OrderState {
     pub subscription: Option<String>,
     /// The order as CRM last reported it.
     pub last_seen: Option<OrderSnapshot>,
-    /// What the subscription was last made from (to amend only on a real change).
-    pub synced: Option<OrderSnapshot>,
+    /// What Billing was last told, from our recorded outcomes (never from a decision, so
+    /// the fold does not depend on how the account's and the order's streams interleave).
+    pub synced: Option<Synced>,
     /// Waiting for the account's Billing link: the activation to create from.
     pub waiting: Option<OrderCause>,
     /// A subscription create in flight, by the order event it is keyed by.
     pub creating: Option<EventId>,
-    /// The order changed while the create was in flight.
-    pub changed_while_creating: bool,
     /// The CRM status we last wrote and have not seen come back.
     pub pending_echo_status: Option<String>,
+}
+
+/// What a subscription was last written with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Synced {
+    pub lines: Vec<PlanLine>,
+    pub cancelled: bool,
+}
+
+impl Synced {
+    fn from_outcome(outcome: &SyncOutcome) -> Option<Self> {
+        let written = outcome.written.as_ref()?;
+        Some(Self {
+            lines: serde_json::from_value(written.get("lines").cloned().unwrap_or(json!([])))
+                .ok()?,
+            cancelled: written.get("status").and_then(Value::as_str) == Some("Cancelled"),
+        })
+    }
+
+    fn matches(&self, order: &OrderSnapshot) -> bool {
+        self.cancelled == order.cancelled && (self.cancelled || self.lines == order.lines)
+    }
 }
 
 /// A CRM account with its orders.
@@ -193,7 +217,7 @@ fn react_order(view: &OrderAccountView, change: OrderChange, order: &CrmOrder) -
         (OrderChange::Cancelled, None) => OrderReaction::NoChange,
         (_, Some(sub)) => {
             let synced = state.and_then(|s| s.synced.as_ref());
-            if synced.is_some_and(|s| s.lines == snapshot.lines && !s.cancelled) {
+            if synced.is_some_and(|s| s.matches(&snapshot)) {
                 OrderReaction::NoChange
             } else {
                 OrderReaction::Amend(sub)
@@ -300,7 +324,7 @@ impl Projection for OrderSync {
         }
         match &domain {
             DomainEvent::OrderSynced(outcome) if !outcome.mirror => {
-                after_create(account, &account_id, outcome, event, &cause)
+                after_create(account, &account_id, outcome, &cause)
             }
             _ => release_waiting(account, &account_id, &domain, event),
         }
@@ -322,10 +346,7 @@ fn evolve_account(view: &mut OrderAccountView, event: &RecordedEvent, domain: &D
         let snapshot = OrderSnapshot::of(order, change == OrderChange::Cancelled);
         let state = view.orders.entry(order.order_id.clone()).or_default();
         match reaction {
-            OrderReaction::Create(_) => {
-                state.creating = Some(event.event_id);
-                state.synced = Some(snapshot.clone());
-            }
+            OrderReaction::Create(_) => state.creating = Some(event.event_id),
             OrderReaction::WaitForLink => {
                 state.waiting = Some(OrderCause {
                     event_id: event.event_id,
@@ -333,12 +354,12 @@ fn evolve_account(view: &mut OrderAccountView, event: &RecordedEvent, domain: &D
                     correlation_id: event.correlation_id,
                 })
             }
-            OrderReaction::WaitForCreate => state.changed_while_creating = true,
-            OrderReaction::Amend(_) | OrderReaction::Cancel(_) => {
-                state.synced = Some(snapshot.clone())
-            }
             OrderReaction::DropWaiting => state.waiting = None,
-            OrderReaction::Echo(_) | OrderReaction::NoChange => {}
+            OrderReaction::WaitForCreate
+            | OrderReaction::Amend(_)
+            | OrderReaction::Cancel(_)
+            | OrderReaction::Echo(_)
+            | OrderReaction::NoChange => {}
         }
         state.last_seen = Some(snapshot);
         state.pending_echo_status = None;
@@ -355,23 +376,23 @@ fn evolve_account(view: &mut OrderAccountView, event: &RecordedEvent, domain: &D
             }
             if outcome.direction == BILLING_TO_CRM {
                 state.pending_echo_status = written_status(outcome);
-            } else if !outcome.mirror
-                && state.creating.is_some()
-                && state.creating == event.causation_id
-            {
-                state.creating = None;
-                state.changed_while_creating = false;
-                // Mirrors `after_create`: the latest order went out with the follow-up.
-                state.synced = state.last_seen.clone();
+            } else if !outcome.mirror {
+                // Whichever order event it was keyed by: the subscription exists now.
+                if outcome.action == "created" {
+                    state.creating = None;
+                    state.waiting = None;
+                }
+                if let Some(synced) = Synced::from_outcome(outcome) {
+                    state.synced = Some(synced);
+                }
             }
         }
-        DomainEvent::SyncFailed(_) => {
-            for state in view.orders.values_mut() {
-                if state.creating.is_some() && state.creating == event.causation_id {
-                    state.creating = None;
-                    state.changed_while_creating = false;
-                    state.synced = None;
-                }
+        DomainEvent::SyncFailed(failed)
+            if failed.extra.get("step") == Some(&json!(CREATE_STEP)) =>
+        {
+            let order = failed.extra.get(ORDER_FIELD).and_then(Value::as_str);
+            if let Some(state) = order.and_then(|o| view.orders.get_mut(o)) {
+                state.creating = None;
             }
         }
         other => {
@@ -381,8 +402,9 @@ fn evolve_account(view: &mut OrderAccountView, event: &RecordedEvent, domain: &D
                     // Mirrors `release_waiting`: every waiting order is now being created.
                     for state in view.orders.values_mut() {
                         if let Some(waiting) = state.waiting.take() {
-                            state.creating = Some(waiting.event_id);
-                            state.synced = state.last_seen.clone();
+                            if state.subscription.is_none() {
+                                state.creating = Some(waiting.event_id);
+                            }
                         }
                     }
                 }
@@ -494,7 +516,9 @@ fn release_waiting(
     }
     let mut decision = Decision::none();
     for (order_id, state) in &view.orders {
-        let (Some(waiting), Some(snapshot)) = (&state.waiting, &state.last_seen) else {
+        let (Some(waiting), Some(snapshot), None) =
+            (&state.waiting, &state.last_seen, &state.subscription)
+        else {
             continue;
         };
         decision.commands.push(create_subscription(
@@ -509,35 +533,34 @@ fn release_waiting(
     decision
 }
 
-/// A subscription was created: send what changed on the order while it was in flight.
+/// A subscription was created: send what changed on the order while it was in flight
+/// (compared with what the create wrote, so it does not matter which event it was keyed by).
 fn after_create(
     view: &OrderAccountView,
     account_id: &str,
     outcome: &SyncOutcome,
-    event: &RecordedEvent,
     cause: &Cause,
 ) -> Decision {
     let (Some(order_id), Some(sub)) = (&outcome.crm_id, &outcome.billing_id) else {
         return Decision::none();
     };
-    let Some(state) = view.orders.get(order_id) else {
-        return Decision::none();
-    };
-    let ours = state.creating.is_some() && state.creating == event.causation_id;
-    if !ours || !state.changed_while_creating {
+    if outcome.action != "created" {
         return Decision::none();
     }
-    let (Some(latest), Some(sent)) = (&state.last_seen, &state.synced) else {
+    let (Some(latest), Some(sent)) = (
+        view.orders.get(order_id).and_then(|s| s.last_seen.as_ref()),
+        Synced::from_outcome(outcome),
+    ) else {
         return Decision::none();
     };
-    if latest.cancelled {
+    if sent.matches(latest) {
+        Decision::none()
+    } else if latest.cancelled {
         Decision::command(cancel_subscription(
             cause, sub, order_id, account_id, latest,
         ))
-    } else if latest.lines != sent.lines {
-        Decision::command(amend_subscription(cause, sub, order_id, account_id, latest))
     } else {
-        Decision::none()
+        Decision::command(amend_subscription(cause, sub, order_id, account_id, latest))
     }
 }
 
@@ -561,7 +584,11 @@ fn order_outcome(
         target_side: Side::Billing,
         target_entity: Some(entity::SUBSCRIPTION.into()),
         written,
-        extra: route(account_id),
+        extra: {
+            let mut extra = route(account_id);
+            extra.insert(ORDER_FIELD.into(), Value::String(crm_order.to_string()));
+            extra
+        },
         stream: cause.stream_id.clone(),
     }
 }
@@ -590,7 +617,7 @@ fn create_subscription(
         );
     }
     Command {
-        meta: CommandMeta::new(cause, "billing-create-subscription"),
+        meta: CommandMeta::new(cause, CREATE_STEP),
         call: Call::Billing(BillingCommand::CreateSubscription {
             billing_account_id: billing_account.to_string(),
             crm_order_id: order_id.to_string(),

@@ -393,9 +393,15 @@ impl TokenStore for ExtensionStore {
 }
 
 /// The extension when it is installed; the SSM API when nothing listens on its port.
-struct ExtensionOrSsm {
+pub struct ExtensionOrSsm {
     extension: ExtensionStore,
     ssm: SsmStore,
+}
+
+impl ExtensionOrSsm {
+    pub fn new(extension: ExtensionStore, ssm: SsmStore) -> Self {
+        Self { extension, ssm }
+    }
 }
 
 #[async_trait]

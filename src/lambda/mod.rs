@@ -5,3 +5,4 @@ pub mod bootstrap;
 pub mod emf;
 pub mod ingest;
 pub mod projector;
+pub mod token_rotator;

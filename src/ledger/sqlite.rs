@@ -14,6 +14,7 @@ use projections::{
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -37,14 +38,19 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Reader connections per ledger: enough for the worker, replay and audit reads of one
+/// process to proceed side by side.
+const READERS: usize = 4;
+
 /// How long a writer waits for another process's write transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const EVENT_COLUMNS: &str = "position, event_id, stream_id, version, event_type, schema_version, \
      source, source_event_id, correlation_id, causation_id, occurred_at, recorded_at, payload";
 
-/// The embedded ledger. Cheap to clone; all clones share two connections (one writer, one
-/// reader — WAL lets the reader proceed while a write is in progress).
+/// The embedded ledger. Cheap to clone; all clones share one writer connection (SQLite has
+/// one writer at a time anyway) and a few reader connections (WAL lets reads run in parallel
+/// with each other and with the write in progress).
 #[derive(Clone)]
 pub struct SqliteLedger {
     inner: Arc<Inner>,
@@ -53,7 +59,8 @@ pub struct SqliteLedger {
 struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
 }
 
 impl std::fmt::Debug for SqliteLedger {
@@ -84,12 +91,15 @@ impl SqliteLedger {
                 pending.join(", ")
             )));
         }
-        let reader = connect(&path)?;
+        let readers = (0..READERS)
+            .map(|_| connect(&path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
+                readers,
+                next_reader: AtomicUsize::new(0),
             }),
         })
     }
@@ -115,7 +125,20 @@ impl SqliteLedger {
         F: FnOnce(&mut Connection) -> Result<T, LedgerError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        blocking(move || f(&mut lock(&inner.reader))).await
+        blocking(move || f(&mut inner.reader())).await
+    }
+}
+
+impl Inner {
+    /// A free reader if there is one, else the next in turn (waiting for it).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for conn in &self.readers {
+            if let Ok(guard) = conn.try_lock() {
+                return guard;
+            }
+        }
+        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        lock(&self.readers[turn])
     }
 }
 

@@ -33,20 +33,29 @@ fn python() -> PathBuf {
 /// `template.yaml` as CloudFormation reads it (short-form tags in their long form).
 pub fn template() -> &'static Value {
     static TEMPLATE: OnceLock<Value> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
-        let python = python();
-        let output = Command::new(&python)
-            .arg(root().join("tests/support/template_json.py"))
-            .arg(root().join("template.yaml"))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-        assert!(
-            output.status.success(),
-            "template_json.py failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).expect("template_json.py prints JSON")
-    })
+    TEMPLATE.get_or_init(|| load(&[]))
+}
+
+/// `template.yaml` after the SAM transform: the resources `sam deploy` actually creates.
+pub fn transformed_template() -> &'static Value {
+    static TRANSFORMED: OnceLock<Value> = OnceLock::new();
+    TRANSFORMED.get_or_init(|| load(&["--transformed"]))
+}
+
+fn load(flags: &[&str]) -> Value {
+    let python = python();
+    let output = Command::new(&python)
+        .arg(root().join("tests/support/template_json.py"))
+        .args(flags)
+        .arg(root().join("template.yaml"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        output.status.success(),
+        "template_json.py {flags:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("template_json.py prints JSON")
 }
 
 pub fn resources_of_type<'t>(template: &'t Value, kind: &str) -> Vec<(&'t str, &'t Value)> {

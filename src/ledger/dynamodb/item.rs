@@ -290,6 +290,28 @@ mod tests {
     }
 
     #[test]
+    fn lambda_stream_images_decode_like_sdk_items() {
+        // A DynamoDB stream event handed to a Lambda carries `serde_dynamo::Item` images.
+        let event = sample();
+        let at: DateTime<Utc> = "2026-11-26T11:22:33.444555Z".parse().unwrap();
+        let image: serde_dynamo::Item =
+            serde_dynamo::to_item(event_item(&event, 3, &at, 4)).unwrap();
+        let record: aws_lambda_events::dynamodb::EventRecord = serde_json::from_value(json!({
+            "eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
+            "eventVersion": "1.1", "awsRegion": "us-east-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1764156153.0,
+                "Keys": {"pk": {"S": "crm-account-001"}, "sk": {"N": "3"}},
+                "NewImage": serde_json::to_value(&image).unwrap(),
+                "SequenceNumber": "100", "SizeBytes": 10, "StreamViewType": "NEW_IMAGE"
+            }
+        }))
+        .unwrap();
+        let back = decode_event(record.change.new_image).unwrap().unwrap();
+        assert_eq!(back, RecordedEvent::from_new(event, 3, at));
+    }
+
+    #[test]
     fn markers_and_meta_items_are_not_events() {
         let event = sample();
         let at = Utc::now();
