@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod replay;
 pub mod sandbox;
 pub mod serve;
+pub mod worker;
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::ledger::{LedgerError, StoreError};
@@ -49,6 +50,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
     Sandbox(sandbox::SandboxArgs),
+    /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
+    Worker(worker::WorkerArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Audit(args) => audit::run(&cli.store_url()?, args).await,
         Command::Serve(args) => serve::run(&cli.store_url()?, args).await,
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Worker(args) => worker::run(&cli.store_url()?, args).await,
     }
 }
 

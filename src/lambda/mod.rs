@@ -5,4 +5,5 @@ pub mod audit_api;
 pub mod bootstrap;
 pub mod emf;
 pub mod ingest;
+pub mod projector;
 pub mod token_rotator;
