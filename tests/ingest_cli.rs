@@ -3,13 +3,11 @@
 //! EventBridge events and Zuora callout bodies, one per line. Runs the real `ledger` binary
 //! against an embedded store and checks what it prints and what the ledger holds.
 
+mod common;
+
+use common::ingest_fixtures::fixture;
 use serde_json::{json, Value};
 use std::process::{Command, Output};
-
-fn fixture(path: &str) -> String {
-    let full = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
-    std::fs::read_to_string(format!("{full}{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// A fixture as one JSON line.
 fn line(path: &str) -> String {

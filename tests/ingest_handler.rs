@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::ingest_fixtures::{callout_request, fixture, signature_header, sqs_event};
 use common::ingest_store::{fresh_store, unreachable_store, TestStore, ThrottlingProxy};
 use common::moto::moto;
 use serde_json::{json, Value};
@@ -17,46 +18,8 @@ use sync_ledger::projections::RecordedEvent;
 
 const SECRET: &str = "callout-secret-for-tests";
 
-fn fixture(path: &str) -> String {
-    let full = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
-    std::fs::read_to_string(format!("{full}{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 fn handler(log: Arc<dyn EventLog>) -> IngestHandler {
     IngestHandler::new(log, CalloutSecret::new(SECRET).unwrap())
-}
-
-/// An SQS Lambda event (shape of tests/fixtures/aws/sqs_record.json) carrying `bodies`.
-fn sqs_event(bodies: &[(&str, String)]) -> Value {
-    let template: Value = serde_json::from_str(&fixture("aws/sqs_record.json")).unwrap();
-    let records: Vec<Value> = bodies
-        .iter()
-        .map(|(id, body)| {
-            let mut r = template.clone();
-            r["messageId"] = json!(id);
-            r["body"] = json!(body);
-            r
-        })
-        .collect();
-    json!({ "Records": records })
-}
-
-/// A Function URL request (tests/fixtures/aws/function_url_request.json) with `body` and
-/// extra headers.
-fn callout_request(body: &str, headers: &[(&str, String)]) -> Value {
-    let mut r: Value = serde_json::from_str(&fixture("aws/function_url_request.json")).unwrap();
-    r["body"] = json!(body);
-    for (k, v) in headers {
-        r["headers"][*k] = json!(v);
-    }
-    r
-}
-
-fn signed(body: &str, at: i64) -> Vec<(&'static str, String)> {
-    let header = CalloutSecret::new(SECRET)
-        .unwrap()
-        .sign(body.as_bytes(), at);
-    vec![("x-zuora-signature", header)]
 }
 
 async fn all_events(store: &TestStore) -> Vec<RecordedEvent> {
@@ -251,7 +214,7 @@ async fn a_signed_callout_is_appended_then_reported_already_recorded() {
     let store = fresh_store().await;
     let h = handler(store.log());
     let body = fixture("zuora/subscription_created.json");
-    let mut headers = signed(&body, chrono::Utc::now().timestamp());
+    let mut headers = signature_header(SECRET, &body, chrono::Utc::now().timestamp());
     headers.push((
         "x-correlation-id",
         "0192f3c4-7d1e-7a42-9b3c-5e6f7a8b9c0d".to_string(),
@@ -293,9 +256,12 @@ async fn forged_stale_and_unsigned_callouts_are_refused_and_not_recorded() {
         .sign(body.as_bytes(), now);
     let cases = [
         ("forged", vec![("x-zuora-signature", forged)]),
-        ("stale", signed(&body, now - 301)),
+        ("stale", signature_header(SECRET, &body, now - 301)),
         ("unsigned", vec![]),
-        ("tampered", signed(&body.replace("Acme", "Evil"), now)),
+        (
+            "tampered",
+            signature_header(SECRET, &body.replace("Acme", "Evil"), now),
+        ),
     ];
     for (case, headers) in cases {
         let (status, reply) =
@@ -317,7 +283,10 @@ async fn a_signed_callout_with_a_bad_payload_is_400_naming_the_field_and_kept() 
     let store = fresh_store().await;
     let h = handler(store.log());
     let body = fixture("zuora/account_created.json").replace("\"name\": \"Acme Corporation\",", "");
-    let request = callout_request(&body, &signed(&body, chrono::Utc::now().timestamp()));
+    let request = callout_request(
+        &body,
+        &signature_header(SECRET, &body, chrono::Utc::now().timestamp()),
+    );
     let (status, reply) = status_and_body(&h.handle(request).await.unwrap());
     assert_eq!(status, 400);
     assert_eq!(reply["field"], "account.name");
@@ -333,7 +302,10 @@ async fn an_unknown_billing_event_type_is_kept_as_unmapped() {
     let store = fresh_store().await;
     let h = handler(store.log());
     let body = fixture("zuora/payment_processed_unmapped.json");
-    let request = callout_request(&body, &signed(&body, chrono::Utc::now().timestamp()));
+    let request = callout_request(
+        &body,
+        &signature_header(SECRET, &body, chrono::Utc::now().timestamp()),
+    );
     let (status, _) = status_and_body(&h.handle(request).await.unwrap());
     assert_eq!(status, 200);
     let events = all_events(&store).await;
@@ -347,7 +319,10 @@ async fn a_base64_encoded_callout_is_verified_on_its_decoded_bytes_and_other_met
     let store = fresh_store().await;
     let h = handler(store.log());
     let body = fixture("zuora/price_changed.json");
-    let mut request = callout_request("", &signed(&body, chrono::Utc::now().timestamp()));
+    let mut request = callout_request(
+        "",
+        &signature_header(SECRET, &body, chrono::Utc::now().timestamp()),
+    );
     request["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&body));
     request["isBase64Encoded"] = json!(true);
     let (status, reply) = status_and_body(&h.handle(request.clone()).await.unwrap());
@@ -426,8 +401,55 @@ async fn when_the_ledger_is_unreachable_nothing_is_lost_and_senders_are_told_to_
     );
 
     let body = fixture("zuora/account_created.json");
-    let request = callout_request(&body, &signed(&body, chrono::Utc::now().timestamp()));
+    let request = callout_request(
+        &body,
+        &signature_header(SECRET, &body, chrono::Utc::now().timestamp()),
+    );
     let response = h.handle(request).await.unwrap();
     assert_eq!(response["statusCode"], 503);
     assert_eq!(response["headers"]["retry-after"], "5");
+}
+
+#[tokio::test]
+async fn a_callout_secret_rotated_in_ssm_is_picked_up_and_the_old_one_still_accepted() {
+    use sync_ledger::connectors::token::{ServiceName, SsmStore, TokenProvider};
+    use sync_ledger::lambda::ingest::{CalloutAuth, TokenSecret};
+
+    let ssm = moto().ssm().await;
+    let service = ServiceName::parse(&common::moto::unique_name("billing-callout")).unwrap();
+    let put = |value: &'static str| {
+        ssm.put_parameter()
+            .name(service.parameter_name())
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    put("secret-before-rotation").await.unwrap();
+    let tokens = Arc::new(TokenProvider::new(
+        Arc::new(SsmStore::new(ssm.clone())),
+        TokenProvider::DEFAULT_TTL,
+    ));
+    let source = Arc::new(TokenSecret::new(tokens, service.clone()));
+    // No minimum interval between re-reads, so the test need not wait a minute.
+    let auth = CalloutAuth::load(source, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let store = fresh_store().await;
+    let h = IngestHandler::with_auth(store.log(), auth);
+
+    put("secret-after-rotation").await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let new_body = fixture("zuora/account_created.json");
+    let old_body = fixture("zuora/subscription_created.json");
+    for (body, secret, expected) in [
+        (&new_body, "secret-after-rotation", 200),
+        (&old_body, "secret-before-rotation", 200),
+        (&old_body, "never-the-secret", 401),
+    ] {
+        let request = callout_request(body, &signature_header(secret, body, now));
+        let (status, reply) = status_and_body(&h.handle(request).await.unwrap());
+        assert_eq!(status, expected, "{secret}: {reply}");
+    }
+    assert_eq!(all_events(&store).await.len(), 2);
 }

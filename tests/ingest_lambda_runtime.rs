@@ -7,6 +7,7 @@ mod common;
 #[path = "support/runtime_api.rs"]
 mod runtime_api;
 
+use common::ingest_fixtures::{fixture, sqs_event};
 use common::ingest_store::fresh_store;
 use common::moto::moto;
 use runtime_api::LambdaProcess;
@@ -15,25 +16,6 @@ use std::time::Duration;
 use sync_ledger::ingest::signature::CalloutSecret;
 
 const SECRET: &str = "runtime-test-callout-secret";
-
-fn fixture(path: &str) -> String {
-    let full = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
-    std::fs::read_to_string(format!("{full}{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn sqs_event(bodies: &[(&str, String)]) -> Value {
-    let template: Value = serde_json::from_str(&fixture("aws/sqs_record.json")).unwrap();
-    let records: Vec<Value> = bodies
-        .iter()
-        .map(|(id, body)| {
-            let mut r = template.clone();
-            r["messageId"] = json!(id);
-            r["body"] = json!(body);
-            r
-        })
-        .collect();
-    json!({ "Records": records })
-}
 
 async fn put_secret(name: &str) {
     moto()

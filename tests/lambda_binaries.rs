@@ -1,21 +1,28 @@
 //! Every Lambda binary run as its deployed function: the compiled binary under the Runtime API
 //! emulator (tests/support/runtime_api.rs), with exactly the environment `template.yaml` gives
 //! that function (tests/support/template.rs resolves it for a test stack), against the
-//! deploy's store (the DynamoDB tables of `migrations/dynamodb` on moto), and invoked with the
-//! event its trigger in the template delivers. Proves the template and the binaries fit.
+//! deploy's store (the DynamoDB tables of `migrations/dynamodb` on moto), the Parameters and
+//! Secrets extension the template layers on (tests/support/params_extension.rs, backed by
+//! moto's SSM), and invoked with the event its trigger in the template delivers. Proves the
+//! template and the binaries fit.
 
 mod common;
+#[path = "support/params_extension.rs"]
+mod params_extension;
 #[path = "support/runtime_api.rs"]
 mod runtime_api;
 #[path = "support/template.rs"]
 mod template;
 
 use common::moto::{moto, unique_name};
+use params_extension::ParamsExtension;
 use runtime_api::LambdaProcess;
 use serde_json::{json, Value};
+use std::sync::OnceLock;
 use sync_ledger::ingest::signature::{CalloutSecret, SIGNATURE_HEADER};
 use sync_ledger::ledger::dynamodb::{migrate::migrate_with, DynamoDbLedger};
 use sync_ledger::ledger::EventLog;
+use sync_ledger::sandbox::{Sandbox, SandboxConfig};
 use template::{template, Stack};
 
 fn fixture(path: &str) -> String {
@@ -23,38 +30,66 @@ fn fixture(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
 }
 
-/// A deployed stack on moto: the template resolved with this prefix, its tables migrated.
+/// Lambda gives every function a session token; the extension only answers requests that
+/// carry it.
+const SESSION_TOKEN: &str = "test-session-token";
+
+/// A deployed stack on moto: the template resolved with this prefix, its tables migrated,
+/// and the extension layer's stand-in.
 struct TestStack {
     prefix: String,
     stack: Stack,
+    extension: ParamsExtension,
 }
 
 impl TestStack {
     async fn deploy() -> Self {
+        Self::deploy_with(&[]).await
+    }
+
+    /// A stack with these parameter values over the test defaults.
+    async fn deploy_with(parameters: &[(&str, &str)]) -> Self {
         // Within the template's Prefix pattern ([A-Za-z0-9_.-]{1,40}).
         let prefix = unique_name("it")[..30].to_string();
-        let stack = Stack::new(&[
+        let mut values = vec![
             ("Prefix", prefix.as_str()),
             ("SalesforceOrgId", "00Dxx0000001gEREAY"),
             ("SalesforceChannelId", "0YLxx0000000001GAA"),
             ("CrmBaseUrl", "https://example.my.salesforce.com"),
-        ]);
+            ("CrmPricebookId", "01sxx0000000001AAA"),
+        ];
+        values.extend_from_slice(parameters);
+        let stack = Stack::new(&values);
         migrate_with(&moto().sdk_config().await, &prefix)
             .await
             .expect("ledger migrate on moto");
-        Self { prefix, stack }
+        let extension = ParamsExtension::start(moto().ssm().await, SESSION_TOKEN).await;
+        Self {
+            prefix,
+            stack,
+            extension,
+        }
     }
 
     /// What Lambda would run `logical` with: the template's variables, plus the credentials
-    /// and endpoint that point the SDK at moto (Lambda's own runtime variables come from the
-    /// emulator).
+    /// and endpoint that point the SDK at moto and the session token Lambda adds (the other
+    /// runtime variables come from the emulator). The one deviation: the extension listens on
+    /// a free port instead of the template's, so parallel tests cannot collide.
     fn env(&self, logical: &str) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = moto()
             .env()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        env.extend(self.stack.function_env(logical));
+        env.push(("AWS_SESSION_TOKEN".to_string(), SESSION_TOKEN.to_string()));
+        let port = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
+        let mut template_env = self.stack.function_env(logical);
+        let slot = template_env
+            .iter_mut()
+            .find(|(k, _)| k == port)
+            .unwrap_or_else(|| panic!("template sets {port} for {logical}"));
+        slot.1 = self.extension.port().to_string();
+        env.extend(template_env);
         env
     }
 
@@ -139,19 +174,35 @@ fn sqs_event(stack: &TestStack, bodies: &[(&str, String)]) -> Value {
     json!({ "Records": records })
 }
 
-/// The HTTP API (payload 2.0) event of `LedgerHttpApi` for a route of the template: the
+/// The HTTP API (payload 2.0) event of `LedgerHttpApi` for a route of the template, at
+/// `raw_path` (which must fit the route; a `{proxy+}` route gets its path parameter): the
 /// Function URL sample (same payload format) with the route's key and path.
-fn http_api_event(logical: &str, event: &str, body: &str, headers: &[(&str, String)]) -> Value {
+fn http_api_event(
+    logical: &str,
+    event: &str,
+    raw_path: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> Value {
     let route = &template()["Resources"][logical]["Properties"]["Events"][event]["Properties"];
     let method = route["Method"].as_str().expect("route method");
     let path = route["Path"].as_str().expect("route path");
     let mut request: Value =
         serde_json::from_str(&fixture("aws/function_url_request.json")).unwrap();
+    match path.strip_suffix("{proxy+}") {
+        Some(prefix) => {
+            let proxy = raw_path
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("{raw_path} is not under the route {path}"));
+            request["pathParameters"] = json!({ "proxy": proxy });
+        }
+        None => assert_eq!(raw_path, path, "the route {path} has no parameters"),
+    }
     request["routeKey"] = json!(format!("{method} {path}"));
-    request["rawPath"] = json!(path);
+    request["rawPath"] = json!(raw_path);
     request["requestContext"]["routeKey"] = json!(format!("{method} {path}"));
     request["requestContext"]["http"]["method"] = json!(method);
-    request["requestContext"]["http"]["path"] = json!(path);
+    request["requestContext"]["http"]["path"] = json!(raw_path);
     request["requestContext"]["stage"] = json!("$default");
     request["body"] = json!(body);
     for (name, value) in headers {
@@ -205,6 +256,7 @@ async fn ingest_function_records_queue_and_callout_events_with_the_template_envi
     let callout = http_api_event(
         "IngestFunction",
         "BillingCallout",
+        "/billing/callouts",
         &body,
         &[(SIGNATURE_HEADER, signature)],
     );
@@ -375,4 +427,180 @@ async fn stream_records(stack: &TestStack) -> Vec<Value> {
         }
     }
     records
+}
+
+/// One sandbox (CRM + Billing simulators with their OAuth endpoints) for this test binary, on
+/// its own runtime thread so it outlives each test's runtime.
+fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("sandbox runtime");
+            runtime.block_on(async move {
+                let sandbox = Sandbox::start(SandboxConfig::default())
+                    .await
+                    .expect("sandbox starts");
+                let _ = tx.send(sandbox);
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("sandbox handle")
+    })
+}
+
+/// Calls moto's KMS JSON API (moto does not check signatures; the SDK has no KMS client in
+/// this workspace).
+async fn kms(target: &str, body: Value) -> Value {
+    let now = chrono::Utc::now();
+    let response = reqwest::Client::new()
+        .post(moto().endpoint())
+        .header("X-Amz-Target", format!("TrentService.{target}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("X-Amz-Date", now.format("%Y%m%dT%H%M%SZ").to_string())
+        .header(
+            "Authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=testing/{}/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+                now.format("%Y%m%d")
+            ),
+        )
+        .json(&body)
+        .send()
+        .await
+        .expect("moto answers");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "KMS {target}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+async fn put_secure(name: &str, value: &str) {
+    moto()
+        .ssm()
+        .await
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_rotator_function_rotates_both_tokens_on_its_scheduled_invocation() {
+    let base = sandbox().url().to_string();
+    let stack = TestStack::deploy_with(&[("CrmBaseUrl", &base), ("BillingBaseUrl", &base)]).await;
+    let logical = "TokenRotatorFunction";
+
+    // What the stack creates: the token key and its alias.
+    let key = kms("CreateKey", json!({"Description": "api tokens"})).await;
+    let key_id = key["KeyMetadata"]["KeyId"].as_str().expect("a key id");
+    let alias = stack.var(logical, "TOKEN_KMS_KEY_ID");
+    kms(
+        "CreateAlias",
+        json!({"AliasName": alias, "TargetKeyId": key_id}),
+    )
+    .await;
+    // What the operator creates (docs/DEPLOY.md): the OAuth clients and the salt.
+    let clients = &sandbox().config();
+    for (service, client) in [
+        ("crm", &clients.crm_client),
+        ("billing", &clients.billing_client),
+    ] {
+        put_secure(
+            &format!("/oauthClients/{service}/clientId"),
+            &client.client_id,
+        )
+        .await;
+        put_secure(
+            &format!("/oauthClients/{service}/clientSecret"),
+            client.client_secret.expose_secret(),
+        )
+        .await;
+    }
+    let salt = "deploy-test-fingerprint-salt";
+    put_secure(&stack.var(logical, "TOKEN_FINGERPRINT_SALT_PARAM"), salt).await;
+
+    let lambda = stack.spawn(logical, "token_rotator").await;
+    // The schedule's Input, with the context attributes Scheduler fills in.
+    let execution_id = uuid::Uuid::new_v4().to_string();
+    let input = template()["Resources"]["TokenRotatorSchedule"]["Properties"]["Target"]["Input"]
+        .as_str()
+        .expect("the schedule sends an Input")
+        .replace("<aws.scheduler.execution-id>", &execution_id)
+        .replace(
+            "<aws.scheduler.schedule-arn>",
+            "arn:aws:scheduler:us-east-1:123456789012:schedule/default/test-token-rotation",
+        )
+        .replace("<aws.scheduler.scheduled-time>", "2026-11-26T07:00:00Z");
+    let event: Value = serde_json::from_str(&input).expect("the schedule Input is JSON");
+    let report = lambda.invoke(event).await.unwrap().expect_response();
+
+    let mut rotated: Vec<&str> = report["rotated"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}\n{}", lambda.logs()))
+        .iter()
+        .filter_map(|r| r["service"].as_str())
+        .collect();
+    rotated.sort();
+    assert_eq!(rotated, ["billing", "crm"], "{report}\n{}", lambda.logs());
+    assert_eq!(report["failed"], json!([]), "{report}");
+
+    let ledger = stack.ledger().await;
+    let audit = ledger.read_all(None, None, 100).await.unwrap();
+    let rotations: Vec<_> = audit
+        .iter()
+        .filter(|e| e.event_type == "TokenRotated")
+        .collect();
+    assert_eq!(rotations.len(), 2, "one audit event per service");
+    for e in &rotations {
+        assert_eq!(
+            e.correlation_id.to_string(),
+            report["correlation_id"].as_str().unwrap(),
+            "the run's events share its correlation id"
+        );
+    }
+
+    // Neither the tokens now in Parameter Store nor the client secrets reach the logs or the
+    // ledger.
+    let logs = lambda.logs();
+    let ledger_text =
+        serde_json::to_string(&audit.iter().map(|e| &e.payload).collect::<Vec<_>>()).unwrap();
+    for (service, client) in [
+        ("crm", &clients.crm_client),
+        ("billing", &clients.billing_client),
+    ] {
+        let token = moto()
+            .ssm()
+            .await
+            .get_parameter()
+            .name(format!("/apiTokens/{service}"))
+            .with_decryption(true)
+            .send()
+            .await
+            .unwrap()
+            .parameter
+            .and_then(|p| p.value)
+            .expect("a token");
+        for secret in [token.as_str(), client.client_secret.expose_secret()] {
+            assert!(!logs.contains(secret), "{service}: a secret in the logs");
+            assert!(
+                !ledger_text.contains(secret),
+                "{service}: a secret in the ledger"
+            );
+        }
+    }
+    assert!(!logs.contains(salt), "the salt stays out of the logs");
+    eprintln!(
+        "token_rotator (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
+        lambda.init_duration(),
+        lambda.peak_rss_kib()
+    );
 }

@@ -5,8 +5,8 @@
 mod common;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, StreamSpecification, StreamViewType, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use common::moto::{moto, unique_name};
@@ -254,15 +254,32 @@ async fn cancelled_transaction_restores_the_table_copying_only_touched_items() {
     let before = all_items(&db, &table).await;
     assert_eq!(before.len() as u64, TABLE_SIZE);
 
-    // Two writes are applied before the third action's condition fails; both must be undone.
+    // Four writes (overwrite, insert, in-place update, delete) are applied before the last
+    // action's condition fails; all four must be undone.
+    let update = Update::builder()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("many".into()))
+        .key("sk", AttributeValue::N("5".into()))
+        .update_expression("SET note = :n, extra = :n")
+        .expression_attribute_values(":n", AttributeValue::S("updated".into()))
+        .build()
+        .unwrap();
+    let delete = Delete::builder()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("many".into()))
+        .key("sk", AttributeValue::N("6".into()))
+        .build()
+        .unwrap();
     let err = db
         .transact_write_items()
         .transact_items(put(&table, item("many", 3, "overwritten"), false))
         .transact_items(put(&table, item("brand-new", 1, "inserted"), false))
+        .transact_items(TransactWriteItem::builder().update(update).build())
+        .transact_items(TransactWriteItem::builder().delete(delete).build())
         .transact_items(put(&table, item("many", 7, "clash"), true))
         .send()
         .await
-        .expect_err("the third condition fails");
+        .expect_err("the last condition fails");
     assert!(format!("{:?}", err.into_service_error()).contains("TransactionCanceled"));
 
     assert_eq!(
@@ -274,7 +291,7 @@ async fn cancelled_transaction_restores_the_table_copying_only_touched_items() {
     assert_eq!(stats["transactions"], 1, "{stats}");
     assert_eq!(stats["cancelled"], 1, "{stats}");
     assert_eq!(
-        stats["last_items_copied"], 2,
-        "the undo log holds the two items written, not the {TABLE_SIZE}-item table: {stats}"
+        stats["last_items_copied"], 4,
+        "the undo log holds the four items written, not the {TABLE_SIZE}-item table: {stats}"
     );
 }

@@ -8,15 +8,13 @@
 //! folds one subscription stream. Every event on a `crm-order-*` stream names its account
 //! (`account_id` inbound, [`ACCOUNT_ROUTE`] on our outcomes), which is how it is routed.
 
-use crate::catalogue::{
-    BillingSubscription, CrmOrder, DomainEvent, EchoSuppressed, Extra, SyncDeferred, SyncOutcome,
-};
+use crate::catalogue::{BillingSubscription, CrmOrder, DomainEvent, Extra, SyncOutcome};
 use crate::commands::{
-    undecodable, BillingCommand, Call, Cause, Command, CommandMeta, CrmCommand, OutcomeKind,
+    undecodable, BillingCommand, Call, Cause, Command, CommandMeta, CrmCommand, Notes, OutcomeKind,
     PendingOutcome, PlanLine, ORIGIN,
 };
-use crate::envelope::{NewEvent, RecordedEvent};
-use crate::ids::{CorrelationId, EventId, StreamId};
+use crate::envelope::RecordedEvent;
+use crate::ids::EventId;
 use crate::projection::{entity, Decision, EntityStream, Projection, Side};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,6 +25,9 @@ pub const PROJECTION: &str = "order";
 /// Payload field every order-sync outcome on an order stream carries: the CRM account id.
 pub const ACCOUNT_ROUTE: &str = "crm_account_id";
 
+/// Names the order on outcomes whose `crm_id` is not the order (a failure).
+const ORDER_FIELD: &str = "crm_order_id";
+const CREATE_STEP: &str = "billing-create-subscription";
 const CRM_TO_BILLING: &str = "crm->billing";
 const BILLING_TO_CRM: &str = "billing->crm";
 
@@ -62,24 +63,6 @@ impl OrderSnapshot {
     }
 }
 
-/// The order event a subscription create is keyed by, kept while the order waits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderCause {
-    pub event_id: EventId,
-    pub stream_id: StreamId,
-    pub correlation_id: CorrelationId,
-}
-
-impl From<&OrderCause> for Cause {
-    fn from(c: &OrderCause) -> Self {
-        Cause {
-            event_id: c.event_id,
-            stream_id: c.stream_id.clone(),
-            correlation_id: c.correlation_id,
-        }
-    }
-}
-
 /// One CRM order as the account item knows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrderState {
@@ -87,16 +70,37 @@ pub struct OrderState {
     pub subscription: Option<String>,
     /// The order as CRM last reported it.
     pub last_seen: Option<OrderSnapshot>,
-    /// What the subscription was last made from (to amend only on a real change).
-    pub synced: Option<OrderSnapshot>,
+    /// What Billing was last told, from our recorded outcomes (never from a decision, so
+    /// the fold does not depend on how the account's and the order's streams interleave).
+    pub synced: Option<Synced>,
     /// Waiting for the account's Billing link: the activation to create from.
-    pub waiting: Option<OrderCause>,
+    pub waiting: Option<Cause>,
     /// A subscription create in flight, by the order event it is keyed by.
     pub creating: Option<EventId>,
-    /// The order changed while the create was in flight.
-    pub changed_while_creating: bool,
     /// The CRM status we last wrote and have not seen come back.
     pub pending_echo_status: Option<String>,
+}
+
+/// What a subscription was last written with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Synced {
+    pub lines: Vec<PlanLine>,
+    pub cancelled: bool,
+}
+
+impl Synced {
+    fn from_outcome(outcome: &SyncOutcome) -> Option<Self> {
+        let written = outcome.written.as_ref()?;
+        Some(Self {
+            lines: serde_json::from_value(written.get("lines").cloned().unwrap_or(json!([])))
+                .ok()?,
+            cancelled: written.get("status").and_then(Value::as_str) == Some("Cancelled"),
+        })
+    }
+
+    fn matches(&self, order: &OrderSnapshot) -> bool {
+        self.cancelled == order.cancelled && (self.cancelled || self.lines == order.lines)
+    }
 }
 
 /// A CRM account with its orders.
@@ -193,7 +197,7 @@ fn react_order(view: &OrderAccountView, change: OrderChange, order: &CrmOrder) -
         (OrderChange::Cancelled, None) => OrderReaction::NoChange,
         (_, Some(sub)) => {
             let synced = state.and_then(|s| s.synced.as_ref());
-            if synced.is_some_and(|s| s.lines == snapshot.lines && !s.cancelled) {
+            if synced.is_some_and(|s| s.matches(&snapshot)) {
                 OrderReaction::NoChange
             } else {
                 OrderReaction::Amend(sub)
@@ -300,7 +304,7 @@ impl Projection for OrderSync {
         }
         match &domain {
             DomainEvent::OrderSynced(outcome) if !outcome.mirror => {
-                after_create(account, &account_id, outcome, event, &cause)
+                after_create(account, &account_id, outcome, &cause)
             }
             _ => release_waiting(account, &account_id, &domain, event),
         }
@@ -322,23 +326,14 @@ fn evolve_account(view: &mut OrderAccountView, event: &RecordedEvent, domain: &D
         let snapshot = OrderSnapshot::of(order, change == OrderChange::Cancelled);
         let state = view.orders.entry(order.order_id.clone()).or_default();
         match reaction {
-            OrderReaction::Create(_) => {
-                state.creating = Some(event.event_id);
-                state.synced = Some(snapshot.clone());
-            }
-            OrderReaction::WaitForLink => {
-                state.waiting = Some(OrderCause {
-                    event_id: event.event_id,
-                    stream_id: event.stream_id.clone(),
-                    correlation_id: event.correlation_id,
-                })
-            }
-            OrderReaction::WaitForCreate => state.changed_while_creating = true,
-            OrderReaction::Amend(_) | OrderReaction::Cancel(_) => {
-                state.synced = Some(snapshot.clone())
-            }
+            OrderReaction::Create(_) => state.creating = Some(event.event_id),
+            OrderReaction::WaitForLink => state.waiting = Some(Cause::of(event)),
             OrderReaction::DropWaiting => state.waiting = None,
-            OrderReaction::Echo(_) | OrderReaction::NoChange => {}
+            OrderReaction::WaitForCreate
+            | OrderReaction::Amend(_)
+            | OrderReaction::Cancel(_)
+            | OrderReaction::Echo(_)
+            | OrderReaction::NoChange => {}
         }
         state.last_seen = Some(snapshot);
         state.pending_echo_status = None;
@@ -355,23 +350,23 @@ fn evolve_account(view: &mut OrderAccountView, event: &RecordedEvent, domain: &D
             }
             if outcome.direction == BILLING_TO_CRM {
                 state.pending_echo_status = written_status(outcome);
-            } else if !outcome.mirror
-                && state.creating.is_some()
-                && state.creating == event.causation_id
-            {
-                state.creating = None;
-                state.changed_while_creating = false;
-                // Mirrors `after_create`: the latest order went out with the follow-up.
-                state.synced = state.last_seen.clone();
+            } else if !outcome.mirror {
+                // Whichever order event it was keyed by: the subscription exists now.
+                if outcome.action == "created" {
+                    state.creating = None;
+                    state.waiting = None;
+                }
+                if let Some(synced) = Synced::from_outcome(outcome) {
+                    state.synced = Some(synced);
+                }
             }
         }
-        DomainEvent::SyncFailed(_) => {
-            for state in view.orders.values_mut() {
-                if state.creating.is_some() && state.creating == event.causation_id {
-                    state.creating = None;
-                    state.changed_while_creating = false;
-                    state.synced = None;
-                }
+        DomainEvent::SyncFailed(failed)
+            if failed.extra.get("step") == Some(&json!(CREATE_STEP)) =>
+        {
+            let order = failed.extra.get(ORDER_FIELD).and_then(Value::as_str);
+            if let Some(state) = order.and_then(|o| view.orders.get_mut(o)) {
+                state.creating = None;
             }
         }
         other => {
@@ -381,8 +376,9 @@ fn evolve_account(view: &mut OrderAccountView, event: &RecordedEvent, domain: &D
                     // Mirrors `release_waiting`: every waiting order is now being created.
                     for state in view.orders.values_mut() {
                         if let Some(waiting) = state.waiting.take() {
-                            state.creating = Some(waiting.event_id);
-                            state.synced = state.last_seen.clone();
+                            if state.subscription.is_none() {
+                                state.creating = Some(waiting.event_id);
+                            }
                         }
                     }
                 }
@@ -413,28 +409,14 @@ fn decide_order(
     cause: &Cause,
     now: DateTime<Utc>,
 ) -> Decision {
-    let note = |discriminator: &str, event: DomainEvent| {
-        Decision::outcome(cause.outcome(cause.stream_id.clone(), discriminator, now, &event))
-    };
+    let notes = Notes::new(PROJECTION, cause, now).with(route(&order.account_id));
     let snapshot = OrderSnapshot::of(order, change == OrderChange::Cancelled);
     match react_order(view, change, order) {
-        OrderReaction::Echo(reason) => note(
-            "echo",
-            DomainEvent::EchoSuppressed(EchoSuppressed {
-                projection: PROJECTION.into(),
-                reason: reason.into(),
-                extra: route(&order.account_id),
-            }),
-        ),
+        OrderReaction::Echo(reason) => notes.echo(reason),
         OrderReaction::NoChange | OrderReaction::DropWaiting => Decision::none(),
-        OrderReaction::WaitForLink => note(
-            "deferred",
-            DomainEvent::SyncDeferred(SyncDeferred {
-                projection: PROJECTION.into(),
-                reason: "the order's account has no Billing account yet".into(),
-                waiting_for: format!("account-link:crm:{}", order.account_id),
-                extra: route(&order.account_id),
-            }),
+        OrderReaction::WaitForLink => notes.deferred(
+            "the order's account has no Billing account yet",
+            format!("account-link:crm:{}", order.account_id),
         ),
         OrderReaction::WaitForCreate => {
             let creating = view
@@ -443,14 +425,9 @@ fn decide_order(
                 .and_then(|s| s.creating)
                 .map(|id| id.to_string())
                 .unwrap_or_default();
-            note(
-                "deferred",
-                DomainEvent::SyncDeferred(SyncDeferred {
-                    projection: PROJECTION.into(),
-                    reason: "the order's subscription is being created".into(),
-                    waiting_for: format!("subscription-create:{creating}"),
-                    extra: route(&order.account_id),
-                }),
+            notes.deferred(
+                "the order's subscription is being created",
+                format!("subscription-create:{creating}"),
             )
         }
         OrderReaction::Create(billing) => Decision::command(create_subscription(
@@ -494,11 +471,13 @@ fn release_waiting(
     }
     let mut decision = Decision::none();
     for (order_id, state) in &view.orders {
-        let (Some(waiting), Some(snapshot)) = (&state.waiting, &state.last_seen) else {
+        let (Some(waiting), Some(snapshot), None) =
+            (&state.waiting, &state.last_seen, &state.subscription)
+        else {
             continue;
         };
         decision.commands.push(create_subscription(
-            &Cause::from(waiting),
+            waiting,
             link,
             order_id,
             account_id,
@@ -509,35 +488,34 @@ fn release_waiting(
     decision
 }
 
-/// A subscription was created: send what changed on the order while it was in flight.
+/// A subscription was created: send what changed on the order while it was in flight
+/// (compared with what the create wrote, so it does not matter which event it was keyed by).
 fn after_create(
     view: &OrderAccountView,
     account_id: &str,
     outcome: &SyncOutcome,
-    event: &RecordedEvent,
     cause: &Cause,
 ) -> Decision {
     let (Some(order_id), Some(sub)) = (&outcome.crm_id, &outcome.billing_id) else {
         return Decision::none();
     };
-    let Some(state) = view.orders.get(order_id) else {
-        return Decision::none();
-    };
-    let ours = state.creating.is_some() && state.creating == event.causation_id;
-    if !ours || !state.changed_while_creating {
+    if outcome.action != "created" {
         return Decision::none();
     }
-    let (Some(latest), Some(sent)) = (&state.last_seen, &state.synced) else {
+    let (Some(latest), Some(sent)) = (
+        view.orders.get(order_id).and_then(|s| s.last_seen.as_ref()),
+        Synced::from_outcome(outcome),
+    ) else {
         return Decision::none();
     };
-    if latest.cancelled {
+    if sent.matches(latest) {
+        Decision::none()
+    } else if latest.cancelled {
         Decision::command(cancel_subscription(
             cause, sub, order_id, account_id, latest,
         ))
-    } else if latest.lines != sent.lines {
-        Decision::command(amend_subscription(cause, sub, order_id, account_id, latest))
     } else {
-        Decision::none()
+        Decision::command(amend_subscription(cause, sub, order_id, account_id, latest))
     }
 }
 
@@ -561,7 +539,11 @@ fn order_outcome(
         target_side: Side::Billing,
         target_entity: Some(entity::SUBSCRIPTION.into()),
         written,
-        extra: route(account_id),
+        extra: {
+            let mut extra = route(account_id);
+            extra.insert(ORDER_FIELD.into(), Value::String(crm_order.to_string()));
+            extra
+        },
         stream: cause.stream_id.clone(),
     }
 }
@@ -590,7 +572,7 @@ fn create_subscription(
         );
     }
     Command {
-        meta: CommandMeta::new(cause, "billing-create-subscription"),
+        meta: CommandMeta::new(cause, CREATE_STEP),
         call: Call::Billing(BillingCommand::CreateSubscription {
             billing_account_id: billing_account.to_string(),
             crm_order_id: order_id.to_string(),
@@ -688,23 +670,12 @@ fn decide_subscription(
     let Some(sub) = subscription_change(domain) else {
         return Decision::none();
     };
-    let echo = |reason: &str| {
-        Decision::outcome(cause.outcome(
-            cause.stream_id.clone(),
-            "echo",
-            now,
-            &DomainEvent::EchoSuppressed(EchoSuppressed {
-                projection: PROJECTION.into(),
-                reason: reason.into(),
-                extra: Extra::new(),
-            }),
-        ))
-    };
+    let notes = Notes::new(PROJECTION, cause, now);
     if sub.origin.as_deref() == Some(ORIGIN) {
-        return echo("the change carries our origin marker");
+        return notes.echo("the change carries our origin marker");
     }
     if view.pending_echo_status.as_deref() == Some(sub.status.as_str()) {
-        return echo("the values equal what we last wrote");
+        return notes.echo("the values equal what we last wrote");
     }
     if view.status.as_deref() == Some(sub.status.as_str()) {
         return Decision::none();
@@ -740,10 +711,4 @@ fn decide_subscription(
         call: Call::Crm(CrmCommand::UpdateOrderStatus { order_id, status }),
         on_success,
     })
-}
-
-/// The outcome events of an order decision carry the account route (tests check this holds
-/// for every event the projection records on an order stream).
-pub fn routes_to_account(event: &NewEvent) -> bool {
-    event.payload.get("account_id").is_some() || event.payload.get(ACCOUNT_ROUTE).is_some()
 }

@@ -22,8 +22,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let tokens = Arc::new(TokenProvider::for_lambda(aws_sdk_ssm::Client::new(&aws)));
-    let secrets = TokenSecret::new(tokens, config.callout_secret);
-    let handler = match IngestHandler::init(log, &secrets).await {
+    let secrets = Arc::new(TokenSecret::new(tokens, config.callout_secret));
+    let handler = match IngestHandler::init(log, secrets).await {
         Ok(handler) => Arc::new(handler),
         Err(e) => return Err(fail("Runtime.SecretError", e).await),
     };

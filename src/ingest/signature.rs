@@ -33,6 +33,11 @@ impl CalloutSecret {
         mac.finalize().into_bytes().to_vec()
     }
 
+    /// Whether two secrets are the same bytes (constant-time).
+    pub fn same_as(&self, other: &CalloutSecret) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+
     /// The header value a sender puts on `body` at `unix_time` (used by tests and by the
     /// operator tooling that replays callouts).
     pub fn sign(&self, body: &[u8], unix_time: i64) -> String {

@@ -8,14 +8,16 @@
 //! unavailable, refusing) is returned for redelivery: an SQS `batchItemFailure`, a 503 to
 //! the callout sender, an error to the asynchronous EventBridge invocation.
 
+mod callout_auth;
 mod config;
 mod secret;
 
+pub use callout_auth::{CalloutAuth, REFRESH_AFTER};
 pub use config::{IngestConfig, DEFAULT_SECRET_PARAM, SECRET_PARAM_ENV};
 pub use secret::{SecretError, SecretSource, StaticSecret, TokenSecret};
 
 use super::emf::Metrics;
-use crate::ingest::signature::{self, CalloutSecret, SIGNATURE_HEADER};
+use crate::ingest::signature::{CalloutSecret, SIGNATURE_HEADER};
 use crate::ingest::{self as mapping, Channel, Ingested, Rejection};
 use crate::ledger::{EventLog, LedgerError};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -63,20 +65,33 @@ impl From<IngestError> for lambda_runtime::Diagnostic {
 /// The handler, built once per container (cold start) and shared by invocations.
 pub struct IngestHandler {
     log: Arc<dyn EventLog>,
-    secret: CalloutSecret,
+    auth: CalloutAuth,
 }
 
 impl IngestHandler {
+    /// A handler with a fixed callout secret.
     pub fn new(log: Arc<dyn EventLog>, secret: CalloutSecret) -> Self {
-        Self { log, secret }
+        Self {
+            log,
+            auth: CalloutAuth::fixed(secret),
+        }
     }
 
-    /// Reads the callout secret once from `secrets` (init time, not per request).
+    /// A handler authenticating callouts with `auth`.
+    pub fn with_auth(log: Arc<dyn EventLog>, auth: CalloutAuth) -> Self {
+        Self { log, auth }
+    }
+
+    /// Reads the callout secret from `secrets` at init (not per request); it is re-read
+    /// only when a signature does not match, at most once per `REFRESH_AFTER`.
     pub async fn init(
         log: Arc<dyn EventLog>,
-        secrets: &dyn SecretSource,
+        secrets: Arc<dyn SecretSource>,
     ) -> Result<Self, SecretError> {
-        Ok(Self::new(log, secrets.callout_secret().await?))
+        Ok(Self::with_auth(
+            log,
+            CalloutAuth::load(secrets, REFRESH_AFTER).await?,
+        ))
     }
 
     /// Entry point for any invocation: recognises the trigger by the event's shape.
@@ -193,7 +208,11 @@ impl IngestHandler {
         };
         let signature_header = header(&request.headers, SIGNATURE_HEADER);
         let now = Utc::now();
-        if let Err(e) = signature::verify(&self.secret, signature_header, &body, now.timestamp()) {
+        if let Err(e) = self
+            .auth
+            .verify(signature_header, &body, now.timestamp())
+            .await
+        {
             tracing::warn!(reason = %e, "billing callout refused");
             return response(401, json!({"error": e.to_string()}));
         }

@@ -4,5 +4,6 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod ingest_fixtures;
 pub mod ingest_store;
 pub mod moto;

@@ -40,6 +40,9 @@ impl SecretSource for TokenSecret {
         };
         // `TokenError` names the parameter and the failure (not found, denied, ...), never
         // the value.
+        // Always the stored value, not a cached one: this is only called at init and when
+        // a signature does not match (the secret may have been rotated).
+        self.tokens.invalidate(&self.service);
         let token = self
             .tokens
             .token(&self.service)

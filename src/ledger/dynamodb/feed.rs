@@ -58,50 +58,12 @@ impl StreamsFeed {
             refresh_due: false,
         };
         let listed = feed.describe().await?;
-        let resume = match &start {
-            FeedStart::After(position) => Some(parse_position(position)?),
-            _ => None,
-        };
-        // Shards the resume point has already passed: its ancestors.
-        let mut passed = Vec::new();
-        if let Some((shard, _)) = &resume {
-            let mut cursor = listed
-                .iter()
-                .find(|s| &s.0 == shard)
-                .and_then(|s| s.1.clone());
-            while let Some(parent) = cursor {
-                cursor = listed
-                    .iter()
-                    .find(|s| s.0 == parent)
-                    .and_then(|s| s.1.clone());
-                passed.push(parent);
-            }
-        }
-        for (id, parent, closed) in listed {
-            let (start_at, finished) = match (&start, &resume) {
-                (FeedStart::Beginning, _) => (StartAt::TrimHorizon, false),
-                // Closed shards hold only the past; LATEST applies to the open ones.
-                (FeedStart::Latest, _) => (StartAt::Latest, closed),
-                (FeedStart::After(_), Some((shard, sequence))) if *shard == id => {
-                    (StartAt::After(sequence.clone()), false)
-                }
-                // Other lineages restart from their trim horizon: at least once, never lost.
-                (FeedStart::After(_), _) => (StartAt::TrimHorizon, passed.contains(&id)),
-            };
-            feed.shards.push(ShardState {
-                id,
-                parent,
-                start: start_at,
-                iterator: None,
-                last_sequence: None,
-                finished,
-            });
-        }
+        feed.shards = plan(listed, &start)?;
         Ok(feed)
     }
 
     /// Every shard of the stream as `(id, parent, closed)`, parents listed before children.
-    async fn describe(&self) -> Result<Vec<(String, Option<String>, bool)>, LedgerError> {
+    async fn describe(&self) -> Result<Vec<Listed>, LedgerError> {
         let mut shards = Vec::new();
         let mut start: Option<String> = None;
         loop {
@@ -162,19 +124,6 @@ impl StreamsFeed {
         Ok(())
     }
 
-    /// Streams guarantee: a child shard's records come after its parent's, so a child is
-    /// read only once its parent is finished (or trimmed away and no longer listed).
-    fn readable(&self, index: usize) -> bool {
-        let shard = &self.shards[index];
-        !shard.finished
-            && shard.parent.as_ref().is_none_or(|parent| {
-                self.shards
-                    .iter()
-                    .find(|s| &s.id == parent)
-                    .is_none_or(|p| p.finished)
-            })
-    }
-
     async fn iterator(&self, shard: &ShardState) -> Result<String, LedgerError> {
         // Resuming after the last record we delivered beats the original start point.
         let start = match &shard.last_sequence {
@@ -220,7 +169,7 @@ impl ChangeFeed for StreamsFeed {
         let mut delivered = Vec::new();
         let mut index = 0;
         while index < self.shards.len() && delivered.len() < max {
-            if !self.readable(index) {
+            if !readable(&self.shards, index) {
                 index += 1;
                 continue;
             }
@@ -303,6 +252,63 @@ impl ChangeFeed for StreamsFeed {
     }
 }
 
+/// A listed shard: `(id, parent, closed)`.
+type Listed = (String, Option<String>, bool);
+
+/// Where each listed shard starts for a feed opened at `start`.
+fn plan(listed: Vec<Listed>, start: &FeedStart) -> Result<Vec<ShardState>, LedgerError> {
+    let resume = match start {
+        FeedStart::After(position) => Some(parse_position(position)?),
+        _ => None,
+    };
+    // Shards the resume point has already passed: its ancestors.
+    let mut passed = Vec::new();
+    if let Some((shard, _)) = &resume {
+        let parent_of = |id: &str| listed.iter().find(|s| s.0 == id).and_then(|s| s.1.clone());
+        let mut cursor = parent_of(shard);
+        while let Some(parent) = cursor {
+            cursor = parent_of(&parent);
+            passed.push(parent);
+        }
+    }
+    Ok(listed
+        .into_iter()
+        .map(|(id, parent, closed)| {
+            let (start_at, finished) = match (start, &resume) {
+                (FeedStart::Beginning, _) => (StartAt::TrimHorizon, false),
+                // Closed shards hold only the past; LATEST applies to the open ones.
+                (FeedStart::Latest, _) => (StartAt::Latest, closed),
+                (FeedStart::After(_), Some((shard, sequence))) if *shard == id => {
+                    (StartAt::After(sequence.clone()), false)
+                }
+                // Other lineages restart from their trim horizon: at least once, never lost.
+                (FeedStart::After(_), _) => (StartAt::TrimHorizon, passed.contains(&id)),
+            };
+            ShardState {
+                id,
+                parent,
+                start: start_at,
+                iterator: None,
+                last_sequence: None,
+                finished,
+            }
+        })
+        .collect())
+}
+
+/// Streams guarantee: a child shard's records come after its parent's, so a child is read
+/// only once its parent is finished (or trimmed away and no longer listed).
+fn readable(shards: &[ShardState], index: usize) -> bool {
+    let shard = &shards[index];
+    !shard.finished
+        && shard.parent.as_ref().is_none_or(|parent| {
+            shards
+                .iter()
+                .find(|s| &s.id == parent)
+                .is_none_or(|p| p.finished)
+        })
+}
+
 /// `<shard id>/<sequence number>`; shard ids never contain `/`.
 fn parse_position(position: &FeedPosition) -> Result<(String, String), LedgerError> {
     match position.split_once('/') {
@@ -335,5 +341,56 @@ mod tests {
         for bad in ["", "shard", "/12", "shard/", "shard/12x"] {
             assert!(parse_position(&bad.to_string()).is_err(), "{bad}");
         }
+    }
+
+    /// A resharded stream: `root` split into `left` and `right`; `left` has a child.
+    fn tree() -> Vec<Listed> {
+        let shard = |id: &str, parent: Option<&str>, closed: bool| {
+            (id.to_string(), parent.map(str::to_string), closed)
+        };
+        vec![
+            shard("root", None, true),
+            shard("left", Some("root"), true),
+            shard("right", Some("root"), false),
+            shard("left-child", Some("left"), false),
+        ]
+    }
+
+    fn readable_ids(shards: &[ShardState]) -> Vec<&str> {
+        (0..shards.len())
+            .filter(|i| readable(shards, *i))
+            .map(|i| shards[i].id.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn from_the_beginning_children_wait_for_their_parent() {
+        let mut shards = plan(tree(), &FeedStart::Beginning).unwrap();
+        assert_eq!(readable_ids(&shards), ["root"]);
+        shards[0].finished = true;
+        assert_eq!(readable_ids(&shards), ["left", "right"]);
+        shards[1].finished = true;
+        assert_eq!(readable_ids(&shards), ["right", "left-child"]);
+        assert!(shards
+            .iter()
+            .all(|s| matches!(s.start, StartAt::TrimHorizon)));
+    }
+
+    #[test]
+    fn latest_reads_only_open_shards_from_their_tip() {
+        let shards = plan(tree(), &FeedStart::Latest).unwrap();
+        assert_eq!(readable_ids(&shards), ["right", "left-child"]);
+        assert!(matches!(shards[2].start, StartAt::Latest));
+    }
+
+    #[test]
+    fn resuming_skips_the_ancestors_and_rereads_other_lineages() {
+        let position = "left/1200".to_string();
+        let shards = plan(tree(), &FeedStart::After(position)).unwrap();
+        // `root` is an ancestor: done. `right` is another lineage: read again, at least once.
+        assert_eq!(readable_ids(&shards), ["left", "right"]);
+        assert!(matches!(&shards[1].start, StartAt::After(seq) if seq == "1200"));
+        assert!(matches!(shards[2].start, StartAt::TrimHorizon));
+        assert!(!readable(&shards, 3), "left-child waits for left to end");
     }
 }
