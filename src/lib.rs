@@ -3,6 +3,7 @@
 //! decisions they execute live in `projections`.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod connectors;

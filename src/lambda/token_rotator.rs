@@ -62,7 +62,7 @@ impl RotatorConfig {
     /// `CRM_BASE_URL` (`services/oauth2/token`) / `BILLING_BASE_URL` (`oauth/token`);
     /// `CLIENT_ID_PARAM_<S>` / `CLIENT_SECRET_PARAM_<S>` (default
     /// `/oauthClients/<service>/clientId|clientSecret`); `TOKEN_KMS_KEY_ID`;
-    /// `TOKEN_FINGERPRINT_SALT` or `TOKEN_FINGERPRINT_SALT_PARAM`; `LEDGER_STORE`.
+    /// `TOKEN_FINGERPRINT_SALT` or `TOKEN_FINGERPRINT_SALT_PARAM`; `LEDGER_STORE` (required).
     /// Every missing variable is named in the one error.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut missing: Vec<String> = Vec::new();
@@ -140,12 +140,16 @@ impl RotatorConfig {
         if salt.is_none() {
             missing.push(format!("{SALT_ENV} (or {SALT_PARAM_ENV})"));
         }
+        // No embedded default here: a Lambda writing to a local file would lose the audit.
         let store = match lookup(crate::config::STORE_ENV) {
-            Some(value) => StoreUrl::parse(&value)?,
-            None => StoreUrl::parse(crate::config::DEFAULT_STORE)?,
+            Some(value) => Some(StoreUrl::parse(&value)?),
+            None => {
+                missing.push(crate::config::STORE_ENV.into());
+                None
+            }
         };
-        match (kms_key_id, salt) {
-            (Some(kms_key_id), Some(salt)) if missing.is_empty() => Ok(Self {
+        match (kms_key_id, salt, store) {
+            (Some(kms_key_id), Some(salt), Some(store)) if missing.is_empty() => Ok(Self {
                 services,
                 kms_key_id,
                 salt,
@@ -404,12 +408,13 @@ impl TokenRotator {
                 fail("write-parameter", redact(detail, &secrets))
             })?;
         let version = written.version();
-        // Read back through the same API the functions use: the new value must be what
-        // they get from now on (GetParameter is strongly consistent after PutParameter).
+        // Read back exactly the version written (`name:version` selector), decrypted: this
+        // proves the stored ciphertext decrypts to the new token without relying on how soon
+        // "latest" reflects the write.
         let read_back = self
             .ssm
             .get_parameter()
-            .name(&parameter)
+            .name(format!("{parameter}:{version}"))
             .with_decryption(true)
             .send()
             .await
@@ -424,8 +429,13 @@ impl TokenRotator {
             return Err(fail(
                 "verify-parameter",
                 format!(
-                    "{parameter} read back as version {:?}, expected version {version} with the new value",
-                    stored.map(|p| p.version())
+                    "{parameter}:{version} read back as version {:?}{}",
+                    stored.map(|p| p.version()),
+                    if same_value {
+                        ""
+                    } else {
+                        " with a different value"
+                    }
                 ),
             ));
         }
@@ -492,7 +502,13 @@ mod tests {
     #[test]
     fn every_missing_variable_is_named_at_once() {
         let e = RotatorConfig::from_lookup(lookup(&[])).unwrap_err();
-        for name in ["TOKEN_URL_CRM", "TOKEN_URL_BILLING", KMS_KEY_ENV, SALT_ENV] {
+        for name in [
+            "TOKEN_URL_CRM",
+            "TOKEN_URL_BILLING",
+            KMS_KEY_ENV,
+            SALT_ENV,
+            "LEDGER_STORE",
+        ] {
             assert!(e.variable.contains(name), "{e}");
         }
     }
