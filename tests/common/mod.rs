@@ -7,3 +7,4 @@ pub mod conformance;
 pub mod ingest_fixtures;
 pub mod ingest_store;
 pub mod moto;
+pub mod sync_world;
