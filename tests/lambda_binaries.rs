@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use sync_ledger::ingest::signature::{CalloutSecret, SIGNATURE_HEADER};
 use sync_ledger::ledger::dynamodb::{migrate::migrate_with, DynamoDbLedger};
 use sync_ledger::ledger::EventLog;
-use sync_ledger::sandbox::{Sandbox, SandboxConfig};
+use sync_ledger::sandbox::{Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
 use template::{template, Stack};
 
 fn fixture(path: &str) -> String {
@@ -602,5 +602,87 @@ async fn token_rotator_function_rotates_both_tokens_on_its_scheduled_invocation(
         "token_rotator (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
         lambda.init_duration(),
         lambda.peak_rss_kib()
+    );
+}
+
+/// Records the fixture the way the ingest Lambda does (same mapping and append path).
+async fn record_fixture(stack: &TestStack, path: &str) {
+    let raw = fixture(path);
+    let now = chrono::Utc::now();
+    let ledger = stack.ledger().await;
+    sync_ledger::ingest::record(
+        &ledger,
+        sync_ledger::ingest::Channel::Sqs,
+        raw.as_bytes(),
+        sync_ledger::ingest::map_body(&raw, now),
+        now,
+    )
+    .await
+    .expect("recorded");
+}
+
+/// What the token rotator leaves behind: current tokens of both systems in Parameter Store.
+async fn rotated_tokens() {
+    for (system, name) in [
+        (System::Crm, "/apiTokens/crm"),
+        (System::Billing, "/apiTokens/billing"),
+    ] {
+        put_secure(name, sandbox().issue_token(system).expose_secret()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_projector_function_applies_its_stream_batch_and_account_sync_reaches_billing() {
+    let base = sandbox().url().to_string();
+    let stack = TestStack::deploy_with(&[
+        ("CrmBaseUrl", &base),
+        ("BillingBaseUrl", &base),
+        ("CrmPricebookId", STANDARD_PRICEBOOK_ID),
+    ])
+    .await;
+    rotated_tokens().await;
+    record_fixture(&stack, "salesforce/account_change_create.json").await;
+    let accounts_before = sandbox().billing_accounts().len();
+
+    let projectors = template::functions_running("projector");
+    assert_eq!(projectors.len(), 4);
+    for logical in projectors {
+        // The batch the function's event source mapping delivers: the stream so far, through
+        // the mapping's filter.
+        let filter = projector_filter(logical);
+        let records: Vec<Value> = stream_records(&stack)
+            .await
+            .into_iter()
+            .filter(|r| filter_matches(&filter, r))
+            .collect();
+        assert!(!records.is_empty(), "{logical}: the stream has events");
+        let lambda = stack.spawn(logical, "projector").await;
+        let answer = lambda
+            .invoke(json!({ "Records": records }))
+            .await
+            .unwrap_or_else(|e| panic!("{logical}: {e}"))
+            .expect_response();
+        assert_eq!(
+            answer,
+            json!({"batchItemFailures": []}),
+            "{logical} applied the whole batch\n{}",
+            lambda.logs()
+        );
+        eprintln!(
+            "{logical} (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
+            lambda.init_duration(),
+            lambda.peak_rss_kib()
+        );
+    }
+
+    assert_eq!(
+        sandbox().billing_accounts().len(),
+        accounts_before + 1,
+        "account sync created the CRM account in Billing"
+    );
+    let types = stack.event_types().await;
+    assert!(
+        types.iter().any(|t| t == "AccountSynced"),
+        "the outcome is recorded in the ledger: {types:?}"
     );
 }

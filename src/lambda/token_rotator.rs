@@ -408,12 +408,13 @@ impl TokenRotator {
                 fail("write-parameter", redact(detail, &secrets))
             })?;
         let version = written.version();
-        // Read back through the same API the functions use: the new value must be what
-        // they get from now on (GetParameter is strongly consistent after PutParameter).
+        // Read back exactly the version written (`name:version` selector), decrypted: this
+        // proves the stored ciphertext decrypts to the new token without relying on how soon
+        // "latest" reflects the write.
         let read_back = self
             .ssm
             .get_parameter()
-            .name(&parameter)
+            .name(format!("{parameter}:{version}"))
             .with_decryption(true)
             .send()
             .await
@@ -428,8 +429,13 @@ impl TokenRotator {
             return Err(fail(
                 "verify-parameter",
                 format!(
-                    "{parameter} read back as version {:?}, expected version {version} with the new value",
-                    stored.map(|p| p.version())
+                    "{parameter}:{version} read back as version {:?}{}",
+                    stored.map(|p| p.version()),
+                    if same_value {
+                        ""
+                    } else {
+                        " with a different value"
+                    }
                 ),
             ));
         }
