@@ -360,7 +360,9 @@ async fn duplicate_delivery_repeats_the_same_event_which_ingest_keys_identically
 #[tokio::test]
 async fn callouts_are_pushed_signed_to_the_configured_url_duplicates_included() {
     use axum::http::HeaderMap;
-    let received: Arc<std::sync::Mutex<Vec<(Option<String>, String)>>> = Arc::default();
+    // (signature header, body) of each delivery.
+    type Deliveries = Arc<std::sync::Mutex<Vec<(Option<String>, String)>>>;
+    let received: Deliveries = Arc::default();
     let sink = received.clone();
     let app = axum::Router::new().route(
         "/callouts",
