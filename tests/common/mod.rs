@@ -7,4 +7,4 @@ pub mod conformance;
 pub mod ingest_fixtures;
 pub mod ingest_store;
 pub mod moto;
-pub mod sync_world;
+pub mod fault_world;
