@@ -8,8 +8,8 @@
 mod common;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use common::ingest_fixtures::{callout_request, fixture, signature_header};
 use common::fault_world::{fields, World};
+use common::ingest_fixtures::{callout_request, fixture, signature_header};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
