@@ -2,6 +2,7 @@
 //! and its dispatch. Each subcommand lives in its own file; none holds business logic —
 //! they parse arguments, call the library and print.
 
+pub mod bench;
 pub mod demo;
 pub mod events;
 pub mod ingest;
@@ -43,6 +44,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
     Sandbox(sandbox::SandboxArgs),
+    /// Measure throughput, latency and cost ratios against same-run baselines.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 
