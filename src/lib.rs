@@ -3,6 +3,7 @@
 //! decisions they execute live in `projections`.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -302,3 +302,24 @@ async fn the_change_feed_never_delivers_dedupe_markers_or_meta_items() {
         .all(|i| i.position.contains('/') && i.event.stream_id == s));
     assert!(feed.poll(100).await.unwrap().is_empty(), "caught up");
 }
+
+#[tokio::test]
+async fn read_all_from_between_two_microseconds_starts_after_the_earlier_one() {
+    let store = fresh_store().await;
+    let s = unique_stream("ns");
+    store
+        .append(&s, ExpectedVersion::NoStream, probes(&s, 2))
+        .await
+        .unwrap();
+    let stored = store.read_stream(&s, 1).await.unwrap();
+    let from = stored[0].recorded_at + chrono::TimeDelta::nanoseconds(500);
+    let read: Vec<u64> = store
+        .read_all(Some(from), None, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.stream_id == s)
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(read, [2], "v1 was recorded before `from`");
+}

@@ -535,7 +535,7 @@ fn product(billing_id: &str, name: &str) -> ProductFields {
 
 fn price(billing_product_id: &str, amount: f64) -> PriceFields {
     PriceFields {
-        billing_price_id: "8ad0charge1:USD".into(),
+        billing_price_id: "8ad0plan1:USD".into(),
         billing_product_id: billing_product_id.into(),
         pricebook_id: STANDARD_PRICEBOOK_ID.into(),
         currency: "USD".into(),
@@ -774,4 +774,65 @@ async fn a_missing_billing_account_reads_as_none() {
     assert_eq!(summary.crm_id.as_deref(), Some("001SB0000000042AAA"));
     assert_eq!(summary.origin.as_deref(), Some("sync-ledger"));
     assert_eq!(summary.currency.as_deref(), Some("USD"));
+}
+
+#[tokio::test]
+async fn an_answer_slower_than_the_timeout_is_a_transient_timeout() {
+    let sandbox = sandbox().await;
+    sandbox.set_faults(
+        System::Billing,
+        Faults {
+            latency_ms: 2000,
+            ..Faults::default()
+        },
+    );
+    let mut config = config(&sandbox, ServiceName::billing(), fast_retries(2));
+    config.timeout = Duration::from_millis(300);
+    let client = BillingClient::new(config, oauth_tokens(&sandbox)).unwrap();
+
+    let err = client
+        .get_account("A00000001", CorrelationId::new())
+        .await
+        .unwrap_err();
+
+    assert!(err.is_transient());
+    assert!(
+        matches!(
+            err,
+            ConnectorError::Transport {
+                failure: sync_ledger::connectors::error::TransportFailure::Timeout,
+                attempts: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_random_error_rate_of_one_fails_every_call_with_500() {
+    let sandbox = sandbox().await;
+    sandbox.set_faults(
+        System::Crm,
+        Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        },
+    );
+    let client = crm(&sandbox);
+
+    let err = client
+        .get_record("Account", "001SB0000000002AAA", CorrelationId::new())
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.status(), Some(500));
+    assert!(err.is_transient());
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(
+        sandbox
+            .calls()
+            .count("GET /services/data/{version}/sobjects/Account/{id}"),
+        3
+    );
 }

@@ -18,9 +18,11 @@ use common::moto::{moto, unique_name};
 use params_extension::ParamsExtension;
 use runtime_api::LambdaProcess;
 use serde_json::{json, Value};
+use std::sync::OnceLock;
 use sync_ledger::ingest::signature::{CalloutSecret, SIGNATURE_HEADER};
 use sync_ledger::ledger::dynamodb::{migrate::migrate_with, DynamoDbLedger};
 use sync_ledger::ledger::EventLog;
+use sync_ledger::sandbox::{Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
 use template::{template, Stack};
 
 fn fixture(path: &str) -> String {
@@ -425,4 +427,262 @@ async fn stream_records(stack: &TestStack) -> Vec<Value> {
         }
     }
     records
+}
+
+/// One sandbox (CRM + Billing simulators with their OAuth endpoints) for this test binary, on
+/// its own runtime thread so it outlives each test's runtime.
+fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("sandbox runtime");
+            runtime.block_on(async move {
+                let sandbox = Sandbox::start(SandboxConfig::default())
+                    .await
+                    .expect("sandbox starts");
+                let _ = tx.send(sandbox);
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("sandbox handle")
+    })
+}
+
+/// Calls moto's KMS JSON API (moto does not check signatures; the SDK has no KMS client in
+/// this workspace).
+async fn kms(target: &str, body: Value) -> Value {
+    let now = chrono::Utc::now();
+    let response = reqwest::Client::new()
+        .post(moto().endpoint())
+        .header("X-Amz-Target", format!("TrentService.{target}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("X-Amz-Date", now.format("%Y%m%dT%H%M%SZ").to_string())
+        .header(
+            "Authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=testing/{}/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+                now.format("%Y%m%d")
+            ),
+        )
+        .json(&body)
+        .send()
+        .await
+        .expect("moto answers");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "KMS {target}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+async fn put_secure(name: &str, value: &str) {
+    moto()
+        .ssm()
+        .await
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_rotator_function_rotates_both_tokens_on_its_scheduled_invocation() {
+    let base = sandbox().url().to_string();
+    let stack = TestStack::deploy_with(&[("CrmBaseUrl", &base), ("BillingBaseUrl", &base)]).await;
+    let logical = "TokenRotatorFunction";
+
+    // What the stack creates: the token key and its alias.
+    let key = kms("CreateKey", json!({"Description": "api tokens"})).await;
+    let key_id = key["KeyMetadata"]["KeyId"].as_str().expect("a key id");
+    let alias = stack.var(logical, "TOKEN_KMS_KEY_ID");
+    kms(
+        "CreateAlias",
+        json!({"AliasName": alias, "TargetKeyId": key_id}),
+    )
+    .await;
+    // What the operator creates (docs/DEPLOY.md): the OAuth clients and the salt.
+    let clients = &sandbox().config();
+    for (service, client) in [
+        ("crm", &clients.crm_client),
+        ("billing", &clients.billing_client),
+    ] {
+        put_secure(
+            &format!("/oauthClients/{service}/clientId"),
+            &client.client_id,
+        )
+        .await;
+        put_secure(
+            &format!("/oauthClients/{service}/clientSecret"),
+            client.client_secret.expose_secret(),
+        )
+        .await;
+    }
+    let salt = "deploy-test-fingerprint-salt";
+    put_secure(&stack.var(logical, "TOKEN_FINGERPRINT_SALT_PARAM"), salt).await;
+
+    let lambda = stack.spawn(logical, "token_rotator").await;
+    // The schedule's Input, with the context attributes Scheduler fills in.
+    let execution_id = uuid::Uuid::new_v4().to_string();
+    let input = template()["Resources"]["TokenRotatorSchedule"]["Properties"]["Target"]["Input"]
+        .as_str()
+        .expect("the schedule sends an Input")
+        .replace("<aws.scheduler.execution-id>", &execution_id)
+        .replace(
+            "<aws.scheduler.schedule-arn>",
+            "arn:aws:scheduler:us-east-1:123456789012:schedule/default/test-token-rotation",
+        )
+        .replace("<aws.scheduler.scheduled-time>", "2026-11-26T07:00:00Z");
+    let event: Value = serde_json::from_str(&input).expect("the schedule Input is JSON");
+    let report = lambda.invoke(event).await.unwrap().expect_response();
+
+    let mut rotated: Vec<&str> = report["rotated"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}\n{}", lambda.logs()))
+        .iter()
+        .filter_map(|r| r["service"].as_str())
+        .collect();
+    rotated.sort();
+    assert_eq!(rotated, ["billing", "crm"], "{report}\n{}", lambda.logs());
+    assert_eq!(report["failed"], json!([]), "{report}");
+
+    let ledger = stack.ledger().await;
+    let audit = ledger.read_all(None, None, 100).await.unwrap();
+    let rotations: Vec<_> = audit
+        .iter()
+        .filter(|e| e.event_type == "TokenRotated")
+        .collect();
+    assert_eq!(rotations.len(), 2, "one audit event per service");
+    for e in &rotations {
+        assert_eq!(
+            e.correlation_id.to_string(),
+            report["correlation_id"].as_str().unwrap(),
+            "the run's events share its correlation id"
+        );
+    }
+
+    // Neither the tokens now in Parameter Store nor the client secrets reach the logs or the
+    // ledger.
+    let logs = lambda.logs();
+    let ledger_text =
+        serde_json::to_string(&audit.iter().map(|e| &e.payload).collect::<Vec<_>>()).unwrap();
+    for (service, client) in [
+        ("crm", &clients.crm_client),
+        ("billing", &clients.billing_client),
+    ] {
+        let token = moto()
+            .ssm()
+            .await
+            .get_parameter()
+            .name(format!("/apiTokens/{service}"))
+            .with_decryption(true)
+            .send()
+            .await
+            .unwrap()
+            .parameter
+            .and_then(|p| p.value)
+            .expect("a token");
+        for secret in [token.as_str(), client.client_secret.expose_secret()] {
+            assert!(!logs.contains(secret), "{service}: a secret in the logs");
+            assert!(
+                !ledger_text.contains(secret),
+                "{service}: a secret in the ledger"
+            );
+        }
+    }
+    assert!(!logs.contains(salt), "the salt stays out of the logs");
+    eprintln!(
+        "token_rotator (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
+        lambda.init_duration(),
+        lambda.peak_rss_kib()
+    );
+}
+
+/// Records the fixture the way the ingest Lambda does (same mapping and append path).
+async fn record_fixture(stack: &TestStack, path: &str) {
+    let raw = fixture(path);
+    let now = chrono::Utc::now();
+    let ledger = stack.ledger().await;
+    sync_ledger::ingest::record(
+        &ledger,
+        sync_ledger::ingest::Channel::Sqs,
+        raw.as_bytes(),
+        sync_ledger::ingest::map_body(&raw, now),
+        now,
+    )
+    .await
+    .expect("recorded");
+}
+
+/// What the token rotator leaves behind: current tokens of both systems in Parameter Store.
+async fn rotated_tokens() {
+    for (system, name) in [
+        (System::Crm, "/apiTokens/crm"),
+        (System::Billing, "/apiTokens/billing"),
+    ] {
+        put_secure(name, sandbox().issue_token(system).expose_secret()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_projector_function_applies_its_stream_batch_and_account_sync_reaches_billing() {
+    let base = sandbox().url().to_string();
+    let stack = TestStack::deploy_with(&[
+        ("CrmBaseUrl", &base),
+        ("BillingBaseUrl", &base),
+        ("CrmPricebookId", STANDARD_PRICEBOOK_ID),
+    ])
+    .await;
+    rotated_tokens().await;
+    record_fixture(&stack, "salesforce/account_change_create.json").await;
+    let accounts_before = sandbox().billing_accounts().len();
+
+    let projectors = template::functions_running("projector");
+    assert_eq!(projectors.len(), 4);
+    for logical in projectors {
+        // The batch the function's event source mapping delivers: the stream so far, through
+        // the mapping's filter.
+        let filter = projector_filter(logical);
+        let records: Vec<Value> = stream_records(&stack)
+            .await
+            .into_iter()
+            .filter(|r| filter_matches(&filter, r))
+            .collect();
+        assert!(!records.is_empty(), "{logical}: the stream has events");
+        let lambda = stack.spawn(logical, "projector").await;
+        let answer = lambda
+            .invoke(json!({ "Records": records }))
+            .await
+            .unwrap_or_else(|e| panic!("{logical}: {e}"))
+            .expect_response();
+        assert_eq!(
+            answer,
+            json!({"batchItemFailures": []}),
+            "{logical} applied the whole batch\n{}",
+            lambda.logs()
+        );
+        eprintln!(
+            "{logical} (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
+            lambda.init_duration(),
+            lambda.peak_rss_kib()
+        );
+    }
+
+    assert_eq!(
+        sandbox().billing_accounts().len(),
+        accounts_before + 1,
+        "account sync created the CRM account in Billing"
+    );
+    let types = stack.event_types().await;
+    assert!(
+        types.iter().any(|t| t == "AccountSynced"),
+        "the outcome is recorded in the ledger: {types:?}"
+    );
 }

@@ -6,12 +6,10 @@
 //! inbound changes and the outcomes recorded there, including the mirrors of writes made to
 //! this account from the other side, which is how an item knows its link and its echo.
 
-use crate::catalogue::{
-    BillingAccount, CrmAccountUpserted, DomainEvent, EchoSuppressed, SyncDeferred, SyncOutcome,
-};
+use crate::catalogue::{BillingAccount, CrmAccountUpserted, DomainEvent, SyncOutcome};
 use crate::commands::{
     undecodable, BillingCommand, Call, Cause, Command, CommandMeta, CrmAccountTarget, CrmCommand,
-    OutcomeKind, PendingOutcome, ORIGIN,
+    Notes, OutcomeKind, PendingOutcome, ORIGIN,
 };
 use crate::envelope::RecordedEvent;
 use crate::ids::EventId;
@@ -270,29 +268,14 @@ fn decide_inbound(
     cause: &Cause,
     now: DateTime<Utc>,
 ) -> Decision {
+    let notes = Notes::new(PROJECTION, cause, now);
     match react(view, change) {
-        Reaction::Echo(reason) => Decision::outcome(cause.outcome(
-            cause.stream_id.clone(),
-            "echo",
-            now,
-            &DomainEvent::EchoSuppressed(EchoSuppressed {
-                projection: PROJECTION.into(),
-                reason: reason.into(),
-                extra: Default::default(),
-            }),
-        )),
+        Reaction::Echo(reason) => notes.echo(reason),
         Reaction::NoChange => Decision::none(),
-        Reaction::Defer(create) => Decision::outcome(cause.outcome(
-            cause.stream_id.clone(),
-            "deferred",
-            now,
-            &DomainEvent::SyncDeferred(SyncDeferred {
-                projection: PROJECTION.into(),
-                reason: "a Billing account is being created for this CRM account".into(),
-                waiting_for: format!("billing-account-create:{create}"),
-                extra: Default::default(),
-            }),
-        )),
+        Reaction::Defer(create) => notes.deferred(
+            "a Billing account is being created for this CRM account",
+            format!("billing-account-create:{create}"),
+        ),
         Reaction::CreateBilling => {
             Decision::command(create_billing(cause, &change.id, &change.fields))
         }
@@ -386,37 +369,60 @@ fn after_sync(
     decision
 }
 
-fn written(fields: &AccountFields, linked_id: &str) -> serde_json::Value {
-    serde_json::to_value(AccountFields {
+/// A write of `fields` to one side's account; `linked_id` is the other side's id it stores.
+fn account_write(
+    cause: &Cause,
+    step: &str,
+    call: Call,
+    (action_created, action_existing): (&str, &str),
+    (target_side, target_id): (Side, Option<String>),
+    linked_id: &str,
+    fields: &AccountFields,
+) -> Command {
+    let (direction, crm_id, billing_id) = match target_side {
+        Side::Billing => (CRM_TO_BILLING, Some(linked_id.to_string()), target_id),
+        Side::Crm => (BILLING_TO_CRM, target_id, Some(linked_id.to_string())),
+    };
+    let written = AccountFields {
         linked_id: Some(linked_id.to_string()),
         ..fields.clone()
-    })
-    .expect("account fields serialize")
-}
-
-fn create_billing(cause: &Cause, crm_id: &str, fields: &AccountFields) -> Command {
+    };
     Command {
-        meta: CommandMeta::new(cause, "billing-create-account"),
-        call: Call::Billing(BillingCommand::CreateAccount {
-            crm_account_id: crm_id.to_string(),
-            name: fields.name.clone(),
-            currency: fields.currency.clone(),
-        }),
+        meta: CommandMeta::new(cause, step),
+        call,
         on_success: PendingOutcome {
             kind: OutcomeKind::AccountSynced,
             projection: PROJECTION.into(),
-            direction: CRM_TO_BILLING.into(),
-            action_created: "created".into(),
-            action_existing: "created".into(),
-            crm_id: Some(crm_id.to_string()),
-            billing_id: None,
-            target_side: Side::Billing,
+            direction: direction.into(),
+            action_created: action_created.into(),
+            action_existing: action_existing.into(),
+            crm_id,
+            billing_id,
+            target_side,
             target_entity: Some(entity::ACCOUNT.into()),
-            written: written(fields, crm_id),
+            written: serde_json::to_value(written).expect("account fields serialize"),
             extra: Default::default(),
             stream: cause.stream_id.clone(),
         },
     }
+}
+
+fn create_billing(cause: &Cause, crm_id: &str, fields: &AccountFields) -> Command {
+    let call = Call::Billing(BillingCommand::CreateAccount {
+        crm_account_id: crm_id.to_string(),
+        name: fields.name.clone(),
+        currency: fields.currency.clone(),
+    });
+    let actions = ("created", "created");
+    account_write(
+        cause,
+        "billing-create-account",
+        call,
+        actions,
+        (Side::Billing, None),
+        crm_id,
+        fields,
+    )
 }
 
 fn update_billing(
@@ -427,61 +433,38 @@ fn update_billing(
     crm_id: &str,
     fields: &AccountFields,
 ) -> Command {
-    Command {
-        meta: CommandMeta::new(cause, step),
-        call: Call::Billing(BillingCommand::UpdateAccount {
-            billing_account_id: billing_id.to_string(),
-            crm_account_id: crm_id.to_string(),
-            name: fields.name.clone(),
-            currency: fields.currency.clone(),
-        }),
-        on_success: PendingOutcome {
-            kind: OutcomeKind::AccountSynced,
-            projection: PROJECTION.into(),
-            direction: CRM_TO_BILLING.into(),
-            action_created: action.into(),
-            action_existing: action.into(),
-            crm_id: Some(crm_id.to_string()),
-            billing_id: None,
-            target_side: Side::Billing,
-            target_entity: Some(entity::ACCOUNT.into()),
-            written: written(fields, crm_id),
-            extra: Default::default(),
-            stream: cause.stream_id.clone(),
-        },
-    }
+    let call = Call::Billing(BillingCommand::UpdateAccount {
+        billing_account_id: billing_id.to_string(),
+        crm_account_id: crm_id.to_string(),
+        name: fields.name.clone(),
+        currency: fields.currency.clone(),
+    });
+    let target = (Side::Billing, Some(billing_id.to_string()));
+    account_write(cause, step, call, (action, action), target, crm_id, fields)
 }
 
 fn upsert_crm(
     cause: &Cause,
     step: &str,
-    (action_created, action_existing): (&str, &str),
+    actions: (&str, &str),
     target: CrmAccountTarget,
     crm_id: Option<String>,
     billing_id: &str,
     fields: &AccountFields,
 ) -> Command {
-    Command {
-        meta: CommandMeta::new(cause, step),
-        call: Call::Crm(CrmCommand::UpsertAccount {
-            target,
-            billing_account_id: billing_id.to_string(),
-            name: fields.name.clone(),
-            currency: fields.currency.clone(),
-        }),
-        on_success: PendingOutcome {
-            kind: OutcomeKind::AccountSynced,
-            projection: PROJECTION.into(),
-            direction: BILLING_TO_CRM.into(),
-            action_created: action_created.into(),
-            action_existing: action_existing.into(),
-            crm_id,
-            billing_id: Some(billing_id.to_string()),
-            target_side: Side::Crm,
-            target_entity: Some(entity::ACCOUNT.into()),
-            written: written(fields, billing_id),
-            extra: Default::default(),
-            stream: cause.stream_id.clone(),
-        },
-    }
+    let call = Call::Crm(CrmCommand::UpsertAccount {
+        target,
+        billing_account_id: billing_id.to_string(),
+        name: fields.name.clone(),
+        currency: fields.currency.clone(),
+    });
+    account_write(
+        cause,
+        step,
+        call,
+        actions,
+        (Side::Crm, crm_id),
+        billing_id,
+        fields,
+    )
 }

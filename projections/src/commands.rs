@@ -2,10 +2,10 @@
 //! Billing system, with the idempotency key, trace id and the outcome to record once the call
 //! returns. `complete` turns a call result into outcome events; nothing here performs a call.
 
-use crate::catalogue::{DomainEvent, Extra, SyncFailed, SyncOutcome};
+use crate::catalogue::{DomainEvent, EchoSuppressed, Extra, SyncDeferred, SyncFailed, SyncOutcome};
 use crate::envelope::{NewEvent, RecordedEvent};
 use crate::ids::{CorrelationId, EventId, Source, SourceEventId, StreamId};
-use crate::projection::{entity_stream, Side};
+use crate::projection::{entity_stream, Decision, Side};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -303,6 +303,80 @@ pub fn complete(command: &Command, result: &CallResult, now: DateTime<Utc>) -> V
     }
 }
 
+/// The outcome events a decision records without calling anything (`EchoSuppressed`,
+/// `SyncDeferred`, `SyncFailed`), for one projection and cause; on the cause's stream unless
+/// told otherwise.
+pub struct Notes<'a> {
+    projection: &'a str,
+    cause: &'a Cause,
+    now: DateTime<Utc>,
+    stream: StreamId,
+    extra: Extra,
+}
+
+impl<'a> Notes<'a> {
+    pub fn new(projection: &'a str, cause: &'a Cause, now: DateTime<Utc>) -> Self {
+        Self {
+            projection,
+            cause,
+            now,
+            stream: cause.stream_id.clone(),
+            extra: Extra::new(),
+        }
+    }
+
+    /// Record on `stream` instead of the cause's.
+    pub fn on(self, stream: StreamId) -> Self {
+        Self { stream, ..self }
+    }
+
+    /// Fields every note must carry (a route).
+    pub fn with(self, extra: Extra) -> Self {
+        Self { extra, ..self }
+    }
+
+    fn note(&self, discriminator: &str, event: DomainEvent) -> NewEvent {
+        self.cause
+            .outcome(self.stream.clone(), discriminator, self.now, &event)
+    }
+
+    pub fn echo(&self, reason: &str) -> Decision {
+        Decision::outcome(self.note(
+            "echo",
+            DomainEvent::EchoSuppressed(EchoSuppressed {
+                projection: self.projection.to_string(),
+                reason: reason.to_string(),
+                extra: self.extra.clone(),
+            }),
+        ))
+    }
+
+    pub fn deferred(&self, reason: &str, waiting_for: String) -> Decision {
+        Decision::outcome(self.note(
+            "deferred",
+            DomainEvent::SyncDeferred(SyncDeferred {
+                projection: self.projection.to_string(),
+                reason: reason.to_string(),
+                waiting_for,
+                extra: self.extra.clone(),
+            }),
+        ))
+    }
+
+    /// A failure found without calling anything: recorded, never retried.
+    pub fn failed(&self, discriminator: &str, reason: String) -> NewEvent {
+        self.note(
+            discriminator,
+            DomainEvent::SyncFailed(SyncFailed {
+                projection: self.projection.to_string(),
+                reason,
+                attempts: 0,
+                extra: self.extra.clone(),
+            }),
+        )
+    }
+}
+
 /// An event of a stream a projection follows that this build cannot read: recorded as
 /// `SyncFailed` (nothing is silently skipped) and never retried.
 pub fn undecodable(
@@ -311,15 +385,5 @@ pub fn undecodable(
     now: DateTime<Utc>,
     reason: String,
 ) -> NewEvent {
-    cause.outcome(
-        cause.stream_id.clone(),
-        &format!("undecodable:{projection}"),
-        now,
-        &DomainEvent::SyncFailed(SyncFailed {
-            projection: projection.to_string(),
-            reason,
-            attempts: 0,
-            extra: Default::default(),
-        }),
-    )
+    Notes::new(projection, cause, now).failed(&format!("undecodable:{projection}"), reason)
 }

@@ -8,15 +8,13 @@
 //! folds one subscription stream. Every event on a `crm-order-*` stream names its account
 //! (`account_id` inbound, [`ACCOUNT_ROUTE`] on our outcomes), which is how it is routed.
 
-use crate::catalogue::{
-    BillingSubscription, CrmOrder, DomainEvent, EchoSuppressed, Extra, SyncDeferred, SyncOutcome,
-};
+use crate::catalogue::{BillingSubscription, CrmOrder, DomainEvent, Extra, SyncOutcome};
 use crate::commands::{
-    undecodable, BillingCommand, Call, Cause, Command, CommandMeta, CrmCommand, OutcomeKind,
+    undecodable, BillingCommand, Call, Cause, Command, CommandMeta, CrmCommand, Notes, OutcomeKind,
     PendingOutcome, PlanLine, ORIGIN,
 };
-use crate::envelope::{NewEvent, RecordedEvent};
-use crate::ids::{CorrelationId, EventId, StreamId};
+use crate::envelope::RecordedEvent;
+use crate::ids::EventId;
 use crate::projection::{entity, Decision, EntityStream, Projection, Side};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -65,24 +63,6 @@ impl OrderSnapshot {
     }
 }
 
-/// The order event a subscription create is keyed by, kept while the order waits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderCause {
-    pub event_id: EventId,
-    pub stream_id: StreamId,
-    pub correlation_id: CorrelationId,
-}
-
-impl From<&OrderCause> for Cause {
-    fn from(c: &OrderCause) -> Self {
-        Cause {
-            event_id: c.event_id,
-            stream_id: c.stream_id.clone(),
-            correlation_id: c.correlation_id,
-        }
-    }
-}
-
 /// One CRM order as the account item knows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrderState {
@@ -94,7 +74,7 @@ pub struct OrderState {
     /// the fold does not depend on how the account's and the order's streams interleave).
     pub synced: Option<Synced>,
     /// Waiting for the account's Billing link: the activation to create from.
-    pub waiting: Option<OrderCause>,
+    pub waiting: Option<Cause>,
     /// A subscription create in flight, by the order event it is keyed by.
     pub creating: Option<EventId>,
     /// The CRM status we last wrote and have not seen come back.
@@ -347,13 +327,7 @@ fn evolve_account(view: &mut OrderAccountView, event: &RecordedEvent, domain: &D
         let state = view.orders.entry(order.order_id.clone()).or_default();
         match reaction {
             OrderReaction::Create(_) => state.creating = Some(event.event_id),
-            OrderReaction::WaitForLink => {
-                state.waiting = Some(OrderCause {
-                    event_id: event.event_id,
-                    stream_id: event.stream_id.clone(),
-                    correlation_id: event.correlation_id,
-                })
-            }
+            OrderReaction::WaitForLink => state.waiting = Some(Cause::of(event)),
             OrderReaction::DropWaiting => state.waiting = None,
             OrderReaction::WaitForCreate
             | OrderReaction::Amend(_)
@@ -435,28 +409,14 @@ fn decide_order(
     cause: &Cause,
     now: DateTime<Utc>,
 ) -> Decision {
-    let note = |discriminator: &str, event: DomainEvent| {
-        Decision::outcome(cause.outcome(cause.stream_id.clone(), discriminator, now, &event))
-    };
+    let notes = Notes::new(PROJECTION, cause, now).with(route(&order.account_id));
     let snapshot = OrderSnapshot::of(order, change == OrderChange::Cancelled);
     match react_order(view, change, order) {
-        OrderReaction::Echo(reason) => note(
-            "echo",
-            DomainEvent::EchoSuppressed(EchoSuppressed {
-                projection: PROJECTION.into(),
-                reason: reason.into(),
-                extra: route(&order.account_id),
-            }),
-        ),
+        OrderReaction::Echo(reason) => notes.echo(reason),
         OrderReaction::NoChange | OrderReaction::DropWaiting => Decision::none(),
-        OrderReaction::WaitForLink => note(
-            "deferred",
-            DomainEvent::SyncDeferred(SyncDeferred {
-                projection: PROJECTION.into(),
-                reason: "the order's account has no Billing account yet".into(),
-                waiting_for: format!("account-link:crm:{}", order.account_id),
-                extra: route(&order.account_id),
-            }),
+        OrderReaction::WaitForLink => notes.deferred(
+            "the order's account has no Billing account yet",
+            format!("account-link:crm:{}", order.account_id),
         ),
         OrderReaction::WaitForCreate => {
             let creating = view
@@ -465,14 +425,9 @@ fn decide_order(
                 .and_then(|s| s.creating)
                 .map(|id| id.to_string())
                 .unwrap_or_default();
-            note(
-                "deferred",
-                DomainEvent::SyncDeferred(SyncDeferred {
-                    projection: PROJECTION.into(),
-                    reason: "the order's subscription is being created".into(),
-                    waiting_for: format!("subscription-create:{creating}"),
-                    extra: route(&order.account_id),
-                }),
+            notes.deferred(
+                "the order's subscription is being created",
+                format!("subscription-create:{creating}"),
             )
         }
         OrderReaction::Create(billing) => Decision::command(create_subscription(
@@ -522,7 +477,7 @@ fn release_waiting(
             continue;
         };
         decision.commands.push(create_subscription(
-            &Cause::from(waiting),
+            waiting,
             link,
             order_id,
             account_id,
@@ -715,23 +670,12 @@ fn decide_subscription(
     let Some(sub) = subscription_change(domain) else {
         return Decision::none();
     };
-    let echo = |reason: &str| {
-        Decision::outcome(cause.outcome(
-            cause.stream_id.clone(),
-            "echo",
-            now,
-            &DomainEvent::EchoSuppressed(EchoSuppressed {
-                projection: PROJECTION.into(),
-                reason: reason.into(),
-                extra: Extra::new(),
-            }),
-        ))
-    };
+    let notes = Notes::new(PROJECTION, cause, now);
     if sub.origin.as_deref() == Some(ORIGIN) {
-        return echo("the change carries our origin marker");
+        return notes.echo("the change carries our origin marker");
     }
     if view.pending_echo_status.as_deref() == Some(sub.status.as_str()) {
-        return echo("the values equal what we last wrote");
+        return notes.echo("the values equal what we last wrote");
     }
     if view.status.as_deref() == Some(sub.status.as_str()) {
         return Decision::none();
@@ -767,10 +711,4 @@ fn decide_subscription(
         call: Call::Crm(CrmCommand::UpdateOrderStatus { order_id, status }),
         on_success,
     })
-}
-
-/// The outcome events of an order decision carry the account route (tests check this holds
-/// for every event the projection records on an order stream).
-pub fn routes_to_account(event: &NewEvent) -> bool {
-    event.payload.get("account_id").is_some() || event.payload.get(ACCOUNT_ROUTE).is_some()
 }

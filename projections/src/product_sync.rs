@@ -9,10 +9,10 @@
 
 use crate::catalogue::{
     BillingPriceChanged, BillingProductChanged, BillingRatePlanChanged, DomainEvent, Extra,
-    SyncDeferred, SyncFailed, SyncOutcome,
+    SyncOutcome,
 };
 use crate::commands::{
-    undecodable, Call, Cause, Command, CommandMeta, CrmCommand, OutcomeKind, PendingOutcome,
+    undecodable, Call, Cause, Command, CommandMeta, CrmCommand, Notes, OutcomeKind, PendingOutcome,
 };
 use crate::envelope::RecordedEvent;
 use crate::ids::StreamId;
@@ -230,20 +230,6 @@ fn currency_of(outcome: &SyncOutcome) -> Option<String> {
         .map(str::to_string)
 }
 
-fn failed(cause: &Cause, now: DateTime<Utc>, reason: String) -> Decision {
-    Decision::outcome(cause.outcome(
-        cause.stream_id.clone(),
-        "invalid",
-        now,
-        &DomainEvent::SyncFailed(SyncFailed {
-            projection: PROJECTION.into(),
-            reason,
-            attempts: 0,
-            extra: Extra::new(),
-        }),
-    ))
-}
-
 fn decide_product(
     last: Option<&ProductSnapshot>,
     product: &BillingProductChanged,
@@ -260,11 +246,10 @@ fn decide_product(
         Some(end) => match NaiveDate::parse_from_str(end, "%Y-%m-%d") {
             Ok(end) => end > now.date_naive(),
             Err(_) => {
-                return failed(
-                    cause,
-                    now,
+                return Decision::outcome(Notes::new(PROJECTION, cause, now).failed(
+                    "invalid",
                     format!("effective_end_date: not a YYYY-MM-DD date (got {end:?})"),
-                )
+                ))
             }
         },
     };
@@ -307,17 +292,10 @@ fn decide_rate_plan(
         if prices.is_empty() {
             return Decision::none();
         }
-        return Decision::outcome(cause.outcome(
-            home,
-            "deferred",
-            now,
-            &DomainEvent::SyncDeferred(SyncDeferred {
-                projection: PROJECTION.into(),
-                reason: "the price's rate plan (and so its product) is not known yet".into(),
-                waiting_for: format!("rateplan:{rate_plan_id}"),
-                extra: Extra::new(),
-            }),
-        ));
+        return Notes::new(PROJECTION, cause, now).on(home).deferred(
+            "the price's rate plan (and so its product) is not known yet",
+            format!("rateplan:{rate_plan_id}"),
+        );
     };
     let mut decision = Decision::none();
     for (currency, unit_price) in prices {

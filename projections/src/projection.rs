@@ -1,6 +1,25 @@
 //! The contract between the pure process managers and the projector shell: a `Projection`
 //! names the view item an event touches, folds recorded events into it (`evolve`) and reacts
 //! to them (`decide`). `ViewItem` adds the per-stream ordering guard. Nothing here does I/O.
+//!
+//! How a shell runs a projection `P` for one delivered event `e` (live):
+//! 1. `key = P::key(&e)`; `None`: skip. Load the item `pk = <P::NAME>#<key>` (or
+//!    `ViewItem::new(key)`).
+//! 2. `item.handle::<P>(&e, now)`:
+//!    - `AlreadyApplied`: done (a redelivery).
+//!    - `Gap { stream, expected, .. }`: read `stream` from `expected` (strongly consistent),
+//!      handle those events first, then `e` again.
+//!    - `Decided(decision)`: append `decision.outcomes`; for each command, call the system named
+//!      by `command.call` with `command.meta` (idempotency key, correlation id, origin marker),
+//!      then append `commands::complete(&command, &result, now)`. Transient errors: retry or fail
+//!      the batch item *without* storing the item, so the redrive decides again with the same
+//!      keys. Only then store the item, conditioned on the `last_version` values it was loaded
+//!      with.
+//! 3. Appending outcomes uses their deterministic `source_event_id`, so a repeat records nothing.
+//!
+//! Replay is step 1 + `item.apply::<P>(&e)` over the log in any per-stream order: no calls.
+//! Outcome events land on entity streams (the cause's, and a `mirror` on the target's), so
+//! every projection sees them through its ordinary stream feed.
 
 use crate::commands::Command;
 use crate::envelope::{NewEvent, RecordedEvent};

@@ -367,3 +367,125 @@ fn orders_route_to_their_account_item_and_subscriptions_to_their_own() {
     );
     assert_eq!(OrderSync::key(&billing), None);
 }
+
+#[test]
+fn an_order_cancelled_while_its_subscription_is_being_created_is_cancelled_after() {
+    let mut world = World::new();
+    world.user_changes(
+        "crm-account-001A",
+        Source::Crm,
+        crm_account("001A", "Acme", None, None),
+    );
+    world.run();
+    world.user_changes(
+        "crm-order-801A",
+        Source::Crm,
+        DomainEvent::CrmOrderActivated(crm_order(
+            "801A",
+            "001A",
+            "Activated",
+            &[("SKU-GOLD", 3.0)],
+        )),
+    );
+    world.user_changes(
+        "crm-order-801A",
+        Source::Crm,
+        DomainEvent::CrmOrderCancelled(crm_order(
+            "801A",
+            "001A",
+            "Cancelled",
+            &[("SKU-GOLD", 3.0)],
+        )),
+    );
+    world.run();
+    assert_eq!(
+        &steps(&world)[2..],
+        ["billing-create-subscription", "billing-cancel-subscription"]
+    );
+    assert_eq!(
+        world.fakes.subscriptions.values().next().unwrap().status,
+        "Cancelled"
+    );
+}
+
+#[test]
+fn a_failed_subscription_create_is_made_again_by_the_next_order_change() {
+    let mut world = World::new();
+    world.user_changes(
+        "crm-account-001A",
+        Source::Crm,
+        crm_account("001A", "Acme", None, None),
+    );
+    world.run();
+    world
+        .fakes
+        .fail_once
+        .push("billing-create-subscription".into());
+    world.user_changes(
+        "crm-order-801A",
+        Source::Crm,
+        DomainEvent::CrmOrderActivated(crm_order(
+            "801A",
+            "001A",
+            "Activated",
+            &[("SKU-GOLD", 3.0)],
+        )),
+    );
+    world.run();
+    let failed = world.log.of_type("SyncFailed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].payload["crm_order_id"], "801A");
+    assert!(world.fakes.subscriptions.is_empty());
+
+    let amend = world.user_changes(
+        "crm-order-801A",
+        Source::Crm,
+        DomainEvent::CrmOrderAmended(crm_order("801A", "001A", "Activated", &[("SKU-GOLD", 4.0)])),
+    );
+    world.run();
+    assert_eq!(world.fakes.subscriptions.len(), 1);
+    let create = world.fakes.calls.last().unwrap();
+    assert_eq!(
+        create.meta.idempotency_key,
+        format!("{}:billing-create-subscription", amend.event_id)
+    );
+}
+
+#[test]
+fn a_status_write_records_no_mirror_when_the_order_s_account_is_unknown() {
+    let mut log = Log::default();
+    let event = log.inbound(
+        "billing-subscription-A-S9",
+        Source::Billing,
+        DomainEvent::BillingSubscriptionCancelled(projections::catalogue::BillingSubscription {
+            subscription_id: "2c92x".into(),
+            subscription_number: Some("A-S9".into()),
+            account_id: "8a8b01".into(),
+            status: "Cancelled".into(),
+            term_start_date: None,
+            crm_order_id: Some("801Z".into()),
+            rate_plans: Vec::new(),
+            origin: None,
+            extra: Default::default(),
+        }),
+    );
+    let decision = OrderSync::decide(&OrderSyncView::default(), &event, t0());
+    let [command] = decision.commands.as_slice() else {
+        panic!("{decision:?}")
+    };
+    assert_eq!(
+        command.call,
+        Call::Crm(CrmCommand::UpdateOrderStatus {
+            order_id: "801Z".into(),
+            status: "Cancelled".into()
+        })
+    );
+    let done = projections::commands::CallResult::Succeeded {
+        id: "801Z".into(),
+        created: false,
+    };
+    let outcomes = projections::commands::complete(command, &done, t0());
+    let streams: Vec<_> = outcomes.iter().map(|o| o.stream_id.as_str()).collect();
+    // without the account id the order stream's events could not be routed: no mirror there
+    assert_eq!(streams, ["billing-subscription-A-S9"]);
+}

@@ -1,5 +1,43 @@
-//! `audit_api` entry point (placeholder until its issue lands; it fails loudly rather than pretend).
-fn main() -> std::process::ExitCode {
-    eprintln!("audit_api: not built yet");
-    std::process::ExitCode::FAILURE
+//! `audit_api` Lambda entry point: reads LEDGER_STORE and opens the ledger and the views once
+//! at init, then answers every HTTP API v2 request with `AuditApi::handle`.
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::{service_fn, LambdaEvent};
+use std::sync::Arc;
+use sync_ledger::config::StoreUrl;
+use sync_ledger::lambda::audit_api::AuditApi;
+use sync_ledger::lambda::bootstrap::{init_tracing, report_init_error};
+use sync_ledger::ledger::open_store;
+use sync_ledger::views::open_views;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let store = match StoreUrl::from_env() {
+        Ok(store) => store,
+        Err(e) => return Err(fail("Runtime.ConfigError", e).await),
+    };
+    let log = match open_store(&store).await {
+        Ok(log) => log,
+        Err(e) => return Err(fail("Runtime.StoreError", e).await),
+    };
+    let views = match open_views(&store).await {
+        Ok(views) => views,
+        Err(e) => return Err(fail("Runtime.StoreError", e).await),
+    };
+    let api = Arc::new(AuditApi::new(log, views));
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2httpRequest>| {
+            let api = api.clone();
+            async move { Ok::<_, lambda_runtime::Error>(api.handle(event.payload).await) }
+        },
+    ))
+    .await
+}
+
+async fn fail<E: std::error::Error + Send + Sync + 'static>(
+    kind: &str,
+    e: E,
+) -> lambda_runtime::Error {
+    report_init_error(kind, &e).await;
+    Box::new(e)
 }

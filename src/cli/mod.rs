@@ -2,6 +2,7 @@
 //! and its dispatch. Each subcommand lives in its own file; none holds business logic —
 //! they parse arguments, call the library and print.
 
+pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod events;
@@ -9,6 +10,8 @@ pub mod ingest;
 pub mod migrate;
 pub mod replay;
 pub mod sandbox;
+pub mod serve;
+pub mod worker;
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::ledger::{LedgerError, StoreError};
@@ -42,8 +45,14 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Rebuild projections from the log (in place, --into a namespace, or --verify).
     Replay(replay::ReplayArgs),
+    /// Print the causal chain of a correlation id, CRM id or Billing id (--json for machines).
+    Audit(audit::AuditArgs),
+    /// Serve the audit API locally: GET /audit/{id}, as the audit_api Lambda answers it.
+    Serve(serve::ServeArgs),
     /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
     Sandbox(sandbox::SandboxArgs),
+    /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
+    Worker(worker::WorkerArgs),
     /// Measure throughput, latency and cost ratios against same-run baselines.
     Bench(bench::BenchArgs),
 }
@@ -68,6 +77,8 @@ pub enum CliError {
     View(#[from] crate::views::ViewError),
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl Cli {
@@ -91,7 +102,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Events(args) => events::run(&cli.store_url()?, args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
+        Command::Audit(args) => audit::run(&cli.store_url()?, args).await,
+        Command::Serve(args) => serve::run(&cli.store_url()?, args).await,
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Worker(args) => worker::run(&cli.store_url()?, args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

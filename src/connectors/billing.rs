@@ -359,6 +359,33 @@ impl BillingClient {
         })
     }
 
+    /// The ids of a subscription's current rate plans (`GET /v1/subscriptions/{key}`):
+    /// what an amendment that replaces the lines removes.
+    pub async fn subscription_rate_plan_ids(
+        &self,
+        subscription_key: &str,
+        correlation_id: CorrelationId,
+    ) -> Result<Vec<String>, ConnectorError> {
+        const OP: &str = "get_subscription";
+        require(OP, "subscription_key", subscription_key)?;
+        let path = format!("v1/subscriptions/{}", segment(subscription_key));
+        let response = self
+            .send(OP, Method::GET, path, None, None, correlation_id)
+            .await?;
+        let plans = response.body["ratePlans"]
+            .as_array()
+            .ok_or_else(|| self.decode(OP, &response, "missing field ratePlans"))?;
+        plans
+            .iter()
+            .map(|p| {
+                p["id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| self.decode(OP, &response, "ratePlans[].id is missing"))
+            })
+            .collect()
+    }
+
     /// The whole product catalog, following `nextPage` links.
     pub async fn list_products(
         &self,

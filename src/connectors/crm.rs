@@ -1,6 +1,6 @@
 //! CRM client in the Salesforce REST shape: upserts by external id (Account by
 //! `Billing_Account_Id__c`, Product2 by `Billing_Product_Id__c`, PricebookEntry by
-//! `Billing_Price_Id__c`), Order updates, and one composite call for product + price.
+//! `Billing_Price_Key__c`), Order updates, and one composite call for product + price.
 //! Wire shapes only, no sync decisions. Shapes: Salesforce REST API Developer Guide
 //! ("Insert or Update (Upsert) a Record Using an External ID": 201 created / 200 updated with
 //! `{id, success, errors, created}`; "Composite"; "Status Codes and Error Responses").
@@ -21,8 +21,9 @@ pub const DEFAULT_API_VERSION: &str = "v60.0";
 pub const ACCOUNT_EXTERNAL_ID: &str = "Billing_Account_Id__c";
 /// External id field on Product2 holding the Billing product id.
 pub const PRODUCT_EXTERNAL_ID: &str = "Billing_Product_Id__c";
-/// External id field on PricebookEntry holding the Billing charge id + currency.
-pub const PRICE_EXTERNAL_ID: &str = "Billing_Price_Id__c";
+/// External id field on PricebookEntry: `<Billing rate plan id>:<currency>` (the key the
+/// product sync derives, see `projections::commands::CrmCommand::UpsertPricebookEntry`).
+pub const PRICE_EXTERNAL_ID: &str = "Billing_Price_Key__c";
 /// Custom field on Order holding the Billing subscription id.
 pub const ORDER_SUBSCRIPTION_FIELD: &str = "Billing_Subscription_Id__c";
 /// Custom field carrying our origin marker on every record we write.
@@ -72,7 +73,7 @@ pub struct ProductFields {
     pub active: bool,
 }
 
-/// A PricebookEntry keyed by the Billing price id (charge id + currency), pointing at the
+/// A PricebookEntry keyed by `Billing_Price_Key__c` (`<rate plan id>:<currency>`), pointing at the
 /// product through its external id so it needs no Salesforce id up front.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriceFields {

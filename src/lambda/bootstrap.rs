@@ -39,3 +39,13 @@ pub async fn report_init_error(error_type: &str, error: &dyn Display) {
         tracing::error!(error = %e, "could not report the init failure to the Runtime API");
     }
 }
+
+/// Reports an init failure (see [`report_init_error`]) and turns it into the error a Lambda
+/// main returns, so the runtime exits with it.
+pub async fn init_failure<E>(error_type: &str, error: E) -> lambda_runtime::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    report_init_error(error_type, &error).await;
+    Box::new(error)
+}

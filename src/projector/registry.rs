@@ -8,6 +8,8 @@ use crate::ledger::EventLog;
 use crate::views::ViewStore;
 use projections::account_sync::AccountSync;
 use projections::correlation_view::CorrelationView;
+use projections::order_sync::OrderSync;
+use projections::product_sync::ProductSync;
 use projections::Projection;
 use std::sync::Arc;
 
@@ -24,6 +26,8 @@ pub struct ProjectorDeps {
 /// its view items are stored under.
 pub const PROJECTIONS: &[(&str, &str)] = &[
     ("account", AccountSync::NAME),
+    ("order", OrderSync::NAME),
+    ("product", ProductSync::NAME),
     ("correlation", CorrelationView::NAME),
 ];
 
@@ -34,26 +38,46 @@ pub struct UnknownProjection {
     pub known: String,
 }
 
+/// The deployed names, for messages.
+pub fn known() -> String {
+    PROJECTIONS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn unknown(given: &str) -> UnknownProjection {
     UnknownProjection {
         given: given.to_string(),
-        known: PROJECTIONS
-            .iter()
-            .map(|(name, _)| *name)
-            .collect::<Vec<_>>()
-            .join(", "),
+        known: known(),
+    }
+}
+
+/// The view name of a projection given by deployed name or view name.
+pub fn view_name(name: &str) -> Option<&'static str> {
+    PROJECTIONS
+        .iter()
+        .find(|(deployed, view)| *deployed == name || *view == name)
+        .map(|(_, view)| *view)
+}
+
+/// The view names `all` or one name selects.
+pub fn selected_view_names(selection: &str) -> Result<Vec<&'static str>, UnknownProjection> {
+    if selection == "all" {
+        Ok(PROJECTIONS.iter().map(|(_, view)| *view).collect())
+    } else {
+        Ok(vec![view_name(selection).ok_or_else(|| unknown(selection))?])
     }
 }
 
 /// The runner of one projection, by deployed name or view name.
 pub fn build(name: &str, deps: &ProjectorDeps) -> Result<Arc<dyn Projector>, UnknownProjection> {
-    let view_name = PROJECTIONS
-        .iter()
-        .find(|(deployed, view)| *deployed == name || *view == name)
-        .map(|(_, view)| *view)
-        .ok_or_else(|| unknown(name))?;
+    let view_name = view_name(name).ok_or_else(|| unknown(name))?;
     let runner: Arc<dyn Projector> = match view_name {
         AccountSync::NAME => Arc::new(runner::<AccountSync>(deps)),
+        OrderSync::NAME => Arc::new(runner::<OrderSync>(deps)),
+        ProductSync::NAME => Arc::new(runner::<ProductSync>(deps)),
         CorrelationView::NAME => Arc::new(runner::<CorrelationView>(deps)),
         _ => return Err(unknown(name)),
     };

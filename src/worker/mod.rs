@@ -4,6 +4,7 @@
 //! It holds no projection logic: everything it applies goes through `projector`.
 
 pub mod feed;
+pub mod streams;
 
 use crate::ledger::{EventLog, ExpectedVersion, LedgerError};
 use crate::projector::{BatchOutcome, EventStatus};

@@ -397,6 +397,14 @@ fn now_micros() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
+fn ceil_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    match DateTime::from_timestamp_micros(at.timestamp_micros()) {
+        Some(floor) if floor < at => floor + TimeDelta::microseconds(1),
+        Some(floor) => floor,
+        None => at,
+    }
+}
+
 /// K-way merge of lists already in `(recorded_at, event_id)` order.
 fn merge_by_order_key(lists: Vec<Vec<RecordedEvent>>, limit: usize) -> Vec<RecordedEvent> {
     let mut heads: Vec<std::iter::Peekable<std::vec::IntoIter<RecordedEvent>>> = lists
@@ -602,6 +610,8 @@ impl EventLog for DynamoDbLedger {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // Stored times have microseconds: a `from` between two microseconds starts at the next.
+        let from = from.map(ceil_to_micros);
         let from_key = from.map(|f| format_timestamp(&f));
         let after_time = match after {
             Some(key) => Some(parse_order_key_time(key)?),
@@ -681,6 +691,14 @@ fn parse_order_key_time(key: &str) -> Result<DateTime<Utc>, LedgerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_between_microseconds_rounds_up() {
+        let exact: DateTime<Utc> = "2026-11-26T10:00:00.000001Z".parse().unwrap();
+        assert_eq!(ceil_to_micros(exact), exact);
+        let between: DateTime<Utc> = "2026-11-26T10:00:00.0000005Z".parse().unwrap();
+        assert_eq!(ceil_to_micros(between), exact);
+    }
 
     #[test]
     fn recorded_at_moves_forward_even_when_the_clock_does_not() {

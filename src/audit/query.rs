@@ -1,0 +1,153 @@
+//! The audit query behind `ledger audit`, `ledger serve` and the `audit_api` Lambda: parses
+//! an id, resolves an entity id through the correlation view, reads each trace with
+//! `by_correlation` and builds its causal tree. It never writes.
+
+use super::chain::{build_chain, Chain};
+use super::AuditError;
+use crate::ledger::EventLog;
+use crate::views::{ViewKey, ViewStore};
+use projections::correlation_view::{link_key, CorrelationView, LinkItem};
+use projections::{CorrelationId, Projection, Side};
+use serde::Serialize;
+
+/// Longest id accepted (stream ids are capped at 1024 bytes, entity ids are part of them).
+const MAX_ID_LEN: usize = 1000;
+
+/// What an audit id names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditId {
+    Correlation(CorrelationId),
+    /// A CRM or Billing record id (either side is tried).
+    Entity(String),
+}
+
+impl AuditId {
+    /// A UUID is a correlation id; anything else printable is an entity id.
+    pub fn parse(raw: &str) -> Result<Self, AuditError> {
+        let id = raw.trim();
+        let reason = if id.is_empty() {
+            Some("must not be empty".to_string())
+        } else if id.len() > MAX_ID_LEN {
+            Some(format!("longer than {MAX_ID_LEN} bytes"))
+        } else if id.chars().any(|c| c.is_control() || c == '#' || c == '/') {
+            Some("must not contain control characters, '#' or '/'".to_string())
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(AuditError::BadId { reason });
+        }
+        Ok(match CorrelationId::parse(id) {
+            Ok(correlation) => AuditId::Correlation(correlation),
+            Err(_) => AuditId::Entity(id.to_string()),
+        })
+    }
+}
+
+/// How the id was resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Resolved {
+    CorrelationId,
+    /// An entity id, found on these sides of the correlation view.
+    EntityId {
+        matches: Vec<EntityMatch>,
+    },
+}
+
+/// One correlation view item the entity id resolved through.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntityMatch {
+    pub side: Side,
+    pub id: String,
+    pub entity: Option<String>,
+    /// The ids it is linked to on the other side.
+    pub linked_to: Vec<String>,
+    pub correlation_ids: Vec<CorrelationId>,
+}
+
+/// The answer to one audit query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditReport {
+    pub query: String,
+    pub resolved: Resolved,
+    /// One causal tree per correlation id, in the order the entity first saw them.
+    pub chains: Vec<Chain>,
+}
+
+/// Runs an audit query. `NotFound` when nothing carries the id.
+pub async fn audit(
+    log: &dyn EventLog,
+    views: &dyn ViewStore,
+    id: &AuditId,
+) -> Result<AuditReport, AuditError> {
+    match id {
+        AuditId::Correlation(correlation) => {
+            let events = log.by_correlation(correlation).await?;
+            if events.is_empty() {
+                return Err(AuditError::NotFound {
+                    id: correlation.to_string(),
+                });
+            }
+            Ok(AuditReport {
+                query: correlation.to_string(),
+                resolved: Resolved::CorrelationId,
+                chains: vec![build_chain(*correlation, events)],
+            })
+        }
+        AuditId::Entity(entity) => {
+            let mut matches = Vec::new();
+            for side in [Side::Crm, Side::Billing] {
+                if let Some(item) = link_item(views, side, entity).await? {
+                    matches.push(EntityMatch {
+                        side,
+                        id: entity.clone(),
+                        entity: item.entity.clone(),
+                        linked_to: item
+                            .links
+                            .iter()
+                            .map(|l| l.counterpart_id.clone())
+                            .collect(),
+                        correlation_ids: item.correlation_ids,
+                    });
+                }
+            }
+            let mut correlation_ids: Vec<CorrelationId> = Vec::new();
+            for id in matches.iter().flat_map(|m| &m.correlation_ids) {
+                if !correlation_ids.contains(id) {
+                    correlation_ids.push(*id);
+                }
+            }
+            if correlation_ids.is_empty() {
+                return Err(AuditError::NotFound { id: entity.clone() });
+            }
+            let mut chains = Vec::with_capacity(correlation_ids.len());
+            for correlation in correlation_ids {
+                let events = log.by_correlation(&correlation).await?;
+                chains.push(build_chain(correlation, events));
+            }
+            Ok(AuditReport {
+                query: entity.clone(),
+                resolved: Resolved::EntityId { matches },
+                chains,
+            })
+        }
+    }
+}
+
+async fn link_item(
+    views: &dyn ViewStore,
+    side: Side,
+    id: &str,
+) -> Result<Option<LinkItem>, AuditError> {
+    let key = ViewKey::new(CorrelationView::NAME, &link_key(side, id))?;
+    let Some(item) = views.get(&key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_value(item.state)
+        .map(Some)
+        .map_err(|e| AuditError::UnreadableView {
+            pk: key.pk(),
+            reason: e.to_string(),
+        })
+}

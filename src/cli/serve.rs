@@ -1,0 +1,74 @@
+//! `ledger serve [--port N] [--bind ADDR]`: the audit HTTP API on this machine (`GET
+//! /audit/{id}`), answering exactly as the `audit_api` Lambda does, for local use. No auth:
+//! it binds to 127.0.0.1 unless told otherwise.
+
+use super::CliError;
+use crate::audit::answer;
+use crate::config::StoreUrl;
+use crate::ledger::{open_store, EventLog};
+use crate::views::{open_views, ViewStore};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Port to listen on (0 picks a free one; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+}
+
+#[derive(Clone)]
+struct Stores {
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn ViewStore>,
+}
+
+/// The routes of the local audit API.
+fn router(log: Arc<dyn EventLog>, views: Arc<dyn ViewStore>) -> Router {
+    Router::new()
+        .route("/audit/{id}", get(audit_route))
+        .with_state(Stores { log, views })
+}
+
+async fn audit_route(State(stores): State<Stores>, Path(id): Path<String>) -> Response {
+    let answer = answer(stores.log.as_ref(), stores.views.as_ref(), &id).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(answer.body)).into_response()
+}
+
+pub async fn run(store: &StoreUrl, args: &ServeArgs) -> Result<ExitCode, CliError> {
+    let log = open_store(store).await?;
+    let views = open_views(store).await?;
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Io {
+            path: addr.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| CliError::Io {
+        path: addr.to_string(),
+        source,
+    })?;
+    println!("audit API listening on http://{local}/audit/{{id}} (Ctrl-C to stop)");
+    axum::serve(listener, router(log, views))
+        .with_graceful_shutdown(async {
+            // Without a Ctrl-C handler the server runs until killed, which is fine too.
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|source| CliError::Io {
+            path: local.to_string(),
+            source,
+        })?;
+    Ok(ExitCode::SUCCESS)
+}

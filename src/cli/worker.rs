@@ -1,0 +1,161 @@
+//! `ledger worker`: the local event source mapping. Runs the selected projections over the
+//! store's change feed (embedded store) or DynamoDB Streams (`dynamodb://`), through the same
+//! handlers Lambda runs, until Ctrl-C, until idle (`--until-idle`) or for one batch (`--once`).
+//! It parses arguments, wires the library and prints a summary; it decides nothing itself.
+
+use super::{describe_store, CliError};
+use crate::config::StoreUrl;
+use crate::lambda::projector::ProjectorHandler;
+use crate::ledger::dynamodb::events_table;
+use crate::ledger::open_store;
+use crate::projector::config::{ConnectorsConfig, TokenConfig};
+use crate::projector::effects::ConnectorEffects;
+use crate::projector::registry::selected_view_names;
+use crate::projector::{build_selected, ProjectorDeps, RunnerSettings};
+use crate::views::open_views;
+use crate::worker::streams::StreamsSource;
+use crate::worker::{feed, shutdown_on_signals, streams, StopWhen, WorkerReport, WorkerSettings};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Which projection to run: account, order, product, correlation, or all.
+    #[arg(long, default_value = "all")]
+    pub projection: String,
+    /// Deliver at most one batch per projection (and shard), then stop.
+    #[arg(long, conflicts_with = "until_idle")]
+    pub once: bool,
+    /// Stop once every selected projection has caught up with the feed.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Most records per batch (the mapping's BatchSize).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub batch_size: u16,
+    /// How long a short batch waits for more records (MaximumBatchingWindowInSeconds).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_window_ms: u64,
+    /// Retries of a failing record before it is recorded as failed and skipped
+    /// (MaximumRetryAttempts).
+    #[arg(long, default_value_t = 10)]
+    pub max_retries: u32,
+    /// First retry delay; doubles per retry up to 5 s.
+    #[arg(long, default_value_t = 100)]
+    pub retry_backoff_ms: u64,
+    /// Wait between polls of a caught-up feed.
+    #[arg(long, default_value_t = 500)]
+    pub idle_poll_ms: u64,
+}
+
+impl WorkerArgs {
+    fn settings(&self) -> WorkerSettings {
+        WorkerSettings {
+            batch_size: usize::from(self.batch_size),
+            batch_window: Duration::from_millis(self.batch_window_ms),
+            max_retries: self.max_retries,
+            retry_backoff: Duration::from_millis(self.retry_backoff_ms),
+            max_backoff: Duration::from_secs(5),
+            idle_poll: Duration::from_millis(self.idle_poll_ms),
+            stop: if self.once {
+                StopWhen::Once
+            } else if self.until_idle {
+                StopWhen::Idle
+            } else {
+                StopWhen::Never
+            },
+        }
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> CliError {
+    CliError::Invalid(e.to_string())
+}
+
+pub async fn run(store: &StoreUrl, args: &WorkerArgs) -> Result<ExitCode, CliError> {
+    // Everything is read and checked before the first record is touched.
+    let names = selected_view_names(&args.projection).map_err(invalid)?;
+    let connectors = ConnectorsConfig::from_env()?;
+    connectors.check_for(&names)?;
+    let needs_aws = matches!(store, StoreUrl::DynamoDb { .. })
+        || connectors.tokens == TokenConfig::ParameterStore;
+    let aws = if needs_aws {
+        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    } else {
+        None
+    };
+    let log = open_store(store).await?;
+    let views = open_views(store).await.map_err(invalid)?;
+    let effects =
+        Arc::new(ConnectorEffects::from_config(&connectors, aws.as_ref()).map_err(invalid)?);
+    let deps = ProjectorDeps {
+        log: log.clone(),
+        views: views.clone(),
+        effects,
+        settings: RunnerSettings::default(),
+    };
+    let projectors = build_selected(&args.projection, &deps).map_err(invalid)?;
+    let settings = args.settings();
+    let shutdown = shutdown_on_signals();
+    tracing::info!(store = %describe_store(store), projection = %args.projection, "worker starting");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    match store {
+        StoreUrl::Sqlite(_) => {
+            for projector in projectors {
+                tasks.spawn(feed::run(
+                    log.clone(),
+                    views.clone(),
+                    projector,
+                    settings,
+                    shutdown.clone(),
+                ));
+            }
+        }
+        StoreUrl::DynamoDb { table_prefix } => {
+            let aws = aws.as_ref().expect("loaded for a DynamoDB store");
+            let source = Arc::new(
+                StreamsSource::for_events_table(aws, &events_table(table_prefix))
+                    .await
+                    .map_err(invalid)?,
+            );
+            for projector in projectors {
+                tasks.spawn(streams::run(
+                    source.clone(),
+                    log.clone(),
+                    views.clone(),
+                    Arc::new(ProjectorHandler::new(projector)),
+                    settings,
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
+    let mut reports: Vec<WorkerReport> = Vec::new();
+    let mut first_error: Option<String> = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(report)) => reports.push(report),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a projection's worker stopped");
+                first_error.get_or_insert(e.to_string());
+            }
+            Err(e) => {
+                first_error.get_or_insert(format!("a worker task failed: {e}"));
+            }
+        }
+    }
+    reports.sort_by(|a, b| a.projection.cmp(&b.projection));
+    for report in &reports {
+        println!("{report}");
+    }
+    if let Some(e) = first_error {
+        return Err(CliError::Invalid(e));
+    }
+    let gave_up: usize = reports.iter().map(|r| r.gave_up).sum();
+    Ok(if gave_up == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
