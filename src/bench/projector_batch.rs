@@ -5,7 +5,8 @@
 
 use super::workload::recorded_events;
 use super::{side_by_side, Bound, Measurement, Outcome, Scale, Target};
-use crate::ledger::dynamodb::item::{decode_event, event_item, DEFAULT_BY_TIME_SHARDS};
+use crate::lambda::projector::{decode_record, Decoded};
+use crate::ledger::dynamodb::item::{event_item, DEFAULT_BY_TIME_SHARDS};
 use chrono::Utc;
 use projections::account_sync::AccountSync;
 use projections::correlation_view::CorrelationView;
@@ -76,8 +77,9 @@ pub fn decode_and_apply<P: Projection>(text: &str) -> usize {
     let mut views = Views::<P::State>::default();
     let now = Utc::now();
     let mut applied = 0;
-    for record in event.records {
-        if let Ok(Some(e)) = decode_event(record.change.new_image) {
+    for record in &event.records {
+        // The projector function's own decode step.
+        if let Decoded::Event(e) = decode_record(record) {
             if let Some(projections::Handled::Decided(d)) = views.handle::<P>(&e, now) {
                 black_box(d);
                 applied += 1;
@@ -94,9 +96,8 @@ pub fn decode_only(text: &str) -> usize {
         serde_json::from_str(text).expect("the generated event parses");
     event
         .records
-        .into_iter()
-        .filter_map(|r| decode_event(r.change.new_image).ok().flatten())
-        .map(black_box)
+        .iter()
+        .filter(|r| matches!(black_box(decode_record(r)), Decoded::Event(_)))
         .count()
 }
 
@@ -174,6 +175,7 @@ pub fn run(scale: Scale) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::dynamodb::item::decode_event;
 
     #[test]
     fn the_generated_stream_event_decodes_back_to_the_recorded_events() {
