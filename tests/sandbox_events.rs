@@ -356,3 +356,72 @@ async fn duplicate_delivery_repeats_the_same_event_which_ingest_keys_identically
     let b = map_body(&outbox[1].body_text(), Utc::now()).unwrap();
     assert_eq!(a[0].source_event_id, b[0].source_event_id);
 }
+
+#[tokio::test]
+async fn callouts_are_pushed_signed_to_the_configured_url_duplicates_included() {
+    use axum::http::HeaderMap;
+    // (signature header, body) of each delivery.
+    type Deliveries = Arc<std::sync::Mutex<Vec<(Option<String>, String)>>>;
+    let received: Deliveries = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/callouts",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                let signature = headers
+                    .get("x-zuora-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                sink.lock().unwrap().push((signature, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/callouts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let secret = CalloutSecret::new("push-secret").unwrap();
+    let sandbox = Sandbox::start(SandboxConfig {
+        callout_secret: Some(secret.clone()),
+        callout_url: Some(url::Url::parse(&url).unwrap()),
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    sandbox.set_faults(
+        System::Billing,
+        Faults {
+            duplicate_deliveries: true,
+            ..Faults::default()
+        },
+    );
+
+    sandbox.upsert_product(Product {
+        product_rate_plans: vec![],
+        ..gold()
+    });
+    let expected = sandbox.outbox().len();
+    // Deliveries run on their own tasks: wait (bounded) for them to arrive.
+    for _ in 0..100 {
+        if received.lock().unwrap().len() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let received = received.lock().unwrap().clone();
+    assert_eq!(expected, 2, "one ProductCreated, delivered twice");
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].1, received[1].1, "the same event twice");
+    for (signature, body) in &received {
+        verify(
+            &secret,
+            signature.as_deref(),
+            body.as_bytes(),
+            Utc::now().timestamp(),
+        )
+        .expect("signed for the receiver");
+        assert!(map_body(body, Utc::now()).is_ok());
+    }
+}

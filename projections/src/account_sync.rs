@@ -8,8 +8,8 @@
 
 use crate::catalogue::{BillingAccount, CrmAccountUpserted, DomainEvent, SyncOutcome};
 use crate::commands::{
-    undecodable, BillingCommand, Call, Cause, Command, CommandMeta, CrmAccountTarget, CrmCommand,
-    Notes, OutcomeKind, PendingOutcome, ORIGIN,
+    origin_proves_echo, undecodable, BillingCommand, Call, Cause, Command, CommandMeta,
+    CrmAccountTarget, CrmCommand, Notes, OutcomeKind, PendingOutcome,
 };
 use crate::envelope::RecordedEvent;
 use crate::ids::EventId;
@@ -123,7 +123,8 @@ fn inbound(event: &RecordedEvent, domain: &DomainEvent) -> Option<Inbound> {
 }
 
 fn react(view: &AccountView, change: &Inbound) -> Reaction {
-    if change.origin.as_deref() == Some(ORIGIN) {
+    let (awaiting, first_sight) = (view.pending_echo.is_some(), view.last_seen.is_none());
+    if origin_proves_echo(change.origin.as_deref(), awaiting, first_sight) {
         return Reaction::Echo("the change carries our origin marker");
     }
     if let Some(written) = &view.pending_echo {

@@ -14,6 +14,13 @@ use serde_json::Value;
 /// expected back on the echo of that write, so the echo is not synced back.
 pub const ORIGIN: &str = "sync-ledger";
 
+/// Our origin marker can be a field that stays on the record after our write (a Zuora custom
+/// field does), so it proves an echo only while a write of ours is unconfirmed, or on the
+/// first sight of a record (which then is one we created); later it may ride on a user's edit.
+pub fn origin_proves_echo(origin: Option<&str>, awaiting_echo: bool, first_sight: bool) -> bool {
+    origin == Some(ORIGIN) && (awaiting_echo || first_sight)
+}
+
 /// The event a command or outcome is caused by. Outcome ids derive from `event_id`, so a
 /// decision re-run after a crash records nothing twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,14 +124,15 @@ pub enum BillingCommand {
         currency: Option<String>,
         lines: Vec<PlanLine>,
     },
-    /// `PUT /v1/subscriptions/{id}`: replace the lines.
+    /// `PUT /v1/subscriptions/{key}`: replace the lines. `subscription_id` holds the
+    /// subscription *number* (a Zuora subscription key that, unlike the id, survives amends).
     AmendSubscription {
         subscription_id: String,
         crm_order_id: String,
         effective_date: Option<String>,
         lines: Vec<PlanLine>,
     },
-    /// `PUT /v1/subscriptions/{id}/cancel`.
+    /// `PUT /v1/subscriptions/{key}/cancel`; `subscription_id` is the number, as above.
     CancelSubscription {
         subscription_id: String,
         crm_order_id: String,
@@ -226,7 +234,9 @@ pub struct Command {
 /// What the shell reports back after a call (after its own retries).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CallResult {
-    /// `id` is the target object's id (new or existing); `created` when the call made it.
+    /// `id` is the target object's id as its stream is named (`<source>-<entity>-<id>`):
+    /// the Billing account id, the subscription *number*, the CRM record id. `created` when
+    /// the call made the object (Salesforce 201, a new Zuora object).
     Succeeded { id: String, created: bool },
     /// Permanent failure, or transient retries exhausted: the reason must not carry secrets.
     Failed { reason: String, attempts: u32 },

@@ -10,8 +10,8 @@
 
 use crate::catalogue::{BillingSubscription, CrmOrder, DomainEvent, Extra, SyncOutcome};
 use crate::commands::{
-    undecodable, BillingCommand, Call, Cause, Command, CommandMeta, CrmCommand, Notes, OutcomeKind,
-    PendingOutcome, PlanLine, ORIGIN,
+    origin_proves_echo, undecodable, BillingCommand, Call, Cause, Command, CommandMeta, CrmCommand,
+    Notes, OutcomeKind, PendingOutcome, PlanLine,
 };
 use crate::envelope::RecordedEvent;
 use crate::ids::EventId;
@@ -177,7 +177,9 @@ enum OrderReaction {
 
 fn react_order(view: &OrderAccountView, change: OrderChange, order: &CrmOrder) -> OrderReaction {
     let state = view.orders.get(&order.order_id);
-    if order.origin.as_deref() == Some(ORIGIN) {
+    let awaiting = state.is_some_and(|s| s.pending_echo_status.is_some());
+    let first_sight = state.is_none_or(|s| s.last_seen.is_none());
+    if origin_proves_echo(order.origin.as_deref(), awaiting, first_sight) {
         return OrderReaction::Echo("the change carries our origin marker");
     }
     if state.and_then(|s| s.pending_echo_status.as_deref()) == Some(order.status.as_str()) {
@@ -671,7 +673,8 @@ fn decide_subscription(
         return Decision::none();
     };
     let notes = Notes::new(PROJECTION, cause, now);
-    if sub.origin.as_deref() == Some(ORIGIN) {
+    let awaiting = view.pending_echo_status.is_some();
+    if origin_proves_echo(sub.origin.as_deref(), awaiting, view.status.is_none()) {
         return notes.echo("the change carries our origin marker");
     }
     if view.pending_echo_status.as_deref() == Some(sub.status.as_str()) {

@@ -441,3 +441,33 @@ fn view_items_are_keyed_per_side_and_ignore_other_streams() {
     );
     assert_eq!(AccountSync::key(&order), None);
 }
+
+#[test]
+fn a_user_edit_in_billing_is_synced_although_the_record_still_carries_our_origin_field() {
+    let mut world = World::new();
+    world.user_changes(
+        "crm-account-001A",
+        Source::Crm,
+        crm_account("001A", "Acme", None, None),
+    );
+    world.run();
+    let billing_id = world.fakes.billing_accounts.keys().next().unwrap().clone();
+    // Zuora keeps `Origin__c` on the account: the callout of a later user edit still shows it.
+    world.user_changes(
+        &format!("billing-account-{billing_id}"),
+        Source::Billing,
+        DomainEvent::BillingAccountUpdated(billing_account(
+            &billing_id,
+            "Acme Holding",
+            Some("001A"),
+            Some(ORIGIN),
+        )),
+    );
+    world.run();
+    assert_eq!(world.fakes.crm_accounts["001A"].name, "Acme Holding");
+    let last = world.fakes.calls.last().unwrap();
+    assert!(matches!(
+        &last.call,
+        Call::Crm(CrmCommand::UpsertAccount { target: CrmAccountTarget::RecordId(id), .. }) if id == "001A"
+    ));
+}

@@ -1,4 +1,4 @@
-//! `ledger sandbox [--port N] [--faults JSON] [--callout-secret-env VAR]`: serves the
+//! `ledger sandbox [--port N] [--faults JSON] [--callout-secret-env VAR] [--callout-url URL]`: serves the
 //! in-memory CRM + Billing simulators until Ctrl-C. Prints one JSON line with the URLs and
 //! client ids on start (no secrets), so scripts and tests can find it. Never for production.
 
@@ -25,11 +25,15 @@ pub struct SandboxArgs {
     /// then signed (`X-Zuora-Signature`). The secret itself never goes on the command line.
     #[arg(long, value_name = "VAR")]
     pub callout_secret_env: Option<String>,
+    /// Also POST every Billing callout to this URL (e.g. the ingest callout endpoint).
+    #[arg(long, value_name = "URL")]
+    pub callout_url: Option<url::Url>,
 }
 
 pub async fn run(args: &SandboxArgs) -> Result<ExitCode, CliError> {
     let mut config = SandboxConfig {
         bind: SocketAddr::new(args.bind, args.port),
+        callout_url: args.callout_url.clone(),
         ..SandboxConfig::default()
     };
     if let Some(text) = &args.faults {

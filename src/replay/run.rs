@@ -4,7 +4,7 @@
 
 use super::digest::{diff, snapshot, Difference, ViewDigest};
 use super::fold::Offered;
-use super::registry::{rebuilder, PROJECTIONS};
+use super::registry::{rebuilder, view_name, PROJECTIONS};
 use super::ReplayError;
 use crate::ledger::EventLog;
 use crate::views::{ExpectedRevision, ViewNamespace, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT};
@@ -54,16 +54,7 @@ impl ReplayRequest {
         }
         self.projections
             .iter()
-            .map(|name| {
-                PROJECTIONS
-                    .iter()
-                    .find(|known| **known == name.as_str())
-                    .copied()
-                    .ok_or_else(|| ReplayError::UnknownProjection {
-                        name: name.clone(),
-                        known: PROJECTIONS.join(", "),
-                    })
-            })
+            .map(|name| view_name(name))
             .collect()
     }
 }

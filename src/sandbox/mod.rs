@@ -59,6 +59,9 @@ pub struct SandboxConfig {
     pub faults: FaultSettings,
     /// When set, Billing callouts carry `X-Zuora-Signature` made with this secret.
     pub callout_secret: Option<CalloutSecret>,
+    /// When set, every Billing callout is also POSTed here (duplicates included), as a
+    /// tenant's callout notification would be; the outbox keeps them either way.
+    pub callout_url: Option<Url>,
     /// Salesforce org and channel in the EventBridge partner source name.
     pub org_id: String,
     pub channel_id: String,
@@ -77,6 +80,7 @@ impl Default for SandboxConfig {
             token_ttl: Duration::from_secs(3600),
             faults: FaultSettings::default(),
             callout_secret: None,
+            callout_url: None,
             org_id: "00DSB0000000001AAA".into(),
             channel_id: "0YLSB0000000001AAA".into(),
             tenant_id: "sandbox".into(),

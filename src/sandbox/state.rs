@@ -189,13 +189,19 @@ impl Inner {
         for _ in 0..copies {
             let seq = self.next_seq;
             self.next_seq += 1;
-            self.outbox.push(OutboxEvent {
+            let event = OutboxEvent {
                 seq,
                 system,
                 event_type: event_type.to_string(),
                 body: body.clone(),
                 headers: headers.clone(),
-            });
+            };
+            if system == System::Billing {
+                if let Some(url) = &config.callout_url {
+                    push_callout(url.clone(), &event);
+                }
+            }
+            self.outbox.push(event);
         }
     }
 
@@ -249,4 +255,36 @@ pub(crate) fn api_error(
         }),
     };
     (status, Json(body)).into_response()
+}
+
+/// Delivers a Billing callout by HTTP POST, as the real tenant would, on its own task (so
+/// deliveries may arrive in any order, like real ones). A failed delivery is logged, never
+/// retried here: the outbox still holds the event for a redrive.
+fn push_callout(url: url::Url, event: &OutboxEvent) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(
+            seq = event.seq,
+            "no async runtime: callout kept in the outbox only"
+        );
+        return;
+    };
+    let body = event.body_text();
+    let headers = event.headers.clone();
+    let seq = event.seq;
+    runtime.spawn(async move {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::warn!(seq, status = response.status().as_u16(), "callout refused")
+            }
+            Err(e) => tracing::warn!(seq, error = %e.without_url(), "callout not delivered"),
+        }
+    });
 }
