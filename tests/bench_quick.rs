@@ -70,6 +70,15 @@ fn quick_bench_prints_every_ratio_with_its_target() {
     for binary in ["ingest", "projector", "token_rotator", "audit_api"] {
         line(&text, &format!("{binary} binary size"));
     }
+    // Cold start and peak RSS through the Runtime API emulator, for the functions that
+    // initialise on the embedded store (the projector after a full 1,000-record batch).
+    for binary in ["projector", "audit_api"] {
+        let init = line(&text, &format!("{binary} cold start (spawn -> first /next)"));
+        assert!(init.contains(" ms ") && init.contains("target <= 20 ms"), "{init:?}");
+        let rss = line(&text, &format!("{binary} peak RSS"));
+        assert!(rss.contains(" MiB ") && rss.contains("target <= 40 MiB"), "{rss:?}");
+    }
+    assert!(line(&text, "projector peak RSS").contains("1000-record DynamoDB Streams batch"));
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod lambda;
 pub mod projector_batch;
 pub mod replay;
 pub mod report;
+pub mod runtime_api;
 pub mod workload;
 
 use std::time::{Duration, Instant};

@@ -59,7 +59,7 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
             lambda::NAME => BenchResult {
                 bench: lambda::NAME,
                 title: lambda::TITLE,
-                outcome: lambda::run(args.lambda_bin_dir.as_deref()),
+                outcome: lambda::run(args.lambda_bin_dir.as_deref()).await,
             },
             cost::NAME => BenchResult {
                 bench: cost::NAME,
