@@ -73,12 +73,28 @@ fn quick_bench_prints_every_ratio_with_its_target() {
     // Cold start and peak RSS through the Runtime API emulator, for the functions that
     // initialise on the embedded store (the projector after a full 1,000-record batch).
     for binary in ["projector", "audit_api"] {
-        let init = line(&text, &format!("{binary} cold start (spawn -> first /next)"));
-        assert!(init.contains(" ms ") && init.contains("target <= 20 ms"), "{init:?}");
+        let init = line(
+            &text,
+            &format!("{binary} cold start (spawn -> first /next)"),
+        );
+        assert!(
+            init.contains(" ms ") && init.contains("target <= 20 ms"),
+            "{init:?}"
+        );
         let rss = line(&text, &format!("{binary} peak RSS"));
-        assert!(rss.contains(" MiB ") && rss.contains("target <= 40 MiB"), "{rss:?}");
+        assert!(
+            rss.contains(" MiB ") && rss.contains("target <= 40 MiB"),
+            "{rss:?}"
+        );
     }
     assert!(line(&text, "projector peak RSS").contains("1000-record DynamoDB Streams batch"));
+    for quantile in ["p50", "p99"] {
+        let l = line(
+            &text,
+            &format!("append -> Billing account exists, {quantile}"),
+        );
+        assert!(l.contains(" ms"), "{l:?}");
+    }
 }
 
 #[test]
