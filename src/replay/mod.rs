@@ -4,6 +4,7 @@
 
 pub mod digest;
 pub mod fold;
+pub mod redrive;
 pub mod registry;
 pub mod run;
 
