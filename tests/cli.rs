@@ -1,5 +1,6 @@
 //! The `ledger` binary as a user runs it: each test spawns the real executable against its
-//! own embedded store in a temp dir and checks what it prints and how it exits.
+//! own embedded store in a temp dir and checks what it prints and how it exits. (`demo` has
+//! its own test binary, `tests/demo.rs`.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -230,22 +231,5 @@ fn ingest_reads_stdin_and_events_prints_a_table() {
     assert!(
         table.contains("crm-order-801Dn00000Ord1IAH: 1 events"),
         "{table}"
-    );
-}
-
-#[test]
-fn demo_shows_the_redelivery_appends_nothing() {
-    let store = Store::new();
-    let out = store.ledger(&["demo"]).ok().stdout();
-    assert!(out.contains("first pass"), "{out}");
-    let redelivery = out
-        .lines()
-        .find(|l| l.starts_with("redelivery"))
-        .unwrap_or_else(|| panic!("no redelivery row: {out}"));
-    let cells: Vec<&str> = redelivery.split_whitespace().collect();
-    assert_eq!(cells, vec!["redelivery", "0", "15", "0"], "{out}");
-    assert!(
-        !store.dir.path().join("ledger.db").exists(),
-        "the demo never touches the configured store"
     );
 }

@@ -686,3 +686,43 @@ async fn every_projector_function_applies_its_stream_batch_and_account_sync_reac
         "the outcome is recorded in the ledger: {types:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_api_function_answers_a_signed_query_and_refuses_an_unsigned_one() {
+    let stack = TestStack::deploy().await;
+    record_fixture(&stack, "salesforce/order_event_activated.json").await;
+    let fixture_event: Value =
+        serde_json::from_str(&fixture("salesforce/order_event_activated.json")).unwrap();
+    let correlation = fixture_event["detail"]["payload"]["Correlation_Id__c"]
+        .as_str()
+        .expect("the fixture carries a correlation id")
+        .to_string();
+
+    let lambda = stack.spawn("AuditApiFunction", "audit_api").await;
+    let path = format!("/audit/{correlation}");
+    let mut signed = http_api_event("AuditApiFunction", "Audit", &path, "", &[]);
+    // What the route's AWS_IAM authorizer adds for a SigV4-signed caller (HTTP API payload
+    // 2.0 sample, `requestContext.authorizer.iam`).
+    signed["requestContext"]["authorizer"] = json!({"iam": {
+        "accessKey": "AKIAIOSFODNN7EXAMPLE",
+        "accountId": "123456789012",
+        "callerId": "AIDACKCEVSQ6C2EXAMPLE",
+        "principalOrgId": null,
+        "userArn": "arn:aws:iam::123456789012:user/ops",
+        "userId": "AIDACKCEVSQ6C2EXAMPLE"
+    }});
+    let answer = lambda.invoke(signed).await.unwrap().expect_response();
+    assert_eq!(answer["statusCode"], 200, "{answer}\n{}", lambda.logs());
+    let body = answer["body"].as_str().expect("a JSON body");
+    assert!(body.contains("CrmOrderActivated"), "{body}");
+    assert!(body.contains(&correlation), "{body}");
+
+    let unsigned = http_api_event("AuditApiFunction", "Audit", &path, "", &[]);
+    let refused = lambda.invoke(unsigned).await.unwrap().expect_response();
+    assert_eq!(refused["statusCode"], 403, "{refused}");
+    eprintln!(
+        "audit_api (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
+        lambda.init_duration(),
+        lambda.peak_rss_kib()
+    );
+}

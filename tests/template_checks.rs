@@ -645,6 +645,14 @@ const DELIBERATELY_UNSET: &[(&str, &str)] = &[
     ),
 ];
 
+/// Set in the template for something other than our code: the Parameters and Secrets
+/// extension reads these, and tracing-subscriber's `EnvFilter` reads `RUST_LOG`.
+fn configures_something_else(var: &str) -> bool {
+    var.starts_with("PARAMETERS_SECRETS_EXTENSION_")
+        || var.starts_with("SSM_PARAMETER_STORE_")
+        || var == "RUST_LOG"
+}
+
 /// The source with comments removed (string literals kept intact).
 fn strip_comments(source: &str) -> String {
     let bytes = source.as_bytes();
@@ -977,6 +985,29 @@ fn variables_read_by_binaries() -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
+/// Binary name -> every string literal its reachable code holds. A variable name among them
+/// is read somehow (e.g. `lookup("CRM_BASE_URL")` in a table of fallbacks) even where the
+/// scan above cannot follow the read: enough to tell a used variable from a stale one.
+fn literals_of_binaries() -> BTreeMap<String, BTreeSet<String>> {
+    workspace_binaries()
+        .into_iter()
+        .map(|(bin, main)| {
+            let mut literals = BTreeSet::new();
+            for file in reachable_files(&main) {
+                let text = strip_comments(&std::fs::read_to_string(&file).unwrap_or_default());
+                let mut rest = text.as_str();
+                while let Some(start) = rest.find('"') {
+                    let body = &rest[start + 1..];
+                    let end = body.find('"').unwrap_or(body.len());
+                    literals.insert(body[..end].to_string());
+                    rest = &body[(end + 1).min(body.len())..];
+                }
+            }
+            (bin, literals)
+        })
+        .collect()
+}
+
 #[test]
 fn every_variable_a_binary_reads_is_set_for_each_of_its_functions() {
     let reads = variables_read_by_binaries();
@@ -1000,6 +1031,28 @@ fn every_variable_a_binary_reads_is_set_for_each_of_its_functions() {
         missing.is_empty(),
         "variables read but not set in template.yaml:\n{}",
         missing.join("\n")
+    );
+}
+
+#[test]
+fn every_variable_the_template_sets_is_read_by_that_function() {
+    let reads = variables_read_by_binaries();
+    let literals = literals_of_binaries();
+    let mut stale = Vec::new();
+    for f in functions() {
+        for var in f.env.keys().chain(global_env().keys()) {
+            let used = reads[&f.binary].contains(var) || literals[&f.binary].contains(var);
+            if !configures_something_else(var) && !used {
+                stale.push(format!("{} ({}): {var}", f.logical, f.binary));
+            }
+        }
+    }
+    // Globals apply to every function; a global only one binary reads is still noise for the
+    // others, so it is reported per function like the rest.
+    assert!(
+        stale.is_empty(),
+        "set in template.yaml but read by no code of that binary:\n{}",
+        stale.join("\n")
     );
 }
 

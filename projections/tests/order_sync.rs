@@ -489,3 +489,25 @@ fn a_status_write_records_no_mirror_when_the_order_s_account_is_unknown() {
     // without the account id the order stream's events could not be routed: no mirror there
     assert_eq!(streams, ["billing-subscription-A-S9"]);
 }
+
+#[test]
+fn a_cancel_in_billing_reaches_the_crm_order_although_the_subscription_keeps_our_origin_field() {
+    let mut world = world_with_synced_order();
+    let (number, sub) = world
+        .fakes
+        .subscriptions
+        .iter()
+        .next()
+        .map(|(n, s)| (n.clone(), s.clone()))
+        .unwrap();
+    let mut cancelled = sub.clone();
+    cancelled.status = "Cancelled".into();
+    cancelled.origin = Some(projections::commands::ORIGIN.into());
+    world.user_changes(
+        &format!("billing-subscription-{number}"),
+        Source::Billing,
+        DomainEvent::BillingSubscriptionCancelled(cancelled),
+    );
+    world.run();
+    assert_eq!(world.fakes.crm_orders["801A"].status, "Cancelled");
+}

@@ -3,6 +3,7 @@
 //! they parse arguments, call the library and print.
 
 pub mod audit;
+pub mod bench;
 pub mod demo;
 pub mod events;
 pub mod ingest;
@@ -55,6 +56,8 @@ pub enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
     Worker(worker::WorkerArgs),
+    /// Measure throughput, latency and cost ratios against same-run baselines.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Worker(args) => worker::run(&cli.store_url()?, args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

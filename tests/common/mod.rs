@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod fault_world;
 pub mod ingest_fixtures;
 pub mod ingest_store;
 pub mod moto;

@@ -1,0 +1,202 @@
+//! A sync world for the fault suites: a sandbox (CRM + Billing), an embedded ledger in a
+//! temp dir, and the real `ledger` binary run against both. It captures what every run
+//! printed so suites can scan it; it never fakes a store or an API.
+
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Mutex;
+use sync_ledger::ledger::{EventLog, SqliteLedger};
+use sync_ledger::projections::RecordedEvent;
+use sync_ledger::sandbox::{Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
+use sync_ledger::views::sqlite::SqliteViewStore;
+use sync_ledger::views::{ViewKey, ViewStore};
+use tokio::process::Command;
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub sandbox: Sandbox,
+    /// `RUST_LOG` of the child processes.
+    pub log_level: String,
+    /// Everything the `ledger` processes printed (stdout and stderr), in run order.
+    pub captured: Mutex<String>,
+}
+
+pub fn fields(value: Value) -> Map<String, Value> {
+    value.as_object().unwrap().clone()
+}
+
+impl World {
+    pub async fn new() -> Self {
+        Self::with_config(SandboxConfig::default(), "warn").await
+    }
+
+    pub async fn with_config(config: SandboxConfig, log_level: &str) -> Self {
+        let w = Self {
+            dir: tempfile::tempdir().unwrap(),
+            sandbox: Sandbox::start(config).await.unwrap(),
+            log_level: log_level.to_string(),
+            captured: Mutex::new(String::new()),
+        };
+        w.ledger(&["migrate"]).await;
+        w
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("ledger.db")
+    }
+
+    /// `ledger <args>` against this world, with the connectors' environment set.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let crm = self.sandbox.config().credentials(System::Crm).clone();
+        let billing = self.sandbox.config().credentials(System::Billing).clone();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger"));
+        cmd.args(["--store", &format!("sqlite://{}", self.db().display())])
+            .args(args)
+            .env("RUST_LOG", &self.log_level)
+            .env("CRM_BASE_URL", self.sandbox.url().as_str())
+            .env("BILLING_BASE_URL", self.sandbox.url().as_str())
+            .env("CRM_CLIENT_ID", &crm.client_id)
+            .env("CRM_CLIENT_SECRET", crm.client_secret.expose_secret())
+            .env("BILLING_CLIENT_ID", &billing.client_id)
+            .env(
+                "BILLING_CLIENT_SECRET",
+                billing.client_secret.expose_secret(),
+            )
+            .env("CRM_PRICEBOOK_ID", STANDARD_PRICEBOOK_ID)
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `ledger <args>` to completion; panics on failure; returns its stdout.
+    pub async fn ledger(&self, args: &[&str]) -> String {
+        let out = self
+            .command(args)
+            .output()
+            .await
+            .expect("the ledger binary runs");
+        self.capture(&out);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "ledger {args:?} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    pub fn capture(&self, out: &Output) {
+        let mut captured = self.captured.lock().unwrap();
+        captured.push_str(&String::from_utf8_lossy(&out.stdout));
+        captured.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Records `deliveries` (one JSON body per line) with `ledger ingest`.
+    pub async fn ingest(&self, deliveries: &[Value]) {
+        let path = self
+            .dir
+            .path()
+            .join(format!("in-{}.jsonl", uuid::Uuid::now_v7()));
+        let text: String = deliveries.iter().map(|b| format!("{b}\n")).collect();
+        std::fs::write(&path, text).unwrap();
+        self.ledger(&["ingest", path.to_str().unwrap()]).await;
+    }
+
+    /// Delivers what the sandbox emitted; returns how many bodies.
+    pub async fn deliver_outbox(&self) -> usize {
+        let bodies: Vec<Value> = self
+            .sandbox
+            .drain_outbox()
+            .into_iter()
+            .map(|e| e.body)
+            .collect();
+        if !bodies.is_empty() {
+            self.ingest(&bodies).await;
+        }
+        bodies.len()
+    }
+
+    pub const WORKER: &[&str] = &[
+        "worker",
+        "--until-idle",
+        "--batch-window-ms",
+        "0",
+        "--retry-backoff-ms",
+        "10",
+        "--max-retries",
+        "3",
+    ];
+
+    pub async fn work(&self) -> String {
+        self.ledger(Self::WORKER).await
+    }
+
+    /// People create `accounts` CRM accounts and edit each `edits` times; returns the CRM id
+    /// and the emitted change events of each account, in emission order.
+    pub fn crm_activity(&self, accounts: usize, edits: usize) -> Vec<(String, Vec<Value>)> {
+        let mut per_account = Vec::new();
+        for i in 0..accounts {
+            let id = self
+                .sandbox
+                .crm_user_create(
+                    "Account",
+                    fields(json!({"Name": format!("Account {i}"), "CurrencyIsoCode": "USD"})),
+                )
+                .unwrap();
+            for e in 0..edits {
+                self.sandbox
+                    .crm_user_update(
+                        "Account",
+                        &id,
+                        fields(json!({"Name": format!("Account {i} v{e}")})),
+                    )
+                    .unwrap();
+            }
+            let bodies = self
+                .sandbox
+                .drain_outbox()
+                .into_iter()
+                .map(|o| o.body)
+                .collect();
+            per_account.push((id, bodies));
+        }
+        per_account
+    }
+
+    pub async fn all_events(&self) -> Vec<RecordedEvent> {
+        let log = SqliteLedger::open(self.db()).unwrap();
+        log.read_all(None, None, 1_000_000).await.unwrap()
+    }
+
+    pub async fn events_of_type(&self, event_type: &str) -> Vec<RecordedEvent> {
+        let mut all = self.all_events().await;
+        all.retain(|e| e.event_type == event_type);
+        all
+    }
+
+    /// CRM id -> (Billing account name, linked both ways in the correlation view). Panics if
+    /// a CRM account has two Billing accounts.
+    pub async fn billing_state(&self) -> BTreeMap<String, (String, bool)> {
+        let views = SqliteViewStore::open(&self.db()).unwrap();
+        let link = |side: &str, id: &str| {
+            ViewKey::new("correlation", &format!("link#{side}#{id}")).unwrap()
+        };
+        let mut state = BTreeMap::new();
+        for account in self.sandbox.billing_accounts() {
+            let crm_id = account
+                .crm_id
+                .clone()
+                .expect("every synced Billing account names its CRM id");
+            let crm_link = views.get(&link("crm", &crm_id)).await.unwrap();
+            let billing_link = views.get(&link("billing", &account.id)).await.unwrap();
+            let linked = crm_link
+                .is_some_and(|l| l.state["links"][0]["counterpart_id"] == json!(account.id))
+                && billing_link
+                    .is_some_and(|l| l.state["links"][0]["counterpart_id"] == json!(crm_id));
+            let previous = state.insert(crm_id.clone(), (account.name.clone(), linked));
+            assert!(previous.is_none(), "two Billing accounts for CRM {crm_id}");
+        }
+        state
+    }
+}
