@@ -132,6 +132,18 @@ impl World {
         self.ledger(Self::WORKER).await
     }
 
+    /// Projects, delivers what the systems emitted (our write-backs' change events), and
+    /// repeats until nothing more is emitted; bounded so a ping-pong fails the test.
+    pub async fn settle(&self) {
+        for _ in 0..8 {
+            self.work().await;
+            if self.deliver_outbox().await == 0 {
+                return;
+            }
+        }
+        panic!("sync did not settle after 8 rounds: ping-pong?");
+    }
+
     /// People create `accounts` CRM accounts and edit each `edits` times; returns the CRM id
     /// and the emitted change events of each account, in emission order.
     pub fn crm_activity(&self, accounts: usize, edits: usize) -> Vec<(String, Vec<Value>)> {
