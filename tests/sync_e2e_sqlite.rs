@@ -169,3 +169,28 @@ async fn the_worker_stops_cleanly_on_ctrl_c_and_resumes_from_its_checkpoint() {
         "{again}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_projected_before_its_product_waits_for_the_product_then_lands() {
+    let w = world().await;
+    let product = w.sandbox.upsert_product(sync_world::gold());
+    // The relay delivers the catalog backwards: charge, rate plan, then the product.
+    let mut bodies: Vec<serde_json::Value> = w
+        .sandbox
+        .drain_outbox()
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
+    assert!(bodies.len() >= 3, "{bodies:?}");
+    bodies.reverse();
+    w.ingest(&bodies).await;
+    w.settle().await;
+
+    let prices = w.sandbox.crm_records("PricebookEntry");
+    assert_eq!(prices.len(), 1, "{prices:?}");
+    assert_eq!(prices[0]["UnitPrice"], serde_json::json!(30.0));
+    let plan = &product.product_rate_plans[0].id;
+    let types = w.types(&format!("billing-rateplan-{plan}")).await;
+    assert!(types.contains(&"ProductSynced".to_string()), "{types:?}");
+    assert!(!types.contains(&"SyncFailed".to_string()), "{types:?}");
+}

@@ -197,6 +197,24 @@ pub struct TokenRotationFailed {
     pub extra: Extra,
 }
 
+/// An operator re-ran a failed or deferred sync on purpose (`ledger redrive`): who asked,
+/// why, and which sync of which event. Recorded before the calls, so the audit shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedriveRequested {
+    /// `account`, `order`, `product`.
+    pub projection: String,
+    /// The event whose sync is re-run.
+    pub cause_event_id: String,
+    /// The call step re-run (`billing-create-account`, ...), when it is one call.
+    #[serde(default)]
+    pub step: Option<String>,
+    pub requested_by: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
 /// An inbound record that could not be understood. The raw body is kept (size-capped) so
 /// nothing is lost; the remainder lives in the on-failure destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,6 +352,7 @@ catalogue! {
     BillingPriceChanged(BillingPriceChanged) = "BillingPriceChanged",
     TokenRotated(TokenRotated) = "TokenRotated",
     TokenRotationFailed(TokenRotationFailed) = "TokenRotationFailed",
+    RedriveRequested(RedriveRequested) = "RedriveRequested",
     IngestRejected(IngestRejected) = "IngestRejected",
     AccountSynced(SyncOutcome) = "AccountSynced",
     OrderSynced(SyncOutcome) = "OrderSynced",

@@ -124,10 +124,15 @@ fn node_of(event: &RecordedEvent) -> Node {
 /// Outcomes are deduplicated by `"<cause id>:<step>[:mirror|:failed]"`: the step names the
 /// call the decision made.
 fn call_step(event: &RecordedEvent) -> Option<String> {
-    if event.source != Source::System || event.causation_id.is_none() {
+    if event.source != Source::System
+        || event.causation_id.is_none()
+        || event.event_type == "RedriveRequested"
+    {
         return None;
     }
     let (_, step) = event.source_event_id.as_str().split_once(':')?;
+    // A redrive's failure carries its run id after the step (`<step>:failed:redrive:<run>`).
+    let step = step.split(":failed:redrive:").next().unwrap_or(step);
     let step = step
         .trim_end_matches(":mirror")
         .trim_end_matches(":failed")
@@ -194,6 +199,19 @@ fn describe(event: &RecordedEvent) -> (String, String) {
             format!(
                 "{} token -> {} v{} ({})",
                 t.service, t.parameter_name, t.parameter_version, t.fingerprint
+            ),
+        ),
+        DomainEvent::RedriveRequested(r) => (
+            "redrive",
+            format!(
+                "{} {} re-run by {}{}",
+                r.projection,
+                r.step.as_deref().unwrap_or("sync"),
+                r.requested_by,
+                r.reason
+                    .as_deref()
+                    .map(|why| format!(": {why}"))
+                    .unwrap_or_default()
             ),
         ),
         DomainEvent::TokenRotationFailed(t) => {

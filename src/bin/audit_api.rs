@@ -5,7 +5,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 use sync_ledger::config::StoreUrl;
 use sync_ledger::lambda::audit_api::AuditApi;
-use sync_ledger::lambda::bootstrap::{init_tracing, report_init_error};
+use sync_ledger::lambda::bootstrap::{init_failure, init_tracing};
 use sync_ledger::ledger::open_store;
 use sync_ledger::views::open_views;
 
@@ -14,15 +14,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let store = match StoreUrl::from_env() {
         Ok(store) => store,
-        Err(e) => return Err(fail("Runtime.ConfigError", e).await),
+        Err(e) => return Err(init_failure("Runtime.ConfigError", e).await),
     };
     let log = match open_store(&store).await {
         Ok(log) => log,
-        Err(e) => return Err(fail("Runtime.StoreError", e).await),
+        Err(e) => return Err(init_failure("Runtime.StoreError", e).await),
     };
     let views = match open_views(&store).await {
         Ok(views) => views,
-        Err(e) => return Err(fail("Runtime.StoreError", e).await),
+        Err(e) => return Err(init_failure("Runtime.StoreError", e).await),
     };
     let api = Arc::new(AuditApi::new(log, views));
     lambda_runtime::run(service_fn(
@@ -32,12 +32,4 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
-}
-
-async fn fail<E: std::error::Error + Send + Sync + 'static>(
-    kind: &str,
-    e: E,
-) -> lambda_runtime::Error {
-    report_init_error(kind, &e).await;
-    Box::new(e)
 }

@@ -5,7 +5,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use std::sync::Arc;
 use sync_ledger::connectors::TokenProvider;
-use sync_ledger::lambda::bootstrap::{init_tracing, report_init_error};
+use sync_ledger::lambda::bootstrap::{init_failure, init_tracing};
 use sync_ledger::lambda::ingest::{IngestConfig, IngestHandler, TokenSecret};
 use sync_ledger::ledger::open_store;
 
@@ -14,30 +14,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = match IngestConfig::from_env() {
         Ok(config) => config,
-        Err(e) => return Err(fail("Runtime.ConfigError", e).await),
+        Err(e) => return Err(init_failure("Runtime.ConfigError", e).await),
     };
     let log = match open_store(&config.store).await {
         Ok(log) => log,
-        Err(e) => return Err(fail("Runtime.StoreError", e).await),
+        Err(e) => return Err(init_failure("Runtime.StoreError", e).await),
     };
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let tokens = Arc::new(TokenProvider::for_lambda(aws_sdk_ssm::Client::new(&aws)));
     let secrets = Arc::new(TokenSecret::new(tokens, config.callout_secret));
     let handler = match IngestHandler::init(log, secrets).await {
         Ok(handler) => Arc::new(handler),
-        Err(e) => return Err(fail("Runtime.SecretError", e).await),
+        Err(e) => return Err(init_failure("Runtime.SecretError", e).await),
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();
         async move { handler.handle(event.payload).await }
     }))
     .await
-}
-
-async fn fail<E: std::error::Error + Send + Sync + 'static>(
-    kind: &str,
-    e: E,
-) -> lambda_runtime::Error {
-    report_init_error(kind, &e).await;
-    Box::new(e)
 }

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
+pub mod redrive;
 pub mod replay;
 pub mod sandbox;
 pub mod serve;
@@ -49,6 +50,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Serve the audit API locally: GET /audit/{id}, as the audit_api Lambda answers it.
     Serve(serve::ServeArgs),
+    /// Re-run the failed/deferred syncs of one correlation id (calls the external systems).
+    Redrive(redrive::RedriveArgs),
     /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
     Sandbox(sandbox::SandboxArgs),
     /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
@@ -104,6 +107,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
         Command::Audit(args) => audit::run(&cli.store_url()?, args).await,
         Command::Serve(args) => serve::run(&cli.store_url()?, args).await,
+        Command::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Worker(args) => worker::run(&cli.store_url()?, args).await,
         Command::Bench(args) => bench::run(args).await,

@@ -176,7 +176,7 @@ pub struct BillingClient {
 impl BillingClient {
     pub fn new(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> Result<Self, ConnectorError> {
         Ok(Self {
-            transport: ApiTransport::new(config, tokens, parse_zuora_error)?,
+            transport: ApiTransport::new(config, tokens, zuora_reasons)?,
         })
     }
 
@@ -533,6 +533,8 @@ fn is_not_found(error: &ConnectorError) -> bool {
     }
 }
 
+/// Zuora error bodies: `{"success": false, "reasons": [{"code": 50000040, "message": ".."}]}`
+/// or a gateway's `{"message": ".."}`.
 fn zuora_reasons(body: &Value) -> (Option<String>, String) {
     let first = &body["reasons"][0];
     let code = match &first["code"] {
@@ -548,27 +550,20 @@ fn zuora_reasons(body: &Value) -> (Option<String>, String) {
     (code, message)
 }
 
-/// Zuora error bodies: `{"success": false, "reasons": [{"code": 50000040, "message": ".."}]}`
-/// or a gateway's `{"message": ".."}`.
-fn parse_zuora_error(text: &str) -> (Option<String>, String) {
-    match serde_json::from_str::<Value>(text) {
-        Ok(body) => zuora_reasons(&body),
-        Err(_) => (None, text.chars().take(200).collect()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connectors::http::read_error_body;
 
     #[test]
     fn zuora_error_bodies_yield_code_and_message() {
-        let (code, message) = parse_zuora_error(
+        let (code, message) = read_error_body(
             r#"{"success":false,"reasons":[{"code":50000040,"message":"Cannot find entity"}]}"#,
+            zuora_reasons,
         );
         assert_eq!(code.as_deref(), Some("50000040"));
         assert_eq!(message, "Cannot find entity");
-        assert_eq!(parse_zuora_error("oops").1, "oops");
+        assert_eq!(read_error_body("oops", zuora_reasons).1, "oops");
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub struct CrmClient {
 impl CrmClient {
     pub fn new(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> Result<Self, ConnectorError> {
         Ok(Self {
-            transport: ApiTransport::new(config, tokens, parse_salesforce_error)?,
+            transport: ApiTransport::new(config, tokens, salesforce_errors)?,
             api_version: DEFAULT_API_VERSION.to_string(),
         })
     }
@@ -462,21 +462,15 @@ fn salesforce_errors(body: &Value) -> (Option<String>, String) {
     (code, message)
 }
 
-fn parse_salesforce_error(text: &str) -> (Option<String>, String) {
-    match serde_json::from_str::<Value>(text) {
-        Ok(body) => salesforce_errors(&body),
-        Err(_) => (None, text.chars().take(200).collect()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn salesforce_errors_name_code_and_fields() {
-        let (code, message) = parse_salesforce_error(
+        let (code, message) = crate::connectors::http::read_error_body(
             r#"[{"message":"No such column","errorCode":"INVALID_FIELD","fields":["Foo__c"]}]"#,
+            salesforce_errors,
         );
         assert_eq!(code.as_deref(), Some("INVALID_FIELD"));
         assert!(message.contains("Foo__c"), "{message}");

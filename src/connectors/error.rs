@@ -84,8 +84,15 @@ impl ConnectorError {
     /// record `SyncFailed` and move on).
     pub fn is_transient(&self) -> bool {
         match self {
-            ConnectorError::Api { status, code, .. } => {
-                is_transient_status(*status) || code.as_deref().is_some_and(is_transient_zuora_code)
+            ConnectorError::Api {
+                status,
+                code,
+                message,
+                ..
+            } => {
+                is_transient_status(*status)
+                    || code.as_deref().is_some_and(is_transient_zuora_code)
+                    || is_missing_parent(code.as_deref(), message)
             }
             ConnectorError::Transport { .. } => true,
             // A token refused right after a fresh read means rotation lag or a token-store
@@ -133,6 +140,15 @@ pub(crate) fn is_transient_zuora_code(code: &str) -> bool {
         && matches!(&code[code.len() - 2..], "50" | "60" | "61" | "70")
 }
 
+/// Salesforce refuses a child whose parent, referenced by external id, does not exist yet:
+/// `INVALID_FIELD` "Foreign key external ID: <v> not found for field <f> in entity <e>". Here
+/// that means the parent's own sync (another stream, so in no fixed order) has not landed
+/// yet — e.g. a PricebookEntry projected before its Product2. Redelivery resolves it, and the
+/// projector's delivery cap still bounds it if the parent never comes.
+fn is_missing_parent(code: Option<&str>, message: &str) -> bool {
+    code == Some("INVALID_FIELD") && message.contains("Foreign key external ID")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +173,26 @@ mod tests {
         assert!(!api(404, None).is_transient());
         assert!(api(200, Some("50000060")).is_transient());
         assert!(!api(200, Some("53100020")).is_transient());
+    }
+
+    #[test]
+    fn a_child_whose_parent_is_not_synced_yet_is_transient() {
+        let invalid_field = |message: &str| ConnectorError::Api {
+            service: "crm".into(),
+            operation: "upsert_price",
+            status: 400,
+            code: Some("INVALID_FIELD".into()),
+            message: message.into(),
+            attempts: 1,
+            retry_after: None,
+        };
+        assert!(invalid_field(
+            "Foreign key external ID: P-1 not found for field Billing_Product_Id__c in entity Product2"
+        )
+        .is_transient());
+        assert!(
+            !invalid_field("No such column 'Foo__c' on sobject of type Account").is_transient()
+        );
     }
 
     #[test]

@@ -142,8 +142,17 @@ pub(crate) struct ApiResponse {
     pub attempts: u32,
 }
 
-/// How a service's error bodies are read: `(code, message)`.
-pub(crate) type ErrorParser = fn(&str) -> (Option<String>, String);
+/// How a service's JSON error bodies are read: `(code, message)`.
+pub(crate) type ErrorParser = fn(&Value) -> (Option<String>, String);
+
+/// An error body as `(code, message)`: the service's reader for JSON, else the start of the
+/// text (gateways and load balancers answer in HTML or plain text).
+pub(crate) fn read_error_body(text: &str, read: ErrorParser) -> (Option<String>, String) {
+    match serde_json::from_str::<Value>(text) {
+        Ok(body) => read(&body),
+        Err(_) => (None, text.chars().take(200).collect()),
+    }
+}
 
 pub(crate) struct ApiTransport {
     http: reqwest::Client,
@@ -348,7 +357,7 @@ impl ApiTransport {
                 }),
             };
         }
-        let (code, message) = (self.parse_error)(&text);
+        let (code, message) = read_error_body(&text, self.parse_error);
         let error = ConnectorError::Api {
             service,
             operation: req.operation,

@@ -4,6 +4,7 @@
 
 pub mod digest;
 pub mod fold;
+pub mod redrive;
 pub mod registry;
 pub mod run;
 
@@ -37,6 +38,8 @@ pub enum ReplayError {
     },
     #[error("view item {pk} was written by someone else during the replay: stop the projectors for an in-place replay, or use --into")]
     Concurrent { pk: String },
+    #[error("unknown correlation id {0}: no event in the ledger carries it")]
+    UnknownCorrelation(projections::CorrelationId),
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }

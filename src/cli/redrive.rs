@@ -1,0 +1,166 @@
+//! `ledger redrive --correlation <id>`: re-runs the failed or deferred syncs of one trace
+//! against the external systems (configured like `ledger worker`: CRM_BASE_URL, ...), and
+//! prints what each re-run did. The one deliberate path that calls out again; `--dry-run`
+//! only lists. It parses, wires and prints; the logic is `replay::redrive`.
+
+use super::CliError;
+use crate::config::StoreUrl;
+use crate::ledger::open_store;
+use crate::projector::config::{ConnectorsConfig, TokenConfig};
+use crate::projector::effects::ConnectorEffects;
+use crate::projector::Effects;
+use crate::replay::redrive::{
+    plan, redrive, Pending, RedriveReport, RedriveRequest, RedriveResult, Redriven,
+};
+use crate::views::open_views;
+use projections::CorrelationId;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct RedriveArgs {
+    /// The trace whose failed/deferred syncs to re-run.
+    #[arg(long)]
+    pub correlation: String,
+    /// List what would be re-run; call nothing, record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Who asks (recorded in the ledger); default: $USER.
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Why (recorded in the ledger).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliError> {
+    let correlation = CorrelationId::parse(&args.correlation)
+        .map_err(|e| CliError::Invalid(format!("--correlation: {e}")))?;
+    let requested_by = match &args.by {
+        Some(by) if !by.trim().is_empty() => by.trim().to_string(),
+        Some(_) => return Err(CliError::Invalid("--by: must not be empty".into())),
+        None => std::env::var("USER").unwrap_or_else(|_| "operator".to_string()),
+    };
+    let request = RedriveRequest {
+        correlation,
+        requested_by,
+        reason: args.reason.clone(),
+        dry_run: args.dry_run,
+    };
+    let log = open_store(store).await?;
+    let views = open_views(store).await?;
+    if args.dry_run {
+        // A dry run needs no connector configuration: it reads the ledger only.
+        let (_, targets) = plan(log.as_ref(), views.as_ref(), &correlation).await?;
+        let report = RedriveReport {
+            correlation,
+            dry_run: true,
+            items: targets
+                .into_iter()
+                .map(|target| Redriven {
+                    target,
+                    result: RedriveResult::Planned,
+                })
+                .collect(),
+            calls: 0,
+            view_updates: 0,
+            view_failures: Vec::new(),
+        };
+        print!("{}", render(&report));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let connectors = ConnectorsConfig::from_env()?;
+    let aws = match (&connectors.tokens, store) {
+        (TokenConfig::ParameterStore, _) | (_, StoreUrl::DynamoDb { .. }) => {
+            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+        }
+        _ => None,
+    };
+    let effects: Arc<dyn Effects> = Arc::new(
+        ConnectorEffects::from_config(&connectors, aws.as_ref())
+            .map_err(|e| CliError::Invalid(e.to_string()))?,
+    );
+    let report = redrive(log, views, effects, &request).await?;
+    print!("{}", render(&report));
+    Ok(if report.has_failures() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The report as a person reads it.
+pub fn render(report: &RedriveReport) -> String {
+    let mut out = String::new();
+    let actionable = report
+        .items
+        .iter()
+        .filter(|i| {
+            matches!(
+                i.target.pending,
+                Pending::FailedCall { .. } | Pending::GaveUp { .. }
+            )
+        })
+        .count();
+    if report.items.is_empty() {
+        out.push_str(&format!(
+            "nothing to redrive in {}: no failed or deferred sync is pending (0 calls)\n",
+            report.correlation
+        ));
+        return out;
+    }
+    let head = if report.dry_run {
+        format!(
+            "redrive {} (dry run): {actionable} sync(s) would be re-run\n",
+            report.correlation
+        )
+    } else {
+        format!("redrive {}:\n", report.correlation)
+    };
+    out.push_str(&head);
+    for item in &report.items {
+        let t = &item.target;
+        let what = format!(
+            "{} {} v{} [{} {}]",
+            t.cause.event_type,
+            t.cause.stream_id,
+            t.cause.version,
+            t.projection,
+            t.what()
+        );
+        let status = match (&item.result, &t.pending) {
+            (RedriveResult::Planned, Pending::FailedCall { last_reason, .. })
+            | (RedriveResult::Planned, Pending::GaveUp { last_reason }) => {
+                format!("would re-run (failed: {last_reason})")
+            }
+            (RedriveResult::Planned, Pending::Waiting { waiting_for })
+            | (RedriveResult::StillWaiting { waiting_for }, _) => {
+                format!("still deferred, waiting for {waiting_for}: nothing to call yet")
+            }
+            (RedriveResult::Planned, Pending::NotRedrivable { reason }) => {
+                format!("cannot be re-run: {reason}")
+            }
+            (RedriveResult::Synced { recorded }, _) if recorded.is_empty() => {
+                "re-run: succeeded".to_string()
+            }
+            (RedriveResult::Synced { recorded }, _) => {
+                format!("re-run: succeeded, recorded {}", recorded.join(", "))
+            }
+            (RedriveResult::FailedAgain { reason }, _) => format!("re-run: FAILED again: {reason}"),
+            (RedriveResult::Skipped { reason }, _) => format!("not re-run: {reason}"),
+        };
+        out.push_str(&format!("  {what}: {status}\n"));
+    }
+    if !report.dry_run {
+        out.push_str(&format!(
+            "{} external call(s); views updated with {} event(s)\n",
+            report.calls, report.view_updates
+        ));
+        for failure in &report.view_failures {
+            out.push_str(&format!(
+                "  not applied yet (the projector retries it): {failure}\n"
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,211 @@
+//! `ledger redrive --correlation <id>` end to end, through the `ledger` binary against the
+//! in-process sandbox, on the embedded store and on DynamoDB (moto): an order's subscription
+//! create fails permanently (its product is not in the Billing catalog); once the catalog has
+//! it, redrive re-runs that call with the same idempotency key, the subscription exists, the
+//! correlation view links it and the audit shows who redrove it. A second redrive calls
+//! nothing; a dry run lists without calling; an unknown id fails with a clear message.
+
+mod common;
+#[path = "common/sync_world.rs"]
+mod sync_world;
+
+use common::moto::{moto, unique_name};
+use serde_json::json;
+use std::process::Output;
+use std::sync::Arc;
+use sync_ledger::ledger::dynamodb::{migrate_with, views_table, DynamoDbLedger};
+use sync_ledger::ledger::sqlite::SqliteLedger;
+use sync_ledger::views::dynamodb::DynamoViewStore;
+use sync_ledger::views::sqlite::SqliteViewStore;
+use sync_world::{counterpart, fields, gold, Store, World};
+
+async fn sqlite_world() -> World {
+    World::new(|dir, env| async move {
+        let db = dir.join("ledger.db");
+        sync_ledger::ledger::sqlite::migrate(&db).unwrap();
+        Store {
+            url: format!("sqlite://{}", db.display()),
+            env,
+            log: Arc::new(SqliteLedger::open(&db).unwrap()),
+            views: Arc::new(SqliteViewStore::open(&db).unwrap()),
+            guard: Box::new(()),
+        }
+    })
+    .await
+}
+
+async fn dynamodb_world() -> World {
+    let prefix = unique_name("redrive");
+    World::new(|_dir, mut env| async move {
+        let config = moto().sdk_config().await;
+        migrate_with(&config, &prefix).await.unwrap();
+        env.extend(moto().env().into_iter().map(|(k, v)| (k.to_string(), v)));
+        Store {
+            url: format!("dynamodb://{prefix}"),
+            env,
+            log: Arc::new(DynamoDbLedger::open_with(&config, &prefix).await.unwrap()),
+            views: Arc::new(DynamoViewStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                views_table(&prefix),
+            )),
+            guard: Box::new(()),
+        }
+    })
+    .await
+}
+
+/// `ledger <args>` whatever its exit status.
+async fn ledger_output(w: &World, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["--store", &w.store().url])
+        .args(args)
+        .envs(w.store().env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .expect("the ledger binary runs")
+}
+
+async fn redrive_fixes_a_permanently_failed_order_sync(w: &World) {
+    // An account, synced and linked both ways.
+    let account = w.crm_account("Redrive Ltd");
+    w.deliver_outbox().await;
+    w.settle().await;
+    assert_eq!(w.sandbox.billing_accounts().len(), 1);
+
+    // Its order names a product the Billing catalog does not sell yet: a permanent failure.
+    let order = w
+        .sandbox
+        .crm_user_create(
+            "Order",
+            fields(json!({"AccountId": account, "Status": "Activated",
+                "EffectiveDate": "2026-12-01", "CurrencyIsoCode": "USD",
+                "OrderItems": [{"ProductCode": "SKU-GOLD", "Quantity": 2}]})),
+        )
+        .unwrap();
+    w.deliver_outbox().await;
+    w.settle().await;
+    let order_stream = format!("crm-order-{order}");
+    let trace = w.events(&order_stream).await[0].correlation_id.to_string();
+    let audit = w.ledger(&["audit", &trace]).await;
+    assert!(
+        audit.contains("SyncFailed") && audit.contains("SKU-GOLD"),
+        "{audit}"
+    );
+    assert!(w.sandbox.billing_subscriptions().is_empty());
+
+    // A dry run lists the failed call and calls nothing.
+    let calls_before = w.sandbox.calls().total;
+    let dry = w
+        .ledger(&["redrive", "--correlation", &trace, "--dry-run"])
+        .await;
+    assert!(dry.contains("1 sync(s) would be re-run"), "{dry}");
+    assert!(
+        dry.contains(&format!(
+            "CrmOrderActivated {order_stream} v1 [order-sync billing-create-subscription]: would re-run"
+        )),
+        "{dry}"
+    );
+    assert_eq!(w.sandbox.calls().total, calls_before);
+    assert!(!w
+        .ledger(&["audit", &trace])
+        .await
+        .contains("RedriveRequested"));
+
+    // The catalog gets the product; the operator redrives the trace.
+    w.sandbox.upsert_product(gold());
+    let out = w
+        .ledger(&[
+            "redrive",
+            "--correlation",
+            &trace,
+            "--by",
+            "alice",
+            "--reason",
+            "SKU-GOLD is in the catalog now",
+        ])
+        .await;
+    assert!(
+        out.contains("[order-sync billing-create-subscription]: re-run: succeeded, recorded OrderSynced, OrderSynced"),
+        "{out}"
+    );
+    let subscriptions = w.sandbox.billing_subscriptions();
+    assert_eq!(subscriptions.len(), 1, "{subscriptions:?}");
+    assert_eq!(w.sandbox.calls().count("POST /v1/subscriptions"), 1);
+    // The same idempotency key the first decision used: `<order event id>:<step>`.
+    let order_event = w.events(&order_stream).await[0].event_id;
+    let synced = w
+        .events(&order_stream)
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "OrderSynced")
+        .expect("OrderSynced on the order's stream");
+    assert_eq!(
+        synced.source_event_id.as_str(),
+        format!("{order_event}:billing-create-subscription")
+    );
+    assert_eq!(synced.causation_id, Some(order_event));
+
+    // The redrive applied its outcomes: the correlation view links order and subscription.
+    let link = w.link("crm", &order).await.expect("the order resolves");
+    assert_eq!(
+        counterpart(&link),
+        Some(subscriptions[0].subscription_number.as_str())
+    );
+    let audit = w.ledger(&["audit", &trace]).await;
+    assert!(
+        audit.contains("RedriveRequested")
+            && audit.contains(
+                "order billing-create-subscription re-run by alice: SKU-GOLD is in the catalog now"
+            ),
+        "{audit}"
+    );
+    assert!(audit.contains("OrderSynced"), "{audit}");
+
+    // Done is done: a second redrive finds nothing pending and calls nothing.
+    let calls_after = w.sandbox.calls().total;
+    let again = w.ledger(&["redrive", "--correlation", &trace]).await;
+    assert!(
+        again.contains(&format!(
+            "nothing to redrive in {trace}: no failed or deferred sync is pending (0 calls)"
+        )),
+        "{again}"
+    );
+    assert_eq!(w.sandbox.calls().total, calls_after);
+    assert_eq!(w.sandbox.billing_subscriptions().len(), 1);
+
+    // The live projector later sees the redrive's events as already applied.
+    let report = w.work().await;
+    assert!(report.contains("gave up 0"), "{report}");
+    assert_eq!(w.sandbox.billing_subscriptions().len(), 1);
+
+    // An id no event carries: a clear error, non-zero exit.
+    let unknown = "0193a0b4-1c00-7000-8000-00000000dead";
+    let missing = ledger_output(w, &["redrive", "--correlation", unknown]).await;
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "unknown correlation id {unknown}: no event in the ledger carries it"
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_fixes_a_permanently_failed_order_sync_on_the_embedded_store() {
+    redrive_fixes_a_permanently_failed_order_sync(&sqlite_world().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_fixes_a_permanently_failed_order_sync_on_dynamodb() {
+    redrive_fixes_a_permanently_failed_order_sync(&dynamodb_world().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_correlation_id_is_refused_naming_the_flag() {
+    let w = sqlite_world().await;
+    let out = ledger_output(&w, &["redrive", "--correlation", "not-a-uuid"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--correlation"), "{stderr}");
+}
