@@ -3,7 +3,7 @@
 //! printed so suites can scan it; it never fakes a store or an API.
 
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Mutex;
@@ -220,5 +220,36 @@ impl World {
             assert!(previous.is_none(), "two Billing accounts for CRM {crm_id}");
         }
         state
+    }
+
+    /// What a sync left behind: Billing state and links, and how many `AccountSynced`
+    /// outcomes. Panics on an outcome recorded twice for one cause on one stream.
+    pub async fn sync_outcome(&self) -> (BTreeMap<String, (String, bool)>, usize) {
+        let mut causes = BTreeSet::new();
+        let synced = self.events_of_type("AccountSynced").await;
+        for e in &synced {
+            // One per stream (the outcome is also mirrored onto the Billing account's stream).
+            let cause = (
+                e.stream_id.as_str().to_string(),
+                e.causation_id,
+                e.payload["action"].to_string(),
+            );
+            assert!(causes.insert(cause), "duplicate outcome: {e:?}");
+        }
+        (self.billing_state().await, synced.len())
+    }
+
+    /// Billing account create calls made, and the distinct idempotency keys they carried.
+    pub fn billing_creates(&self) -> (usize, usize) {
+        let log = self.sandbox.call_log();
+        let posts: Vec<_> = log
+            .iter()
+            .filter(|c| c.label() == "POST /v1/accounts")
+            .collect();
+        let keys: BTreeSet<_> = posts
+            .iter()
+            .filter_map(|c| c.idempotency_key.clone())
+            .collect();
+        (posts.len(), keys.len())
     }
 }
