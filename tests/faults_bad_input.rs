@@ -170,7 +170,7 @@ fn garbled_and_arbitrary_text_is_rejected_with_a_reason() {
             Ok(())
         })
         .unwrap();
-    println!(
+    eprintln!(
         "faults_bad_input: garbled text: {cases} cases, {} records rejected, {} accepted",
         rejected.load(Ordering::Relaxed),
         accepted.load(Ordering::Relaxed)
@@ -249,7 +249,7 @@ fn mutated_cli_envelopes_never_panic_and_name_the_field() {
             Ok(())
         })
         .unwrap();
-    println!(
+    eprintln!(
         "faults_bad_input: CLI envelopes: {cases} cases, {} rejected",
         rejected.load(Ordering::Relaxed)
     );
@@ -314,7 +314,7 @@ fn mutated_stream_images_are_skipped_or_reported_corrupt_never_panic() {
             Ok(())
         })
         .unwrap();
-    println!(
+    eprintln!(
         "faults_bad_input: stream images: {cases} cases, {} corrupt, {} skipped (not events)",
         corrupt.load(Ordering::Relaxed),
         skipped.load(Ordering::Relaxed)
@@ -353,5 +353,5 @@ fn arbitrary_signature_headers_never_verify_or_panic() {
             Ok(())
         })
         .unwrap();
-    println!("faults_bad_input: signature headers: {cases} cases, none forged");
+    eprintln!("faults_bad_input: signature headers: {cases} cases, none forged");
 }

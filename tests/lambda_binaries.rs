@@ -668,6 +668,20 @@ async fn every_projector_function_applies_its_stream_batch_and_account_sync_reac
             "{logical} applied the whole batch\n{}",
             lambda.logs()
         );
+        // The batch is reported to CloudWatch as one EMF line on stdout.
+        let logs = lambda.logs();
+        let emf: Value = logs
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|doc| doc["Function"] == "projector")
+            .unwrap_or_else(|| panic!("{logical}: no EMF metrics line\n{logs}"));
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "SyncLedger"
+        );
+        assert_eq!(emf["RecordsReceived"], json!(records.len()), "{emf}");
+        assert!(emf["EventsApplied"].is_u64(), "{emf}");
+        assert_eq!(emf["EventsFailedPermanent"], 0, "{emf}");
         eprintln!(
             "{logical} (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
             lambda.init_duration(),

@@ -27,7 +27,8 @@ pub struct WorkerArgs {
     /// Deliver at most one batch per projection (and shard), then stop.
     #[arg(long, conflicts_with = "until_idle")]
     pub once: bool,
-    /// Stop once every selected projection has caught up with the feed.
+    /// Stop once every selected projection has caught up with the feed, including the
+    /// outcomes the others appended meanwhile (a whole pass delivers nothing).
     #[arg(long)]
     pub until_idle: bool,
     /// Most records per batch (the mapping's BatchSize).
@@ -68,6 +69,10 @@ impl WorkerArgs {
     }
 }
 
+/// Passes of `--until-idle` before the worker gives up on settling: each pass follows one
+/// more step of projections reacting to each other's outcomes, which is a handful at most.
+const MAX_IDLE_PASSES: usize = 50;
+
 fn invalid(e: impl std::fmt::Display) -> CliError {
     CliError::Invalid(e.to_string())
 }
@@ -99,51 +104,92 @@ pub async fn run(store: &StoreUrl, args: &WorkerArgs) -> Result<ExitCode, CliErr
     let shutdown = shutdown_on_signals();
     tracing::info!(store = %describe_store(store), projection = %args.projection, "worker starting");
 
-    let mut tasks = tokio::task::JoinSet::new();
-    match store {
-        StoreUrl::Sqlite(_) => {
-            for projector in projectors {
-                tasks.spawn(feed::run(
-                    log.clone(),
-                    views.clone(),
-                    projector,
-                    settings,
-                    shutdown.clone(),
-                ));
-            }
-        }
+    let streams_source = match store {
+        StoreUrl::Sqlite(_) => None,
         StoreUrl::DynamoDb { table_prefix } => {
             let aws = aws.as_ref().expect("loaded for a DynamoDB store");
-            let source = Arc::new(
+            Some(Arc::new(
                 StreamsSource::for_events_table(aws, &events_table(table_prefix))
                     .await
                     .map_err(invalid)?,
-            );
-            for projector in projectors {
-                tasks.spawn(streams::run(
-                    source.clone(),
-                    log.clone(),
-                    views.clone(),
-                    Arc::new(ProjectorHandler::new(projector)),
-                    settings,
-                    shutdown.clone(),
-                ));
-            }
+            ))
         }
-    }
+    };
+    let handlers: Vec<Arc<ProjectorHandler>> = projectors
+        .iter()
+        .map(|p| Arc::new(ProjectorHandler::new(p.clone())))
+        .collect();
+
+    // Projections feed each other (outcomes one appends are folded by another, e.g. the
+    // correlation view links what account sync created), so "idle" is a whole pass in which
+    // no projection received a batch: then nothing was appended and every checkpoint is at
+    // the head. Running the projections once each could stop before a late outcome is seen.
     let mut reports: Vec<WorkerReport> = Vec::new();
     let mut first_error: Option<String> = None;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(report)) => reports.push(report),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "a projection's worker stopped");
-                first_error.get_or_insert(e.to_string());
+    for pass in 1.. {
+        let mut tasks = tokio::task::JoinSet::new();
+        match &streams_source {
+            None => {
+                for projector in &projectors {
+                    tasks.spawn(feed::run(
+                        log.clone(),
+                        views.clone(),
+                        projector.clone(),
+                        settings,
+                        shutdown.clone(),
+                    ));
+                }
             }
-            Err(e) => {
-                first_error.get_or_insert(format!("a worker task failed: {e}"));
+            Some(source) => {
+                for handler in &handlers {
+                    tasks.spawn(streams::run(
+                        source.clone(),
+                        log.clone(),
+                        views.clone(),
+                        handler.clone(),
+                        settings,
+                        shutdown.clone(),
+                    ));
+                }
             }
         }
+        let mut delivered = false;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(report)) => {
+                    delivered |= report.batches > 0;
+                    match reports
+                        .iter_mut()
+                        .find(|r| r.projection == report.projection)
+                    {
+                        Some(total) => total.merge(&report),
+                        None => reports.push(report),
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "a projection's worker stopped");
+                    first_error.get_or_insert(e.to_string());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(format!("a worker task failed: {e}"));
+                }
+            }
+        }
+        if settings.stop != StopWhen::Idle
+            || !delivered
+            || first_error.is_some()
+            || *shutdown.borrow()
+        {
+            break;
+        }
+        if pass == MAX_IDLE_PASSES {
+            first_error = Some(format!(
+                "the projections were still appending after {MAX_IDLE_PASSES} passes; \
+                 do two projections keep answering each other?"
+            ));
+            break;
+        }
+        tracing::debug!(pass, "a projection received records: another pass");
     }
     reports.sort_by(|a, b| a.projection.cmp(&b.projection));
     for report in &reports {

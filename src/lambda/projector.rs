@@ -2,8 +2,9 @@
 //! failures out. It decodes each `NewImage` with the ledger's item codec and hands the
 //! events to one projection's runner; ordering, calls and view writes happen there, never here.
 
+use super::emf::Metrics;
 use crate::ledger::dynamodb::item::decode_event;
-use crate::projector::{BatchOutcome, Projector};
+use crate::projector::{BatchOutcome, EventStatus, Projector};
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use projections::RecordedEvent;
@@ -53,7 +54,10 @@ impl ProjectorHandler {
     /// not applied, so the shard resumes exactly there (later records are redelivered and
     /// are no-ops where already applied).
     pub async fn handle_stream_event(&self, event: Event) -> DynamoDbEventResponse {
-        self.handle_batch(event).await.0
+        let records = event.records.len();
+        let (response, outcome) = self.handle_batch(event).await;
+        batch_metrics(self.projector.name(), records, &outcome).flush();
+        response
     }
 
     /// `handle_stream_event` with what happened to each decoded event (for the worker).
@@ -83,9 +87,9 @@ impl ProjectorHandler {
         tracing::info!(
             projection = self.projector.name(),
             records = event.records.len(),
-            applied = outcome.count(|s| matches!(s, crate::projector::EventStatus::Applied)),
+            applied = outcome.count(|s| matches!(s, EventStatus::Applied)),
             gap_filled = outcome.gap_filled,
-            failed = outcome.count(crate::projector::EventStatus::is_failed),
+            failed = outcome.count(EventStatus::is_failed),
             "batch processed"
         );
         let first_failed = outcome.first_failure().map(|j| record_of_event[j]);
@@ -101,5 +105,80 @@ impl ProjectorHandler {
             response.batch_item_failures.push(failure);
         }
         (response, outcome)
+    }
+}
+
+/// The batch as CloudWatch metrics (EMF): what was applied, what was a redelivery and what
+/// failed, split transient (retried, alarms on a trend) from permanent (needs a person).
+/// Records that are not events (markers, bookkeeping) count as received only.
+pub fn batch_metrics(projection: &str, records: usize, outcome: &BatchOutcome) -> Metrics {
+    let mut metrics = Metrics::new(&[("Function", "projector"), ("Projection", projection)]);
+    metrics.count("RecordsReceived", records as u64);
+    let count = |wanted: fn(&EventStatus) -> bool| outcome.count(wanted) as u64;
+    metrics.count(
+        "EventsApplied",
+        count(|s| matches!(s, EventStatus::Applied)),
+    );
+    metrics.count(
+        "EventsAlreadyApplied",
+        count(|s| matches!(s, EventStatus::AlreadyApplied)),
+    );
+    metrics.count("EventsGapFilled", outcome.gap_filled as u64);
+    metrics.count(
+        "EventsFailedTransient",
+        count(|s| {
+            matches!(
+                s,
+                EventStatus::Failed {
+                    transient: true,
+                    ..
+                }
+            )
+        }),
+    );
+    metrics.count(
+        "EventsFailedPermanent",
+        count(|s| {
+            matches!(
+                s,
+                EventStatus::Failed {
+                    transient: false,
+                    ..
+                }
+            )
+        }),
+    );
+    metrics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_metrics_split_applied_redelivered_and_failed() {
+        let failed = |transient| EventStatus::Failed {
+            reason: "r".into(),
+            transient,
+        };
+        let outcome = BatchOutcome {
+            statuses: vec![
+                EventStatus::Applied,
+                EventStatus::Applied,
+                EventStatus::AlreadyApplied,
+                EventStatus::Ignored,
+                failed(true),
+                failed(false),
+            ],
+            gap_filled: 2,
+        };
+        let doc = batch_metrics("account", 9, &outcome).to_emf(0);
+        assert_eq!(doc["Projection"], "account");
+        assert_eq!(doc["RecordsReceived"], 9);
+        assert_eq!(doc["EventsApplied"], 2);
+        assert_eq!(doc["EventsAlreadyApplied"], 1);
+        assert_eq!(doc["EventsGapFilled"], 2);
+        assert_eq!(doc["EventsFailedTransient"], 1);
+        assert_eq!(doc["EventsFailedPermanent"], 1);
     }
 }

@@ -9,4 +9,6 @@ pub mod runner;
 
 pub use effects::{Effects, TransientCallFailure};
 pub use registry::{build, build_selected, ProjectorDeps, UnknownProjection, PROJECTIONS};
-pub use runner::{BatchOutcome, EventStatus, Projector, Runner, RunnerSettings};
+pub use runner::{
+    BatchOutcome, CrashHook, CrashPoint, EventStatus, Projector, Runner, RunnerSettings,
+};

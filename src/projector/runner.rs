@@ -84,6 +84,28 @@ impl Default for RunnerSettings {
     }
 }
 
+/// The places between the steps of applying events where a process can die. Every one must
+/// be survivable: the redelivered batch repeats nothing that took effect and loses nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CrashPoint {
+    /// An external call returned (and took effect); nothing about it is recorded yet.
+    AfterExternalCall,
+    /// Every call of the event is made; its outcome events are not appended yet.
+    BeforeOutcomeAppend,
+    /// The outcomes are in the ledger; the view item is not updated yet.
+    BeforeViewUpdate,
+    /// The events of one stream of the batch are applied; the next stream's are not started.
+    MidBatch,
+}
+
+/// A fault-injection seam: the runner awaits `reached` at each `CrashPoint`. A test's hook
+/// never resolves there, and drops the `process` future — what a killed process looks like to
+/// everything outside it. Production runners have no hook (nothing is awaited).
+#[async_trait]
+pub trait CrashHook: Send + Sync {
+    async fn reached(&self, point: CrashPoint);
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ApplyError {
     #[error(transparent)]
@@ -131,6 +153,7 @@ pub struct Runner<P> {
     views: Arc<dyn ViewStore>,
     effects: Arc<dyn Effects>,
     settings: RunnerSettings,
+    crash_hook: Option<Arc<dyn CrashHook>>,
     _projection: PhantomData<fn() -> P>,
 }
 
@@ -150,7 +173,20 @@ where
             views,
             effects,
             settings,
+            crash_hook: None,
             _projection: PhantomData,
+        }
+    }
+
+    /// The same runner, awaiting `hook` at every `CrashPoint` (fault tests only).
+    pub fn with_crash_hook(mut self, hook: Arc<dyn CrashHook>) -> Self {
+        self.crash_hook = Some(hook);
+        self
+    }
+
+    async fn crash_point(&self, point: CrashPoint) {
+        if let Some(hook) = &self.crash_hook {
+            hook.reached(point).await;
         }
     }
 
@@ -234,8 +270,10 @@ where
             let mut outcomes = decision.outcomes;
             for command in &decision.commands {
                 let result = self.call(event, command).await?;
+                self.crash_point(CrashPoint::AfterExternalCall).await;
                 outcomes.extend(complete(command, &result, now));
             }
+            self.crash_point(CrashPoint::BeforeOutcomeAppend).await;
             self.append(outcomes).await?;
             let write = ViewWrite {
                 key: view_key.clone(),
@@ -244,6 +282,7 @@ where
                 state: serde_json::to_value(&item.state)
                     .expect("projection states serialize to JSON"),
             };
+            self.crash_point(CrashPoint::BeforeViewUpdate).await;
             match self.views.commit(vec![write]).await {
                 Ok(_) => return Ok(Step::Done(EventStatus::Applied)),
                 Err(ViewError::Conflict { .. }) if attempt <= self.settings.conflict_retries => {
@@ -389,7 +428,10 @@ where
             statuses: vec![EventStatus::Ignored; events.len()],
             gap_filled: 0,
         };
-        for group in group_by_stream(&events) {
+        for (n, group) in group_by_stream(&events).into_iter().enumerate() {
+            if n > 0 {
+                self.crash_point(CrashPoint::MidBatch).await;
+            }
             let mut failed: Option<(String, bool)> = None;
             for &i in &group {
                 let event = &events[i];

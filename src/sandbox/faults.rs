@@ -24,6 +24,9 @@ pub struct Faults {
     pub fail_next: u32,
     /// Fraction (0..=1) of calls answered 500, at random.
     pub error_rate: f64,
+    /// Fraction (0..=1) of calls answered 429 with `Retry-After: retry_after_secs`, at random
+    /// (a sustained throttling storm, where `throttle_next` is a burst).
+    pub throttle_rate: f64,
     /// The next N calls are processed, then their answer is held for `stall_ms` — what a
     /// client sees as a timeout after the server already acted.
     pub stall_next: u32,
@@ -79,6 +82,10 @@ pub(crate) async fn apply(
         } else if faults.fail_next > 0 {
             faults.fail_next -= 1;
             Verdict::Fail
+        } else if faults.throttle_rate > 0.0
+            && rand::rng().random_bool(faults.throttle_rate.min(1.0))
+        {
+            Verdict::Throttle(faults.retry_after_secs)
         } else if faults.error_rate > 0.0 && rand::rng().random_bool(faults.error_rate.min(1.0)) {
             Verdict::RandomError
         } else if faults.stall_next > 0 {

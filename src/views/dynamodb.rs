@@ -3,8 +3,9 @@
 //! It never creates tables (`ledger migrate` does) and never reads the event log.
 
 use super::{
-    check_checkpoint_name, check_commit, check_projection, Checkpoint, ExpectedRevision,
-    LastVersions, ViewError, ViewItem, ViewKey, ViewNamespace, ViewStore, ViewWrite,
+    check_checkpoint_name, check_commit, check_item_size, check_projection, Checkpoint,
+    ExpectedRevision, LastVersions, ViewError, ViewItem, ViewKey, ViewNamespace, ViewStore,
+    ViewWrite,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -84,13 +85,17 @@ impl DynamoViewStore {
     fn encode_write(&self, w: &ViewWrite, now: &str) -> Result<Put, ViewError> {
         let body = serde_json::to_string(&w.state)
             .map_err(|e| ViewError::Store(format!("state of {}: {e}", w.key)))?;
+        // A map attribute costs its keys and its numbers (at most 21 bytes each).
+        let versions_bytes: usize = w.last_version.keys().map(|s| s.as_str().len() + 21).sum();
+        check_item_size(&w.key, body.len() + versions_bytes)?;
+        let last_version = encode_last_versions(&w.last_version);
         let mut put = Put::builder()
             .table_name(&self.table)
             .item("pk", AttributeValue::S(self.stored_pk(&w.key.pk())))
             .item("kind", AttributeValue::S("view".into()))
             .item("projection", AttributeValue::S(w.key.projection().into()))
             .item("revision", AttributeValue::N(w.expected.next().to_string()))
-            .item("last_version", encode_last_versions(&w.last_version))
+            .item("last_version", last_version)
             // The state is kept as JSON text, not a native map: numbers round-trip exactly
             // (a DynamoDB Number would turn 1.0 into 1) and ops tools read it as-is.
             .item("body", AttributeValue::S(body))

@@ -16,6 +16,11 @@ use std::sync::Arc;
 /// Most writes one `commit` may carry: DynamoDB's TransactWriteItems limit.
 pub const MAX_WRITES_PER_COMMIT: usize = 100;
 
+/// Largest view item we write: DynamoDB's 400 KB item limit less room for attribute names,
+/// the namespace prefix and bookkeeping attributes. Both adapters enforce it, so a state that
+/// could not be stored in production fails on the embedded store first.
+pub const MAX_ITEM_BYTES: usize = 380 * 1024;
+
 /// Projection names that address bookkeeping, not a projection.
 const RESERVED_PROJECTIONS: &[&str] = &["checkpoint"];
 
@@ -229,6 +234,13 @@ pub enum ViewError {
     },
     #[error("one commit may write at most {max} items, got {count}")]
     TooManyWrites { count: usize, max: usize },
+    /// A state that outgrew one item: a projection keeps too much under one key.
+    #[error("view item {pk} would be {bytes} bytes, over the {max}-byte item limit")]
+    TooLarge {
+        pk: String,
+        bytes: usize,
+        max: usize,
+    },
     #[error("one commit writes {pk} twice")]
     DuplicateWrite { pk: String },
     #[error("the view store is throttling requests: {0}")]
@@ -263,6 +275,20 @@ pub fn check_commit(writes: &[ViewWrite]) -> Result<(), ViewError> {
         if !seen.insert(&w.key) {
             return Err(ViewError::DuplicateWrite { pk: w.key.pk() });
         }
+    }
+    Ok(())
+}
+
+/// Refuses a write whose item would not fit in one DynamoDB item; `payload_bytes` is what
+/// the adapter stores for it (state JSON plus the last-version map).
+pub fn check_item_size(key: &ViewKey, payload_bytes: usize) -> Result<(), ViewError> {
+    let bytes = key.pk().len() + payload_bytes;
+    if bytes > MAX_ITEM_BYTES {
+        return Err(ViewError::TooLarge {
+            pk: key.pk(),
+            bytes,
+            max: MAX_ITEM_BYTES,
+        });
     }
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! beside the event log's) and never creates or alters tables: `ledger migrate` does.
 
 use super::{
-    check_checkpoint_name, check_commit, check_projection, Checkpoint, ExpectedRevision,
-    LastVersions, ViewError, ViewItem, ViewKey, ViewNamespace, ViewStore, ViewWrite,
+    check_checkpoint_name, check_commit, check_item_size, check_projection, Checkpoint,
+    ExpectedRevision, LastVersions, ViewError, ViewItem, ViewKey, ViewNamespace, ViewStore,
+    ViewWrite,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -199,6 +200,7 @@ impl ViewStore for SqliteViewStore {
                 let body = serde_json::to_string(&w.state)
                     .map_err(|e| ViewError::Store(format!("state of {}: {e}", w.key)))?;
                 let last_versions = encode_last_versions(&w.last_version);
+                check_item_size(&w.key, body.len() + last_versions.len())?;
                 let next = w.expected.next();
                 let changed = match w.expected {
                     ExpectedRevision::Absent => tx.execute(

@@ -3,7 +3,7 @@
 //! printed so suites can scan it; it never fakes a store or an API.
 
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Mutex;
@@ -47,24 +47,34 @@ impl World {
         self.dir.path().join("ledger.db")
     }
 
-    /// `ledger <args>` against this world, with the connectors' environment set.
-    pub fn command(&self, args: &[&str]) -> Command {
+    /// The connectors' environment of every `ledger` run (and of in-process runners).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
         let crm = self.sandbox.config().credentials(System::Crm).clone();
         let billing = self.sandbox.config().credentials(System::Billing).clone();
+        vec![
+            ("RUST_LOG", self.log_level.clone()),
+            ("CRM_BASE_URL", self.sandbox.url().to_string()),
+            ("BILLING_BASE_URL", self.sandbox.url().to_string()),
+            ("CRM_CLIENT_ID", crm.client_id.clone()),
+            (
+                "CRM_CLIENT_SECRET",
+                crm.client_secret.expose_secret().to_string(),
+            ),
+            ("BILLING_CLIENT_ID", billing.client_id.clone()),
+            (
+                "BILLING_CLIENT_SECRET",
+                billing.client_secret.expose_secret().to_string(),
+            ),
+            ("CRM_PRICEBOOK_ID", STANDARD_PRICEBOOK_ID.to_string()),
+        ]
+    }
+
+    /// `ledger <args>` against this world, with the connectors' environment set.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger"));
         cmd.args(["--store", &format!("sqlite://{}", self.db().display())])
             .args(args)
-            .env("RUST_LOG", &self.log_level)
-            .env("CRM_BASE_URL", self.sandbox.url().as_str())
-            .env("BILLING_BASE_URL", self.sandbox.url().as_str())
-            .env("CRM_CLIENT_ID", &crm.client_id)
-            .env("CRM_CLIENT_SECRET", crm.client_secret.expose_secret())
-            .env("BILLING_CLIENT_ID", &billing.client_id)
-            .env(
-                "BILLING_CLIENT_SECRET",
-                billing.client_secret.expose_secret(),
-            )
-            .env("CRM_PRICEBOOK_ID", STANDARD_PRICEBOOK_ID)
+            .envs(self.env())
             .kill_on_drop(true);
         cmd
     }
@@ -130,6 +140,18 @@ impl World {
 
     pub async fn work(&self) -> String {
         self.ledger(Self::WORKER).await
+    }
+
+    /// Projects, delivers what the systems emitted (our write-backs' change events), and
+    /// repeats until nothing more is emitted; bounded so a ping-pong fails the test.
+    pub async fn settle(&self) {
+        for _ in 0..8 {
+            self.work().await;
+            if self.deliver_outbox().await == 0 {
+                return;
+            }
+        }
+        panic!("sync did not settle after 8 rounds: ping-pong?");
     }
 
     /// People create `accounts` CRM accounts and edit each `edits` times; returns the CRM id
@@ -198,5 +220,36 @@ impl World {
             assert!(previous.is_none(), "two Billing accounts for CRM {crm_id}");
         }
         state
+    }
+
+    /// What a sync left behind: Billing state and links, and how many `AccountSynced`
+    /// outcomes. Panics on an outcome recorded twice for one cause on one stream.
+    pub async fn sync_outcome(&self) -> (BTreeMap<String, (String, bool)>, usize) {
+        let mut causes = BTreeSet::new();
+        let synced = self.events_of_type("AccountSynced").await;
+        for e in &synced {
+            // One per stream (the outcome is also mirrored onto the Billing account's stream).
+            let cause = (
+                e.stream_id.as_str().to_string(),
+                e.causation_id,
+                e.payload["action"].to_string(),
+            );
+            assert!(causes.insert(cause), "duplicate outcome: {e:?}");
+        }
+        (self.billing_state().await, synced.len())
+    }
+
+    /// Billing account create calls made, and the distinct idempotency keys they carried.
+    pub fn billing_creates(&self) -> (usize, usize) {
+        let log = self.sandbox.call_log();
+        let posts: Vec<_> = log
+            .iter()
+            .filter(|c| c.label() == "POST /v1/accounts")
+            .collect();
+        let keys: BTreeSet<_> = posts
+            .iter()
+            .filter_map(|c| c.idempotency_key.clone())
+            .collect();
+        (posts.len(), keys.len())
     }
 }

@@ -42,6 +42,7 @@ macro_rules! all_views_conformance_tests {
             checkpoints_round_trip_and_move_forward,
             namespaces_are_isolated_from_the_live_views,
             oversized_or_duplicate_commits_are_rejected_before_writing,
+            a_state_over_the_item_limit_is_refused_naming_the_item,
             bad_names_are_rejected_naming_the_field,
         );
     };
@@ -396,6 +397,42 @@ pub async fn oversized_or_duplicate_commits_are_rejected_before_writing(store: S
         .unwrap_err();
     assert!(matches!(err, ViewError::DuplicateWrite { .. }), "{err:?}");
     assert_eq!(store.list("product").await.unwrap(), vec![]);
+}
+
+pub async fn a_state_over_the_item_limit_is_refused_naming_the_item(store: Store) {
+    let big = "x".repeat(sync_ledger::views::MAX_ITEM_BYTES);
+    let err = store
+        .commit(vec![
+            create(key("order", "small"), versions(&[]), json!({"n": 1})),
+            create(
+                key("order", "crm-account#big"),
+                versions(&[]),
+                json!({"orders": big}),
+            ),
+        ])
+        .await
+        .unwrap_err();
+    match &err {
+        ViewError::TooLarge { pk, bytes, max } => {
+            assert_eq!(pk, "order#crm-account#big");
+            assert!(bytes > max, "{err}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(!err.is_transient(), "retrying cannot make it fit");
+    assert!(err.to_string().contains("order#crm-account#big"), "{err}");
+    // All or nothing: the small write of the same commit is not kept either.
+    assert_eq!(store.list("order").await.unwrap(), vec![]);
+    // Just under the limit still fits.
+    let fits = "x".repeat(sync_ledger::views::MAX_ITEM_BYTES - 1024);
+    store
+        .commit(vec![create(
+            key("order", "fits"),
+            versions(&[]),
+            json!(fits),
+        )])
+        .await
+        .unwrap();
 }
 
 pub async fn bad_names_are_rejected_naming_the_field(store: Store) {
