@@ -23,6 +23,32 @@ pub struct World {
     pub captured: Mutex<String>,
 }
 
+/// People create `accounts` CRM accounts and edit each `edits` times; returns the CRM id
+/// and the emitted change events of each account, in emission order.
+pub fn crm_activity(sandbox: &Sandbox, accounts: usize, edits: usize) -> Vec<(String, Vec<Value>)> {
+    let mut per_account = Vec::new();
+    for i in 0..accounts {
+        let id = sandbox
+            .crm_user_create(
+                "Account",
+                fields(json!({"Name": format!("Account {i}"), "CurrencyIsoCode": "USD"})),
+            )
+            .unwrap();
+        for e in 0..edits {
+            sandbox
+                .crm_user_update(
+                    "Account",
+                    &id,
+                    fields(json!({"Name": format!("Account {i} v{e}")})),
+                )
+                .unwrap();
+        }
+        let bodies = sandbox.drain_outbox().into_iter().map(|o| o.body).collect();
+        per_account.push((id, bodies));
+    }
+    per_account
+}
+
 pub fn fields(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
 }
@@ -157,33 +183,7 @@ impl World {
     /// People create `accounts` CRM accounts and edit each `edits` times; returns the CRM id
     /// and the emitted change events of each account, in emission order.
     pub fn crm_activity(&self, accounts: usize, edits: usize) -> Vec<(String, Vec<Value>)> {
-        let mut per_account = Vec::new();
-        for i in 0..accounts {
-            let id = self
-                .sandbox
-                .crm_user_create(
-                    "Account",
-                    fields(json!({"Name": format!("Account {i}"), "CurrencyIsoCode": "USD"})),
-                )
-                .unwrap();
-            for e in 0..edits {
-                self.sandbox
-                    .crm_user_update(
-                        "Account",
-                        &id,
-                        fields(json!({"Name": format!("Account {i} v{e}")})),
-                    )
-                    .unwrap();
-            }
-            let bodies = self
-                .sandbox
-                .drain_outbox()
-                .into_iter()
-                .map(|o| o.body)
-                .collect();
-            per_account.push((id, bodies));
-        }
-        per_account
+        crm_activity(&self.sandbox, accounts, edits)
     }
 
     pub async fn all_events(&self) -> Vec<RecordedEvent> {
