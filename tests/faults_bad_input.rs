@@ -1,8 +1,9 @@
 //! Fault family 7, bad input: every decoder that reads bytes from outside (SQS/EventBridge
 //! bodies, Zuora callout bodies, CLI input lines and ledger envelopes, DynamoDB stream images,
-//! callout signature headers) is driven with 70,000 generated cases in total — real fixtures
-//! truncated or with a character changed, arbitrary text and JSON, mutated envelopes and
-//! stream images, forged signature headers. Asserted: no panic, every rejection
+//! callout signature headers) is driven with 100,000 generated cases in total — real fixtures
+//! with 1-3 fields anywhere removed or replaced by any JSON (also inside an SQS event), real
+//! fixtures truncated or with a character changed, arbitrary text and JSON, mutated envelopes
+//! and stream images, forged signature headers. Asserted: no panic, every rejection
 //! names a reason (and a non-empty field when it names one), and the `IngestRejected` event
 //! of a rejection keeps the raw bytes. Each test prints its case and rejection counts.
 
@@ -85,10 +86,73 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Paths of every node in `value` (object keys and array indexes).
+fn paths(value: &Value, prefix: &mut Vec<PathStep>, out: &mut Vec<Vec<PathStep>>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                prefix.push(PathStep::Key(k.clone()));
+                out.push(prefix.clone());
+                paths(v, prefix, out);
+                prefix.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                prefix.push(PathStep::Index(i));
+                out.push(prefix.clone());
+                paths(v, prefix, out);
+                prefix.pop();
+            }
+        }
+        // JSON-in-a-string (Salesforce `Items__c`) is mutated as text by `replace`.
+        _ => {}
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
 #[derive(Debug, Clone)]
 enum Mutation {
     Remove,
     Replace(Value),
+}
+
+/// Applies `mutation` at the `pick`-th node of `value` (modulo the node count).
+fn mutate(value: &mut Value, pick: usize, mutation: &Mutation) {
+    let mut all = Vec::new();
+    paths(value, &mut Vec::new(), &mut all);
+    if all.is_empty() {
+        return;
+    }
+    let path = &all[pick % all.len()];
+    let (last, parents) = path.split_last().expect("paths are non-empty");
+    let mut node = value;
+    for step in parents {
+        node = match step {
+            PathStep::Key(k) => node.get_mut(k.as_str()).expect("path exists"),
+            PathStep::Index(i) => node.get_mut(*i).expect("path exists"),
+        };
+    }
+    match (mutation, last, node) {
+        (Mutation::Remove, PathStep::Key(k), Value::Object(map)) => {
+            map.remove(k);
+        }
+        (Mutation::Remove, PathStep::Index(i), Value::Array(items)) => {
+            items.remove(*i);
+        }
+        (Mutation::Replace(new), PathStep::Key(k), Value::Object(map)) => {
+            map.insert(k.clone(), new.clone());
+        }
+        (Mutation::Replace(new), PathStep::Index(i), Value::Array(items)) => {
+            items[*i] = new.clone();
+        }
+        _ => unreachable!("paths point into objects and arrays"),
+    }
 }
 
 fn mutation() -> impl Strategy<Value = (usize, Mutation)> {
@@ -99,6 +163,22 @@ fn mutation() -> impl Strategy<Value = (usize, Mutation)> {
             3 => any_json().prop_map(Mutation::Replace),
         ],
     )
+}
+
+/// One of the fixtures under `family/` with 1..=3 mutations anywhere in it, as JSON text.
+fn mutated_fixture(family: &str) -> impl Strategy<Value = String> {
+    let fixtures: Vec<Value> = FIXTURES
+        .iter()
+        .filter(|p| p.starts_with(family))
+        .map(|p| serde_json::from_str(&fixture(p)).unwrap())
+        .collect();
+    (0..fixtures.len(), prop::collection::vec(mutation(), 1..=3)).prop_map(move |(i, mutations)| {
+        let mut value = fixtures[i].clone();
+        for (pick, m) in &mutations {
+            mutate(&mut value, *pick, m);
+        }
+        value.to_string()
+    })
 }
 
 /// Text that is mostly not valid JSON: fixtures cut short or with one byte changed, and
@@ -160,6 +240,41 @@ fn decode_everywhere(text: &str, rejected: &AtomicUsize, accepted: &AtomicUsize)
     }
 }
 
+/// `family`'s fixtures mutated `cases` times, directly and inside an SQS event.
+fn mutated_fixtures_never_panic_and_every_rejection_has_a_reason(family: &str, cases: u32) {
+    let (rejected, accepted) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    runner(cases)
+        .run(&mutated_fixture(family), |text| {
+            decode_everywhere(&text, &rejected, &accepted);
+            // The same body inside an SQS Lambda event: one record, same outcome.
+            let sqs = json!({"Records": [{"messageId": "m-1", "body": text}]}).to_string();
+            let via_sqs = decode_line(&sqs, Utc::now());
+            assert_eq!(via_sqs.len(), 1);
+            assert_eq!(via_sqs[0].id.as_deref(), Some("m-1"));
+            if let Err(rejection) = &via_sqs[0].mapped {
+                assert_explained(rejection, &via_sqs[0].raw);
+            }
+            Ok(())
+        })
+        .unwrap();
+    eprintln!(
+        "faults_bad_input: mutated {family} fixtures: {cases} cases, {} records rejected, {} accepted",
+        rejected.load(Ordering::Relaxed),
+        accepted.load(Ordering::Relaxed)
+    );
+    assert!(rejected.load(Ordering::Relaxed) > 0 && accepted.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn mutated_salesforce_events_never_panic_and_every_rejection_has_a_reason() {
+    mutated_fixtures_never_panic_and_every_rejection_has_a_reason("salesforce/", 15_000);
+}
+
+#[test]
+fn mutated_zuora_callouts_never_panic_and_every_rejection_has_a_reason() {
+    mutated_fixtures_never_panic_and_every_rejection_has_a_reason("zuora/", 15_000);
+}
+
 #[test]
 fn garbled_and_arbitrary_text_is_rejected_with_a_reason() {
     let (rejected, accepted) = (AtomicUsize::new(0), AtomicUsize::new(0));
@@ -170,7 +285,7 @@ fn garbled_and_arbitrary_text_is_rejected_with_a_reason() {
             Ok(())
         })
         .unwrap();
-    println!(
+    eprintln!(
         "faults_bad_input: garbled text: {cases} cases, {} records rejected, {} accepted",
         rejected.load(Ordering::Relaxed),
         accepted.load(Ordering::Relaxed)
@@ -249,7 +364,7 @@ fn mutated_cli_envelopes_never_panic_and_name_the_field() {
             Ok(())
         })
         .unwrap();
-    println!(
+    eprintln!(
         "faults_bad_input: CLI envelopes: {cases} cases, {} rejected",
         rejected.load(Ordering::Relaxed)
     );
@@ -314,7 +429,7 @@ fn mutated_stream_images_are_skipped_or_reported_corrupt_never_panic() {
             Ok(())
         })
         .unwrap();
-    println!(
+    eprintln!(
         "faults_bad_input: stream images: {cases} cases, {} corrupt, {} skipped (not events)",
         corrupt.load(Ordering::Relaxed),
         skipped.load(Ordering::Relaxed)
@@ -353,5 +468,5 @@ fn arbitrary_signature_headers_never_verify_or_panic() {
             Ok(())
         })
         .unwrap();
-    println!("faults_bad_input: signature headers: {cases} cases, none forged");
+    eprintln!("faults_bad_input: signature headers: {cases} cases, none forged");
 }

@@ -12,7 +12,7 @@ mod common;
 
 use async_trait::async_trait;
 use common::fault_world::World;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use sync_ledger::ledger::{EventLog, FeedStart, SqliteLedger};
@@ -68,41 +68,10 @@ fn crashing_runner(w: &World, hook: Arc<CrashAt>) -> Runner<AccountSync> {
     Runner::new(log, views, effects, RunnerSettings::default()).with_crash_hook(hook)
 }
 
-/// What a sync left behind: Billing state and links, and the `AccountSynced` outcomes per
-/// causing event (panics on a duplicate outcome).
-async fn outcome(w: &World) -> (BTreeMap<String, (String, bool)>, usize) {
-    let mut causes = BTreeSet::new();
-    let synced = w.events_of_type("AccountSynced").await;
-    for e in &synced {
-        // One per stream (the outcome is also mirrored onto the Billing account's stream).
-        let cause = (
-            e.stream_id.as_str().to_string(),
-            e.causation_id,
-            e.payload["action"].to_string(),
-        );
-        assert!(causes.insert(cause), "duplicate outcome: {e:?}");
-    }
-    (w.billing_state().await, synced.len())
-}
-
-/// Billing create calls made, and the distinct idempotency keys they carried.
-fn creates(w: &World) -> (usize, usize) {
-    let log = w.sandbox.call_log();
-    let posts: Vec<_> = log
-        .iter()
-        .filter(|c| c.label() == "POST /v1/accounts")
-        .collect();
-    let keys: BTreeSet<_> = posts
-        .iter()
-        .filter_map(|c| c.idempotency_key.clone())
-        .collect();
-    (posts.len(), keys.len())
-}
-
 async fn crash_then_restart(point: CrashPoint, on: usize) {
     let (clean, _) = world_with_activity().await;
     clean.settle().await;
-    let (clean_state, clean_synced) = outcome(&clean).await;
+    let (clean_state, clean_synced) = clean.sync_outcome().await;
 
     let (w, crm_ids) = world_with_activity().await;
     let hook = Arc::new(CrashAt {
@@ -130,12 +99,12 @@ async fn crash_then_restart(point: CrashPoint, on: usize) {
         _ = hook.crashed.notified() => {}
     }
     // The `process` future is dropped here: the crashed run does nothing more.
-    let (calls_at_crash, _) = creates(&w);
+    let (calls_at_crash, _) = w.billing_creates();
     let synced_at_crash = w.events_of_type("AccountSynced").await.len();
 
     // Restart: the real worker redelivers the whole batch from the feed's start.
     w.settle().await;
-    let (state, synced) = outcome(&w).await;
+    let (state, synced) = w.sync_outcome().await;
     let lost: Vec<_> = crm_ids
         .iter()
         .filter(|id| !state.get(*id).is_some_and(|(_, linked)| *linked))
@@ -149,7 +118,7 @@ async fn crash_then_restart(point: CrashPoint, on: usize) {
         ACCOUNTS,
         "one Billing account per CRM account"
     );
-    let (posts, keys) = creates(&w);
+    let (posts, keys) = w.billing_creates();
     assert_eq!(keys, ACCOUNTS, "one idempotency key per entity");
     assert_eq!(
         state, clean_state,
@@ -189,7 +158,7 @@ async fn a_crash_mid_batch_resumes_the_rest_of_the_batch() {
 async fn a_worker_process_killed_repeatedly_and_restarted_loses_and_duplicates_nothing() {
     let (clean, _) = world_with_activity().await;
     clean.settle().await;
-    let (clean_state, clean_synced) = outcome(&clean).await;
+    let (clean_state, clean_synced) = clean.sync_outcome().await;
 
     let (w, crm_ids) = world_with_activity().await;
     // Slow answers keep each worker run long enough to be killed inside it.
@@ -238,14 +207,14 @@ async fn a_worker_process_killed_repeatedly_and_restarted_loses_and_duplicates_n
     );
     w.settle().await;
 
-    let (state, synced) = outcome(&w).await;
+    let (state, synced) = w.sync_outcome().await;
     let lost: Vec<_> = crm_ids
         .iter()
         .filter(|id| !state.get(*id).is_some_and(|(_, linked)| *linked))
         .collect();
     assert!(lost.is_empty(), "lost syncs: {lost:?}");
     assert_eq!(w.sandbox.billing_accounts().len(), ACCOUNTS);
-    let (posts, keys) = creates(&w);
+    let (posts, keys) = w.billing_creates();
     assert_eq!(keys, ACCOUNTS, "one idempotency key per entity");
     assert_eq!(
         state, clean_state,

@@ -2,11 +2,15 @@
 //! some of the others' source events (redelivery racing the first delivery). Asserted on the
 //! embedded store and on DynamoDB (moto): versions are gapless 1..=N, every source event is
 //! recorded exactly once, and every append call reports each event appended or already
-//! recorded — never an error. Each test prints its figures.
+//! recorded — never an error. Then 8 `ledger worker` processes at once on one feed (the same
+//! checkpoints, like overlapping invocations on one shard set): each event is projected once —
+//! one outcome per event, one Billing account per entity, the state of a single worker's run.
+//! Each test prints its figures.
 
 mod common;
 
 use chrono::Utc;
+use common::fault_world::World;
 use common::ingest_store::fresh_store;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -99,7 +103,7 @@ async fn eight_concurrent_appenders_on_one_stream_give_gapless_versions_embedded
         .map(|_| Arc::new(SqliteLedger::open(&path).unwrap()) as Arc<dyn EventLog>)
         .collect();
     let (appended, already) = race(logs, 250, 7).await;
-    println!(
+    eprintln!(
         "faults_races: embedded store: {APPENDERS} appenders, {appended} appended, {already} already recorded, versions gapless"
     );
 }
@@ -108,7 +112,89 @@ async fn eight_concurrent_appenders_on_one_stream_give_gapless_versions_embedded
 async fn eight_concurrent_appenders_on_one_stream_give_gapless_versions_dynamodb() {
     let store = fresh_store().await;
     let (appended, already) = race(vec![store.log(); APPENDERS], 12, 4).await;
-    println!(
+    eprintln!(
         "faults_races: DynamoDB (moto): {APPENDERS} appenders, {appended} appended, {already} already recorded, versions gapless"
+    );
+}
+
+/// Sums `<field> N` over the `ledger worker` summaries in `reports`.
+fn reported(reports: &[String], field: &str) -> usize {
+    reports
+        .iter()
+        .flat_map(|r| r.lines())
+        .filter(|line| line.starts_with("account-sync:"))
+        .filter_map(|line| {
+            let at = line.find(field)? + field.len();
+            line[at..]
+                .trim_start()
+                .split(',')
+                .next()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_workers_on_one_feed_project_each_event_once() {
+    const ACCOUNTS: usize = 16;
+    let clean = World::new().await;
+    let clean_activity = clean.crm_activity(ACCOUNTS, 1);
+    clean
+        .ingest(
+            &clean_activity
+                .iter()
+                .flat_map(|(_, e)| e.clone())
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let one_worker = [clean.work().await];
+    let clean_applied = reported(&one_worker, "applied");
+    clean.settle().await;
+    let (clean_state, clean_synced) = clean.sync_outcome().await;
+
+    let w = World::new().await;
+    let activity = w.crm_activity(ACCOUNTS, 1);
+    let deliveries: Vec<_> = activity.iter().flat_map(|(_, e)| e.clone()).collect();
+    w.ingest(&deliveries).await;
+    let runs = (0..APPENDERS).map(|_| w.command(World::WORKER).output());
+    let mut reports = Vec::new();
+    for out in futures::future::join_all(runs).await {
+        let out = out.unwrap();
+        w.capture(&out);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "a worker failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        reports.push(stdout);
+    }
+    let applied = reported(&reports, "applied");
+    let already = reported(&reports, "already applied");
+    let gap_filled = reported(&reports, "gap-filled");
+    // An event applied by one worker is `already applied` for the others: the conditional
+    // view write lets exactly one of them apply it (a gap fill applies without counting).
+    assert!(
+        applied <= clean_applied && applied + gap_filled >= clean_applied,
+        "applied {applied} (+{gap_filled} gap-filled) across workers, {clean_applied} by one worker"
+    );
+    w.settle().await;
+
+    let (state, synced) = w.sync_outcome().await;
+    assert_eq!(state.len(), ACCOUNTS, "one Billing account per CRM account");
+    assert!(
+        state.values().all(|(_, linked)| *linked),
+        "every account linked both ways"
+    );
+    assert_eq!(state, clean_state, "same Billing state as one worker's run");
+    assert_eq!(synced, clean_synced, "each event's outcome recorded once");
+    let (posts, keys) = w.billing_creates();
+    assert_eq!(keys, ACCOUNTS, "one idempotency key per entity");
+    eprintln!(
+        "faults_races: {APPENDERS} workers on one feed: {} events, account-sync applied {applied} (+{gap_filled} gap-filled; one worker applies {clean_applied}) and skipped {already} as already applied across workers, {posts} Billing create calls for {keys} keys ({} raced, absorbed by the key), {synced} AccountSynced (one worker: {clean_synced}), state equal",
+        deliveries.len(),
+        posts - keys
     );
 }

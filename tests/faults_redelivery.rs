@@ -4,16 +4,23 @@
 //! after their first delivery and the streams interleaved at random. Asserted: exactly one
 //! ledger event per source event; through the projector, one Billing account per CRM account,
 //! every account linked after a single `ledger worker --until-idle` run, and the same Billing
-//! state and correlation links as a clean (once, in order) run.
+//! state and correlation links as a clean (once, in order) run. A scaled case runs the same on
+//! DynamoDB (moto): `ledger ingest` into the events table, `ledger worker` over its Stream.
 
 mod common;
+#[path = "common/sync_world.rs"]
+mod sync_world;
 
-use common::fault_world::World;
+use common::fault_world::{crm_activity, World};
+use common::moto::{moto, unique_name};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use sync_ledger::ledger::dynamodb::{migrate_with, views_table, DynamoDbLedger};
 use sync_ledger::projections::RecordedEvent;
+use sync_ledger::views::dynamodb::DynamoViewStore;
 
 const DUPLICATED: f64 = 0.30;
 
@@ -155,5 +162,90 @@ async fn redelivered_and_shuffled_sync_equals_a_clean_run() {
         "faults_redelivery: sync: {ACCOUNTS} accounts, {} source events, {} deliveries x2 ({duplicated} redelivered), {creates} Billing creates, state equal to the clean run",
         in_order.len(),
         deliveries.len()
+    );
+}
+
+/// A sync world on DynamoDB (moto): the events and views tables of a fresh prefix.
+async fn dynamodb_world() -> sync_world::World {
+    let prefix = unique_name("redelivery");
+    sync_world::World::new(|_dir, mut env| async move {
+        let config = moto().sdk_config().await;
+        migrate_with(&config, &prefix).await.unwrap();
+        env.extend(moto().env().into_iter().map(|(k, v)| (k.to_string(), v)));
+        sync_world::Store {
+            url: format!("dynamodb://{prefix}"),
+            env,
+            log: Arc::new(DynamoDbLedger::open_with(&config, &prefix).await.unwrap()),
+            views: Arc::new(DynamoViewStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                views_table(&prefix),
+            )),
+            guard: Box::new(()),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_events_on_dynamodb_are_recorded_once_and_sync_like_a_clean_run() {
+    const ACCOUNTS: usize = 10;
+    let clean = World::new().await;
+    let clean_activity = clean.crm_activity(ACCOUNTS, 3);
+    let in_order: Vec<Value> = clean_activity.iter().flat_map(|(_, e)| e.clone()).collect();
+    clean.ingest(&in_order).await;
+    clean.settle().await;
+    let clean_state = clean.billing_state().await;
+
+    let w = dynamodb_world().await;
+    let activity = crm_activity(&w.sandbox, ACCOUNTS, 3);
+    let mut rng = StdRng::seed_from_u64(10);
+    let (deliveries, duplicated) = redeliver(&activity, &mut rng);
+    w.ingest(&deliveries).await;
+    let all = w.store().log.read_all(None, None, 100_000).await.unwrap();
+    let inbound: Vec<_> = all
+        .iter()
+        .filter(|e| e.event_type.starts_with("Crm"))
+        .collect();
+    assert_eq!(
+        inbound.len(),
+        in_order.len(),
+        "one ledger event per source event"
+    );
+    for (crm_id, _) in &activity {
+        let versions: Vec<u64> = w
+            .events(&format!("crm-account-{crm_id}"))
+            .await
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(versions, (1..=4).collect::<Vec<u64>>(), "gapless {crm_id}");
+    }
+
+    w.settle().await;
+    let mut state = BTreeMap::new();
+    for account in w.sandbox.billing_accounts() {
+        let crm_id = account
+            .crm_id
+            .clone()
+            .expect("synced accounts name their CRM id");
+        let crm_link = w.link("crm", &crm_id).await;
+        let billing_link = w.link("billing", &account.id).await;
+        let linked = crm_link.as_ref().and_then(sync_world::counterpart)
+            == Some(account.id.as_str())
+            && billing_link.as_ref().and_then(sync_world::counterpart) == Some(crm_id.as_str());
+        let previous = state.insert(crm_id.clone(), (account.name.clone(), linked));
+        assert!(previous.is_none(), "two Billing accounts for CRM {crm_id}");
+    }
+    assert_eq!(
+        state, clean_state,
+        "same Billing state and links as a clean run"
+    );
+    let creates = w.sandbox.calls().count("POST /v1/accounts");
+    assert_eq!(creates, ACCOUNTS as u64, "one create call per entity");
+    eprintln!(
+        "faults_redelivery: DynamoDB (moto): {ACCOUNTS} accounts, {} source events, {} deliveries ({duplicated} redelivered) -> {} ledger events, gapless; {creates} Billing creates, state equal to a clean run",
+        in_order.len(),
+        deliveries.len(),
+        inbound.len()
     );
 }

@@ -94,7 +94,7 @@ async fn forged_cut_restamped_and_replayed_callouts_are_refused_or_recorded_once
         assert_eq!((status, reply), (200, json!({"outcome": expected})));
     }
     assert_eq!(log.read_all(None, None, 100).await.unwrap().len(), 1);
-    println!(
+    eprintln!(
         "faults_security: callouts: {} forged/replayed variants refused (401), 1 genuine recorded once over 3 deliveries",
         refused.len()
     );
@@ -137,7 +137,7 @@ async fn the_audit_api_refuses_requests_without_an_iam_caller() {
     }})));
     let response = api.handle(signed).await;
     assert_ne!(response.status_code, 403, "an IAM caller is let through");
-    println!("faults_security: audit API: 3 unauthenticated variants refused (403), IAM caller answered {}", response.status_code);
+    eprintln!("faults_security: audit API: 3 unauthenticated variants refused (403), IAM caller answered {}", response.status_code);
 }
 
 /// Every `(crm|billing)-<32 hex>` in `text`: the shape of the sandbox's access tokens.
@@ -219,7 +219,7 @@ async fn a_whole_sync_run_leaks_no_secret_or_token_into_logs_events_or_views() {
             tokens.len()
         );
     }
-    println!(
+    eprintln!(
         "faults_security: whole run: {} bytes of logs and {} bytes of store scanned, {rounds} rounds, {refreshes} token fetches, 0 secrets, 0 tokens",
         captured.len(),
         stored.len()

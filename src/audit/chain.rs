@@ -126,7 +126,11 @@ fn node_of(event: &RecordedEvent) -> Node {
 fn call_step(event: &RecordedEvent) -> Option<String> {
     if event.source != Source::System
         || event.causation_id.is_none()
-        || event.event_type == "RedriveRequested"
+        // Decisions recorded without a call: a deferral, a suppressed echo, a redrive request.
+        || matches!(
+            event.event_type.as_str(),
+            "RedriveRequested" | "SyncDeferred" | "EchoSuppressed"
+        )
     {
         return None;
     }

@@ -7,6 +7,7 @@ pub mod crm;
 pub mod error;
 pub mod http;
 pub mod oauth;
+pub mod params;
 pub mod token;
 
 pub use billing::BillingClient;

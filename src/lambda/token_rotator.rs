@@ -1,12 +1,13 @@
 //! The token rotator Lambda's handler: for each configured service, a new token by OAuth
-//! client credentials, written to `/apiTokens/<service>` as a new SecureString version with
-//! the KMS key, read back to verify, then audited on `system-token-<service>` as
+//! client credentials, written to `/apiTokens/<service>` as a new version in the parameter
+//! store (SSM SecureString under the KMS key; the embedded store locally), read back to
+//! verify, then audited on `system-token-<service>` as
 //! `TokenRotated` (fingerprint only) or `TokenRotationFailed` (reason only). It must never
 //! put a token or client secret into an event, a log line, an error or the result.
 
 use crate::config::{ConfigError, StoreUrl};
 use crate::connectors::oauth::{client_credentials, ClientCredentials};
-use crate::connectors::token::{SsmStore, TokenStore};
+use crate::connectors::params::{ParameterStore, SsmParameters};
 use crate::connectors::{ApiToken, ServiceName};
 use crate::lambda::emf::Metrics;
 use crate::ledger::{EventLog, ExpectedVersion, LedgerError};
@@ -227,11 +228,12 @@ fn fail(stage: &'static str, reason: impl std::fmt::Display) -> Failure {
 
 pub struct TokenRotator {
     log: Arc<dyn EventLog>,
-    ssm: aws_sdk_ssm::Client,
+    params: Arc<dyn ParameterStore>,
     http: reqwest::Client,
     services: Vec<ServiceSettings>,
-    kms_key_id: String,
     salt: ApiToken,
+    /// EMF metric lines on stdout (what CloudWatch reads in Lambda).
+    emit_metrics: bool,
 }
 
 impl TokenRotator {
@@ -242,25 +244,44 @@ impl TokenRotator {
         ssm: aws_sdk_ssm::Client,
         http: reqwest::Client,
     ) -> Result<Self, RotatorError> {
-        let salt =
-            match &config.salt {
-                SaltSource::Value(salt) => salt.clone(),
-                SaltSource::Parameter(name) => SsmStore::new(ssm.clone())
-                    .read(name)
-                    .await
-                    .map_err(|e| RotatorError::Salt {
-                        parameter: name.clone(),
-                        reason: e.to_string(),
-                    })?,
-            };
-        Ok(Self {
+        let params: Arc<dyn ParameterStore> =
+            Arc::new(SsmParameters::new(ssm, config.kms_key_id.clone()));
+        let salt = match &config.salt {
+            SaltSource::Value(salt) => salt.clone(),
+            SaltSource::Parameter(name) => {
+                params.read(name).await.map_err(|e| RotatorError::Salt {
+                    parameter: name.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+        };
+        Ok(Self::new(log, params, http, config.services.clone(), salt))
+    }
+
+    /// A rotator over any parameter store (the embedded one for the demo and local runs).
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        params: Arc<dyn ParameterStore>,
+        http: reqwest::Client,
+        services: Vec<ServiceSettings>,
+        salt: ApiToken,
+    ) -> Self {
+        Self {
             log,
-            ssm,
+            params,
             http,
-            services: config.services.clone(),
-            kms_key_id: config.kms_key_id.clone(),
+            services,
             salt,
-        })
+            emit_metrics: true,
+        }
+    }
+
+    /// No EMF lines on stdout: for runs outside Lambda whose stdout is for a person.
+    pub fn without_metrics(self) -> Self {
+        Self {
+            emit_metrics: false,
+            ..self
+        }
     }
 
     /// One scheduled run. The run's correlation id comes from the scheduler event's `id`
@@ -348,7 +369,9 @@ impl TokenRotator {
                 unrecorded.push((service, e));
             }
         }
-        metrics.flush();
+        if self.emit_metrics {
+            metrics.flush();
+        }
         match unrecorded
             .into_iter()
             .reduce(|(a, e), (b, _)| (format!("{a}, {b}"), e))
@@ -364,12 +387,13 @@ impl TokenRotator {
         settings: &ServiceSettings,
         correlation_id: CorrelationId,
     ) -> Result<(i64, String, Option<String>), Failure> {
-        let store = SsmStore::new(self.ssm.clone());
-        let client_id = store
+        let client_id = self
+            .params
             .read(&settings.client_id_parameter)
             .await
             .map_err(|e| fail("read-client-credentials", e))?;
-        let client_secret = store
+        let client_secret = self
+            .params
             .read(&settings.client_secret_parameter)
             .await
             .map_err(|e| fail("read-client-credentials", e))?;
@@ -389,48 +413,29 @@ impl TokenRotator {
         let token = issued.token;
         let parameter = settings.service.parameter_name();
         let secrets = [&token, &client_secret];
-        let written = self
-            .ssm
-            .put_parameter()
-            .name(&parameter)
-            .value(token.expose_secret())
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .key_id(&self.kms_key_id)
-            .overwrite(true)
-            .description(format!(
-                "API token for {}, rotated by run {correlation_id}",
-                settings.service
-            ))
-            .send()
+        let description = format!(
+            "API token for {}, rotated by run {correlation_id}",
+            settings.service
+        );
+        let version = self
+            .params
+            .put(&parameter, &token, &description)
             .await
-            .map_err(|e| {
-                let detail = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
-                fail("write-parameter", redact(detail, &secrets))
-            })?;
-        let version = written.version();
-        // Read back exactly the version written (`name:version` selector), decrypted: this
-        // proves the stored ciphertext decrypts to the new token without relying on how soon
-        // "latest" reflects the write.
-        let read_back = self
-            .ssm
-            .get_parameter()
-            .name(format!("{parameter}:{version}"))
-            .with_decryption(true)
-            .send()
+            .map_err(|e| fail("write-parameter", redact(e.to_string(), &secrets)))?;
+        // Read back exactly the version written, decrypted: this proves the stored value is
+        // the new token without relying on how soon "latest" reflects the write.
+        let (stored_value, stored_version) = self
+            .params
+            .get_version(&parameter, version)
             .await
-            .map_err(|e| {
-                let detail = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
-                fail("verify-parameter", redact(detail, &secrets))
-            })?;
-        let stored = read_back.parameter();
-        let same_value = stored.and_then(|p| p.value()) == Some(token.expose_secret());
-        let same_version = stored.map(|p| p.version()) == Some(version);
+            .map_err(|e| fail("verify-parameter", redact(e.to_string(), &secrets)))?;
+        let same_value = stored_value == token;
+        let same_version = stored_version == version;
         if !(same_value && same_version) {
             return Err(fail(
                 "verify-parameter",
                 format!(
-                    "{parameter}:{version} read back as version {:?}{}",
-                    stored.map(|p| p.version()),
+                    "{parameter}:{version} read back as version {stored_version}{}",
                     if same_value {
                         ""
                     } else {

@@ -3,7 +3,7 @@
 //! printed so suites can scan it; it never fakes a store or an API.
 
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Mutex;
@@ -21,6 +21,32 @@ pub struct World {
     pub log_level: String,
     /// Everything the `ledger` processes printed (stdout and stderr), in run order.
     pub captured: Mutex<String>,
+}
+
+/// People create `accounts` CRM accounts and edit each `edits` times; returns the CRM id
+/// and the emitted change events of each account, in emission order.
+pub fn crm_activity(sandbox: &Sandbox, accounts: usize, edits: usize) -> Vec<(String, Vec<Value>)> {
+    let mut per_account = Vec::new();
+    for i in 0..accounts {
+        let id = sandbox
+            .crm_user_create(
+                "Account",
+                fields(json!({"Name": format!("Account {i}"), "CurrencyIsoCode": "USD"})),
+            )
+            .unwrap();
+        for e in 0..edits {
+            sandbox
+                .crm_user_update(
+                    "Account",
+                    &id,
+                    fields(json!({"Name": format!("Account {i} v{e}")})),
+                )
+                .unwrap();
+        }
+        let bodies = sandbox.drain_outbox().into_iter().map(|o| o.body).collect();
+        per_account.push((id, bodies));
+    }
+    per_account
 }
 
 pub fn fields(value: Value) -> Map<String, Value> {
@@ -157,33 +183,7 @@ impl World {
     /// People create `accounts` CRM accounts and edit each `edits` times; returns the CRM id
     /// and the emitted change events of each account, in emission order.
     pub fn crm_activity(&self, accounts: usize, edits: usize) -> Vec<(String, Vec<Value>)> {
-        let mut per_account = Vec::new();
-        for i in 0..accounts {
-            let id = self
-                .sandbox
-                .crm_user_create(
-                    "Account",
-                    fields(json!({"Name": format!("Account {i}"), "CurrencyIsoCode": "USD"})),
-                )
-                .unwrap();
-            for e in 0..edits {
-                self.sandbox
-                    .crm_user_update(
-                        "Account",
-                        &id,
-                        fields(json!({"Name": format!("Account {i} v{e}")})),
-                    )
-                    .unwrap();
-            }
-            let bodies = self
-                .sandbox
-                .drain_outbox()
-                .into_iter()
-                .map(|o| o.body)
-                .collect();
-            per_account.push((id, bodies));
-        }
-        per_account
+        crm_activity(&self.sandbox, accounts, edits)
     }
 
     pub async fn all_events(&self) -> Vec<RecordedEvent> {
@@ -220,5 +220,36 @@ impl World {
             assert!(previous.is_none(), "two Billing accounts for CRM {crm_id}");
         }
         state
+    }
+
+    /// What a sync left behind: Billing state and links, and how many `AccountSynced`
+    /// outcomes. Panics on an outcome recorded twice for one cause on one stream.
+    pub async fn sync_outcome(&self) -> (BTreeMap<String, (String, bool)>, usize) {
+        let mut causes = BTreeSet::new();
+        let synced = self.events_of_type("AccountSynced").await;
+        for e in &synced {
+            // One per stream (the outcome is also mirrored onto the Billing account's stream).
+            let cause = (
+                e.stream_id.as_str().to_string(),
+                e.causation_id,
+                e.payload["action"].to_string(),
+            );
+            assert!(causes.insert(cause), "duplicate outcome: {e:?}");
+        }
+        (self.billing_state().await, synced.len())
+    }
+
+    /// Billing account create calls made, and the distinct idempotency keys they carried.
+    pub fn billing_creates(&self) -> (usize, usize) {
+        let log = self.sandbox.call_log();
+        let posts: Vec<_> = log
+            .iter()
+            .filter(|c| c.label() == "POST /v1/accounts")
+            .collect();
+        let keys: BTreeSet<_> = posts
+            .iter()
+            .filter_map(|c| c.idempotency_key.clone())
+            .collect();
+        (posts.len(), keys.len())
     }
 }
