@@ -65,6 +65,18 @@ async fn ledger_output(w: &World, args: &[&str]) -> Output {
         .expect("the ledger binary runs")
 }
 
+/// A person activates an order for `account` in the CRM; returns the order id.
+fn activate_order(w: &World, account: &str, seats: u32) -> String {
+    w.sandbox
+        .crm_user_create(
+            "Order",
+            fields(json!({"AccountId": account, "Status": "Activated",
+                "EffectiveDate": "2026-12-01", "CurrencyIsoCode": "USD",
+                "OrderItems": [{"ProductCode": "SKU-GOLD", "Quantity": seats}]})),
+        )
+        .unwrap()
+}
+
 async fn redrive_fixes_a_permanently_failed_order_sync(w: &World) {
     // An account, synced and linked both ways.
     let account = w.crm_account("Redrive Ltd");
@@ -73,15 +85,7 @@ async fn redrive_fixes_a_permanently_failed_order_sync(w: &World) {
     assert_eq!(w.sandbox.billing_accounts().len(), 1);
 
     // Its order names a product the Billing catalog does not sell yet: a permanent failure.
-    let order = w
-        .sandbox
-        .crm_user_create(
-            "Order",
-            fields(json!({"AccountId": account, "Status": "Activated",
-                "EffectiveDate": "2026-12-01", "CurrencyIsoCode": "USD",
-                "OrderItems": [{"ProductCode": "SKU-GOLD", "Quantity": 2}]})),
-        )
-        .unwrap();
+    let order = activate_order(w, &account, 2);
     w.deliver_outbox().await;
     w.settle().await;
     let order_stream = format!("crm-order-{order}");
@@ -208,4 +212,89 @@ async fn a_bad_correlation_id_is_refused_naming_the_flag() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--correlation"), "{stderr}");
+}
+
+/// The subscription create of an order that waited for its account is decided by the event
+/// that recorded the account's link (in the account's trace), keyed by the order event:
+/// redrive finds that decider and repeats the call under the order's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_repeats_a_failed_create_that_a_late_account_link_released() {
+    let w = sqlite_world().await;
+    let account = w.crm_account("Late Link Ltd");
+    let account_events = w.sandbox.drain_outbox();
+    let order = activate_order(&w, &account, 4);
+    // The order first: deferred. Then its account: linked, which releases the order, whose
+    // create fails (the catalog does not sell SKU-GOLD yet).
+    w.deliver_outbox().await;
+    w.work().await;
+    w.ingest(
+        &account_events
+            .into_iter()
+            .map(|e| e.body)
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    w.settle().await;
+    let order_stream = format!("crm-order-{order}");
+    let types = w.types(&order_stream).await;
+    assert!(
+        types.contains(&"SyncDeferred".to_string()) && types.contains(&"SyncFailed".to_string()),
+        "{types:?}"
+    );
+    let failed = w
+        .events(&order_stream)
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "SyncFailed")
+        .unwrap();
+    assert!(failed.payload["unblocked_by"].is_string(), "{failed:?}");
+    let trace = failed.correlation_id.to_string();
+
+    w.sandbox.upsert_product(gold());
+    let out = w
+        .ledger(&["redrive", "--correlation", &trace, "--by", "ops"])
+        .await;
+    assert!(
+        out.contains(&format!(
+            "CrmOrderActivated {order_stream} v1 [order-sync billing-create-subscription]: re-run: succeeded, recorded OrderSynced"
+        )),
+        "{out}"
+    );
+    let subscriptions = w.sandbox.billing_subscriptions();
+    assert_eq!(subscriptions.len(), 1, "{subscriptions:?}");
+    assert_eq!(subscriptions[0].rate_plans[0].charges[0].quantity, 4.0);
+    let link = w.link("crm", &order).await.expect("the order resolves");
+    assert_eq!(
+        counterpart(&link),
+        Some(subscriptions[0].subscription_number.as_str())
+    );
+    let again = w.ledger(&["redrive", "--correlation", &trace]).await;
+    assert!(again.contains("nothing to redrive"), "{again}");
+}
+
+/// An order still waiting for its account's link has nothing to call: redrive says what it
+/// waits for and where to look, calls nothing, and records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_still_deferred_order_is_reported_not_forced() {
+    let w = sqlite_world().await;
+    let account = w.crm_account("Never Arrives Ltd");
+    w.sandbox.drain_outbox(); // the account's change event is lost upstream
+    let order = activate_order(&w, &account, 1);
+    w.deliver_outbox().await;
+    w.work().await;
+    let order_stream = format!("crm-order-{order}");
+    let trace = w.events(&order_stream).await[0].correlation_id.to_string();
+    let before = w.events(&order_stream).await.len();
+    let calls = w.sandbox.calls().total;
+
+    let out = w.ledger(&["redrive", "--correlation", &trace]).await;
+    assert!(
+        out.contains(&format!(
+            "[order-sync deferred]: still deferred, waiting for account-link:crm:{account}: nothing to call yet (redrive the account's trace first: `ledger audit {account}`)"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("0 external call(s)"), "{out}");
+    assert_eq!(w.sandbox.calls().total, calls);
+    assert_eq!(w.events(&order_stream).await.len(), before);
 }

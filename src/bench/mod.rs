@@ -5,9 +5,11 @@
 pub mod append;
 pub mod cost;
 pub mod lambda;
+pub mod latency;
 pub mod projector_batch;
 pub mod replay;
 pub mod report;
+pub mod runtime_api;
 pub mod workload;
 
 use std::time::{Duration, Instant};
@@ -155,6 +157,7 @@ pub const BENCHES: &[&str] = &[
     replay::NAME,
     lambda::NAME,
     cost::NAME,
+    latency::NAME,
 ];
 
 /// The median of `samples` (which must not be empty).

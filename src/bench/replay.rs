@@ -22,6 +22,10 @@ pub const TITLE: &str = "Replay: every projection rebuilt on the embedded store"
 /// Events replayed in a full run (the 1,000,000).
 pub const FULL_EVENTS: usize = 1_000_000;
 
+/// Events replayed in a quick run: small enough for the unoptimised build the test runs
+/// `--quick` with to stay well inside its two minutes (seeding included).
+pub const QUICK_EVENTS: usize = 50_000;
+
 /// Stories appended per ledger call batch while seeding (bounds the generator's memory).
 const SEED_CHUNK: usize = 1000;
 
@@ -94,7 +98,11 @@ pub async fn run(scale: Scale) -> Outcome {
 
 async fn measure(scale: Scale) -> Result<Outcome, String> {
     let dir = ScratchDir::new()?;
-    let events = scale.events(FULL_EVENTS);
+    let events = if scale.quick {
+        QUICK_EVENTS
+    } else {
+        FULL_EVENTS
+    };
     let small = replay_once(dir.path(), events / 10).await?;
     let large = replay_once(dir.path(), events).await?;
     let per_event_us = |r: &Run| r.wall.as_secs_f64() * 1e6 / r.events as f64;

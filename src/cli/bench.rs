@@ -4,7 +4,9 @@
 
 use super::CliError;
 use crate::bench::report::{render_markdown, render_text, splice, RunContext};
-use crate::bench::{append, cost, lambda, projector_batch, replay, BenchResult, Scale, BENCHES};
+use crate::bench::{
+    append, cost, lambda, latency, projector_batch, replay, BenchResult, Scale, BENCHES,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,7 +16,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
     /// Run only these measurements (repeat or comma-separate): projector_batch, append,
-    /// replay, lambda, cost.
+    /// replay, lambda, cost, latency.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     pub only: Vec<String>,
     /// Write the results table into this Markdown file (its generated section only).
@@ -59,12 +61,17 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
             lambda::NAME => BenchResult {
                 bench: lambda::NAME,
                 title: lambda::TITLE,
-                outcome: lambda::run(args.lambda_bin_dir.as_deref()),
+                outcome: lambda::run(args.lambda_bin_dir.as_deref()).await,
             },
             cost::NAME => BenchResult {
                 bench: cost::NAME,
                 title: cost::TITLE,
                 outcome: cost::run(scale),
+            },
+            latency::NAME => BenchResult {
+                bench: latency::NAME,
+                title: latency::TITLE,
+                outcome: latency::run(scale).await,
             },
             other => unreachable!("BENCHES lists {other} without a runner"),
         };

@@ -135,7 +135,13 @@ pub fn render(report: &RedriveReport) -> String {
             }
             (RedriveResult::Planned, Pending::Waiting { waiting_for })
             | (RedriveResult::StillWaiting { waiting_for }, _) => {
-                format!("still deferred, waiting for {waiting_for}: nothing to call yet")
+                let hint = waiting_for
+                    .strip_prefix("account-link:crm:")
+                    .map(|account| {
+                        format!(" (redrive the account's trace first: `ledger audit {account}`)")
+                    })
+                    .unwrap_or_default();
+                format!("still deferred, waiting for {waiting_for}: nothing to call yet{hint}")
             }
             (RedriveResult::Planned, Pending::NotRedrivable { reason }) => {
                 format!("cannot be re-run: {reason}")

@@ -52,6 +52,17 @@ impl AppendOutcome {
     }
 }
 
+/// One stream's part of a batched append: the arguments of one `EventLog::append` call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamAppend {
+    pub stream: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// The per-stream results of `EventLog::append_batch`, in the order the appends were given.
+pub type BatchOutcomes = Vec<Result<Vec<AppendOutcome>, LedgerError>>;
+
 /// A position in the change feed; opaque to callers (SQLite: the rowid; DynamoDB Streams:
 /// `<shard id>/<sequence number>`).
 pub type FeedPosition = String;
@@ -132,6 +143,19 @@ pub trait EventLog: Send + Sync {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<AppendOutcome>, LedgerError>;
+
+    /// Several appends in one call, each with exactly `append`'s semantics (atomic per stream,
+    /// its own expected version, deduped); one stream's refusal does not stop the others.
+    /// The outer error means none of them is known to be recorded (retrying is safe: dedupe).
+    /// A store may commit them together — the embedded store does, in one transaction, which
+    /// is what makes a batch of small appends cheap there; the default appends one by one.
+    async fn append_batch(&self, appends: Vec<StreamAppend>) -> Result<BatchOutcomes, LedgerError> {
+        let mut results = Vec::with_capacity(appends.len());
+        for a in appends {
+            results.push(self.append(&a.stream, a.expected, a.events).await);
+        }
+        Ok(results)
+    }
 
     /// Events of one stream with `version >= from_version`, in version order (strongly
     /// consistent: used to fill gaps).

@@ -1,15 +1,17 @@
 //! Drives replays: reads the log in the global order `(recorded_at, event_id)` page by page,
-//! feeds each selected projection's fold, flushes and checkpoints every N events (in the
-//! target's view store), and resumes from a running checkpoint. Also `verify` and `switch`.
+//! feeds the selected projections' folds (all from one read when nothing caps the run),
+//! flushes and checkpoints every N events (in the target's view store), and resumes from a
+//! running checkpoint. Also `verify` and `switch`.
 
 use super::digest::{diff, snapshot, Difference, ViewDigest};
-use super::fold::Offered;
+use super::fold::{Offered, Replayer};
 use super::registry::{rebuilder, view_name, PROJECTIONS};
 use super::ReplayError;
 use crate::ledger::EventLog;
 use crate::views::{ExpectedRevision, ViewNamespace, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT};
 use chrono::{DateTime, Utc};
 use projections::envelope::format_timestamp;
+use projections::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -137,25 +139,28 @@ async fn save_checkpoint(
     Ok(())
 }
 
-/// Replays the selected projections one after the other into `request.target` of `views`.
-/// Stops early (every report after the last has `finished = false`) when `max_events` is hit.
-pub async fn replay(
-    log: Arc<dyn EventLog>,
-    views: Arc<dyn ViewStore>,
-    request: &ReplayRequest,
-    progress: &mut dyn Progress,
-) -> Result<Vec<ProjectionReport>, ReplayError> {
-    if request.page_size == 0 || request.checkpoint_every == 0 {
-        return Err(ReplayError::Invalid {
-            field: "checkpoint_every",
-            reason: "page size and checkpoint interval must be at least 1".to_string(),
-        });
-    }
-    let target = views.in_namespace(request.target.clone());
-    let from_text = request.from.as_ref().map(format_timestamp);
-    let mut budget = request.max_events;
-    let mut reports = Vec::new();
-    for name in request.selected()? {
+/// One projection's rebuild in progress: its fold, report and checkpoint.
+struct Lane {
+    fold: Box<dyn Replayer>,
+    report: ProjectionReport,
+    checkpoint: ReplayCheckpoint,
+    since_checkpoint: u64,
+    /// Events at or before this global order key were folded by the run this one resumes
+    /// (only set while a joint pass reads events this lane has already seen).
+    skip_until: Option<String>,
+    /// Whether this run offered the lane any event.
+    offered: bool,
+}
+
+impl Lane {
+    /// Resumes the projection's running checkpoint, or wipes its items and starts afresh.
+    async fn open(
+        name: &'static str,
+        log: &Arc<dyn EventLog>,
+        target: &Arc<dyn ViewStore>,
+        request: &ReplayRequest,
+        from_text: &Option<String>,
+    ) -> Result<Self, ReplayError> {
         let mut fold = rebuilder(name, log.clone(), target.clone())?;
         let mut report = ProjectionReport {
             projection: name.to_string(),
@@ -167,8 +172,8 @@ pub async fn replay(
         } else {
             None
         };
-        let resume = saved.filter(|c| c.status == Status::Running && c.from == from_text);
-        let mut checkpoint = match resume {
+        let resume = saved.filter(|c| c.status == Status::Running && &c.from == from_text);
+        let checkpoint = match resume {
             Some(c) => {
                 report.resumed = true;
                 c
@@ -191,9 +196,107 @@ pub async fn replay(
             // wiping again (a second wipe would be harmless, but the count would restart).
             save_checkpoint(target.as_ref(), name, &checkpoint).await?;
         }
-        progress.start(name, checkpoint.events);
+        Ok(Self {
+            fold,
+            report,
+            checkpoint,
+            since_checkpoint: 0,
+            skip_until: None,
+            offered: false,
+        })
+    }
 
-        let mut since_checkpoint = 0u64;
+    /// Folds one event; flushes and saves the checkpoint every `checkpoint_every` events.
+    async fn offer(
+        &mut self,
+        event: &RecordedEvent,
+        target: &dyn ViewStore,
+        request: &ReplayRequest,
+    ) -> Result<(), ReplayError> {
+        match self.fold.offer(event).await? {
+            Offered::Applied { gap_filled } => {
+                self.report.applied += 1;
+                self.report.gap_filled += gap_filled as u64;
+            }
+            Offered::AlreadyApplied => self.report.already_applied += 1,
+            Offered::Ignored => self.report.ignored += 1,
+        }
+        self.offered = true;
+        self.checkpoint.events += 1;
+        self.report.events_read += 1;
+        self.since_checkpoint += 1;
+        if self.since_checkpoint >= request.checkpoint_every {
+            self.checkpoint.after = Some(event.global_order_key());
+            self.report.items_written += self.fold.flush().await? as u64;
+            if request.checkpoints {
+                save_checkpoint(target, &self.report.projection, &self.checkpoint).await?;
+            }
+            self.since_checkpoint = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left, saves the final checkpoint (`last`: the global order key of the
+    /// last event read, which a lane that was offered anything has folded) and the digest.
+    async fn close(
+        mut self,
+        last: Option<String>,
+        finished: bool,
+        target: &dyn ViewStore,
+        request: &ReplayRequest,
+    ) -> Result<ProjectionReport, ReplayError> {
+        if self.offered {
+            if let Some(last) = last {
+                self.checkpoint.after = Some(last);
+            }
+        }
+        self.report.items_written += self.fold.flush().await? as u64;
+        self.report.finished = finished;
+        if finished {
+            self.checkpoint.status = Status::Done;
+        }
+        if request.checkpoints {
+            save_checkpoint(target, &self.report.projection, &self.checkpoint).await?;
+        }
+        self.report.events_total = self.checkpoint.events;
+        if finished {
+            self.report.digest = Some(ViewDigest::of(
+                &snapshot(target, &self.report.projection).await?,
+            ));
+        }
+        Ok(self.report)
+    }
+}
+
+/// Replays the selected projections into `request.target` of `views`. Without `max_events`
+/// one pass over the log feeds every projection (each event read and decoded once, not once
+/// per projection); with it they run one after the other, and every report after the last
+/// has `finished = false` when the budget runs out.
+pub async fn replay(
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn ViewStore>,
+    request: &ReplayRequest,
+    progress: &mut dyn Progress,
+) -> Result<Vec<ProjectionReport>, ReplayError> {
+    if request.page_size == 0 || request.checkpoint_every == 0 {
+        return Err(ReplayError::Invalid {
+            field: "checkpoint_every",
+            reason: "page size and checkpoint interval must be at least 1".to_string(),
+        });
+    }
+    let target = views.in_namespace(request.target.clone());
+    let from_text = request.from.as_ref().map(format_timestamp);
+    let names = request.selected()?;
+    if request.max_events.is_none() {
+        return replay_together(&log, &target, request, &from_text, &names, progress).await;
+    }
+    let mut budget = request.max_events;
+    let mut reports = Vec::new();
+    for name in names {
+        let mut lane = Lane::open(name, &log, &target, request, &from_text).await?;
+        progress.start(name, lane.checkpoint.events);
+        let mut after = lane.checkpoint.after.clone();
+        let mut finished = false;
         loop {
             let limit = match budget {
                 Some(0) => break,
@@ -202,56 +305,95 @@ pub async fn replay(
                     .min(usize::try_from(left).unwrap_or(usize::MAX)),
                 None => request.page_size,
             };
-            let page = log
-                .read_all(request.from, checkpoint.after.as_deref(), limit)
-                .await?;
-            if page.is_empty() {
-                report.finished = true;
+            let page = log.read_all(request.from, after.as_deref(), limit).await?;
+            let Some(last) = page.last() else {
+                finished = true;
                 break;
-            }
+            };
+            after = Some(last.global_order_key());
             for event in &page {
-                match fold.offer(event).await? {
-                    Offered::Applied { gap_filled } => {
-                        report.applied += 1;
-                        report.gap_filled += gap_filled as u64;
-                    }
-                    Offered::AlreadyApplied => report.already_applied += 1,
-                    Offered::Ignored => report.ignored += 1,
-                }
-                checkpoint.after = Some(event.global_order_key());
-                checkpoint.events += 1;
-                report.events_read += 1;
-                since_checkpoint += 1;
-                if since_checkpoint >= request.checkpoint_every {
-                    report.items_written += fold.flush().await? as u64;
-                    if request.checkpoints {
-                        save_checkpoint(target.as_ref(), name, &checkpoint).await?;
-                    }
-                    since_checkpoint = 0;
-                }
+                lane.offer(event, target.as_ref(), request).await?;
             }
             if let Some(left) = budget.as_mut() {
                 *left -= page.len() as u64;
             }
             progress.advance(page.len() as u64);
         }
-        report.items_written += fold.flush().await? as u64;
-        if report.finished {
-            checkpoint.status = Status::Done;
-        }
-        if request.checkpoints {
-            save_checkpoint(target.as_ref(), name, &checkpoint).await?;
-        }
-        report.events_total = checkpoint.events;
-        if report.finished {
-            report.digest = Some(ViewDigest::of(&snapshot(target.as_ref(), name).await?));
-        }
+        let report = lane
+            .close(after, finished, target.as_ref(), request)
+            .await?;
         progress.finish(&report);
-        let stop = !report.finished;
         reports.push(report);
-        if stop {
+        if !finished {
             break;
         }
+    }
+    Ok(reports)
+}
+
+/// Every selected projection fed from one read of the log, starting at the earliest of their
+/// checkpoints; a lane resumed further on skips the events its earlier run folded.
+async fn replay_together(
+    log: &Arc<dyn EventLog>,
+    target: &Arc<dyn ViewStore>,
+    request: &ReplayRequest,
+    from_text: &Option<String>,
+    names: &[&'static str],
+    progress: &mut dyn Progress,
+) -> Result<Vec<ProjectionReport>, ReplayError> {
+    let mut lanes = Vec::with_capacity(names.len());
+    for name in names {
+        lanes.push(Lane::open(name, log, target, request, from_text).await?);
+    }
+    // `None` (from the first event) sorts before any key, so this is the earliest start.
+    let mut after = lanes
+        .iter()
+        .map(|l| l.checkpoint.after.clone())
+        .min()
+        .flatten();
+    for lane in &mut lanes {
+        if lane.checkpoint.after > after {
+            lane.skip_until = lane.checkpoint.after.clone();
+        }
+    }
+    progress.start(
+        &names.join(", "),
+        lanes.iter().map(|l| l.checkpoint.events).min().unwrap_or(0),
+    );
+    loop {
+        let page = log
+            .read_all(request.from, after.as_deref(), request.page_size)
+            .await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(last.global_order_key());
+        for event in &page {
+            // Keys are compared only while some lane is still catching up to its checkpoint.
+            let key = lanes
+                .iter()
+                .any(|l| l.skip_until.is_some())
+                .then(|| event.global_order_key());
+            for lane in &mut lanes {
+                if let (Some(until), Some(key)) = (&lane.skip_until, &key) {
+                    // Global order keys sort as text in the global order.
+                    if key <= until {
+                        continue;
+                    }
+                    lane.skip_until = None;
+                }
+                lane.offer(event, target.as_ref(), request).await?;
+            }
+        }
+        progress.advance(page.len() as u64);
+    }
+    let mut reports = Vec::with_capacity(lanes.len());
+    for lane in lanes {
+        let report = lane
+            .close(after.clone(), true, target.as_ref(), request)
+            .await?;
+        progress.finish(&report);
+        reports.push(report);
     }
     Ok(reports)
 }

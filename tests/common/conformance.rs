@@ -11,7 +11,9 @@ use projections::{
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use sync_ledger::ledger::{AppendOutcome, EventLog, ExpectedVersion, FeedStart, LedgerError};
+use sync_ledger::ledger::{
+    AppendOutcome, EventLog, ExpectedVersion, FeedStart, LedgerError, StreamAppend,
+};
 
 /// Every body, by name: `conformance_tests!(fresh_store)` runs each one as a `#[tokio::test]`
 /// against the store `fresh_store().await` returns (anything that derefs to `dyn EventLog`).
@@ -27,6 +29,7 @@ macro_rules! conformance_tests {
             no_stream_expected_version_conflicts_on_existing_stream,
             append_of_250_events_is_gapless,
             events_for_another_stream_are_refused,
+            batched_append_is_atomic_per_stream_and_deduped,
             read_stream_from_a_version,
             recorded_at_is_monotonic_per_stream,
             read_all_order_is_deterministic_and_pages_cover_everything_once,
@@ -365,6 +368,86 @@ pub async fn events_for_another_stream_are_refused(log: &dyn EventLog) {
     }
     assert!(log.read_stream(&stream, 1).await.unwrap().is_empty());
     assert!(log.read_stream(&other, 1).await.unwrap().is_empty());
+}
+
+pub async fn batched_append_is_atomic_per_stream_and_deduped(log: &dyn EventLog) {
+    let (a, b, c, d) = (
+        unique_stream("batch-a"),
+        unique_stream("batch-b"),
+        unique_stream("batch-c"),
+        unique_stream("batch-d"),
+    );
+    let earlier = probes(&a, 2);
+    let first_a = earlier[0].event_id;
+    log.append(&a, ExpectedVersion::Any, earlier.clone())
+        .await
+        .unwrap();
+    let fresh = unique_source_id("fresh");
+    let c_events = probes(&c, 3);
+    let stray = probe(&c, &unique_source_id("stray"));
+    let append = |stream: &StreamId, expected, events| StreamAppend {
+        stream: stream.clone(),
+        expected,
+        events,
+    };
+    let batch = vec![
+        // A redelivered source event, a new one, and the new one again within the call.
+        append(
+            &a,
+            ExpectedVersion::Exact(2),
+            vec![
+                probe(&a, &earlier[0].source_event_id),
+                probe(&a, &fresh),
+                probe(&a, &fresh),
+            ],
+        ),
+        append(&b, ExpectedVersion::Exact(5), probes(&b, 2)),
+        append(&c, ExpectedVersion::NoStream, c_events.clone()),
+        append(&d, ExpectedVersion::Any, vec![stray]),
+    ];
+    let results = log.append_batch(batch).await.unwrap();
+    let [a_out, b_out, c_out, d_out]: [_; 4] = results
+        .try_into()
+        .expect("one result per stream append, in order");
+
+    let a_out = a_out.unwrap();
+    assert_eq!(a_out[1], AppendOutcome::Appended { version: 3 });
+    for (dup, version) in [(&a_out[0], 1), (&a_out[2], 3)] {
+        match dup {
+            AppendOutcome::AlreadyRecorded { existing } => {
+                assert_eq!(existing.stream_id, a);
+                assert_eq!(existing.version, version);
+                if version == 1 {
+                    assert_eq!(existing.event_id, first_a);
+                }
+            }
+            other => panic!("expected AlreadyRecorded, got {other:?}"),
+        }
+    }
+    assert_wrong_expected(b_out, &b, ExpectedVersion::Exact(5), 0);
+    assert_eq!(appended_versions(&c_out.unwrap()), vec![1, 2, 3]);
+    assert!(
+        matches!(&d_out, Err(LedgerError::MixedStreams { stream, .. }) if stream == &d),
+        "a stray event is refused for its append only: {d_out:?}"
+    );
+
+    assert_eq!(versions(&log.read_stream(&a, 1).await.unwrap()), [1, 2, 3]);
+    assert!(
+        log.read_stream(&b, 1).await.unwrap().is_empty(),
+        "the refused stream's events are rolled back"
+    );
+    assert_eq!(versions(&log.read_stream(&c, 1).await.unwrap()), [1, 2, 3]);
+    assert!(log.read_stream(&d, 1).await.unwrap().is_empty());
+
+    // Retrying the whole call records nothing again and reports no conflict.
+    let retry = log
+        .append_batch(vec![append(&c, ExpectedVersion::NoStream, c_events)])
+        .await
+        .unwrap();
+    let retried = retry[0].as_ref().unwrap();
+    assert_eq!(retried.len(), 3);
+    assert!(retried.iter().all(|o| !o.is_appended()), "{retried:?}");
+    assert!(log.append_batch(Vec::new()).await.unwrap().is_empty());
 }
 
 // ------------------------------------------------------------------------ reads
