@@ -4,13 +4,18 @@
 //! recorded exactly once, and every append call reports each event appended or already
 //! recorded — never an error. Then 8 `ledger worker` processes at once on one feed (the same
 //! checkpoints, like overlapping invocations on one shard set): each event is projected once —
-//! one outcome per event, one Billing account per entity, the state of a single worker's run.
+//! one outcome per event, one Billing account per entity, the state of a single worker's run;
+//! on the embedded store's feed and, scaled down, on DynamoDB Streams (moto).
 //! Each test prints its figures.
 
 mod common;
+#[path = "common/sync_world.rs"]
+mod sync_world;
+#[path = "common/sync_world_dynamodb.rs"]
+mod sync_world_dynamodb;
 
 use chrono::Utc;
-use common::fault_world::World;
+use common::fault_world::{count_outcomes, crm_activity, World};
 use common::ingest_store::fresh_store;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -196,5 +201,53 @@ async fn eight_workers_on_one_feed_project_each_event_once() {
         "faults_races: {APPENDERS} workers on one feed: {} events, account-sync applied {applied} (+{gap_filled} gap-filled; one worker applies {clean_applied}) and skipped {already} as already applied across workers, {posts} Billing create calls for {keys} keys ({} raced, absorbed by the key), {synced} AccountSynced (one worker: {clean_synced}), state equal",
         deliveries.len(),
         posts - keys
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_workers_on_one_dynamodb_stream_project_each_event_once() {
+    const ACCOUNTS: usize = 4;
+    let clean = World::new().await;
+    let clean_activity = clean.crm_activity(ACCOUNTS, 1);
+    clean
+        .ingest(
+            &clean_activity
+                .iter()
+                .flat_map(|(_, e)| e.clone())
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let clean_applied = reported(&[clean.work().await], "applied");
+    clean.settle().await;
+    let (clean_state, clean_synced) = clean.sync_outcome().await;
+
+    let w = sync_world_dynamodb::dynamodb_world().await;
+    let activity = crm_activity(&w.sandbox, ACCOUNTS, 1);
+    let deliveries: Vec<_> = activity.iter().flat_map(|(_, e)| e.clone()).collect();
+    w.ingest(&deliveries).await;
+    // The same shards and checkpoints for all 8, as overlapping pollers of one mapping.
+    let runs = (0..APPENDERS).map(|_| w.ledger(World::WORKER));
+    let reports = futures::future::join_all(runs).await;
+    let applied = reported(&reports, "applied");
+    let gap_filled = reported(&reports, "gap-filled");
+    assert!(
+        applied <= clean_applied && applied + gap_filled >= clean_applied,
+        "applied {applied} (+{gap_filled} gap-filled) across workers, {clean_applied} by one worker"
+    );
+    w.settle().await;
+
+    let state = sync_world_dynamodb::billing_state(&w).await;
+    assert_eq!(
+        state, clean_state,
+        "same Billing state and links as one worker's run"
+    );
+    let events = w.store().log.read_all(None, None, 100_000).await.unwrap();
+    let synced = count_outcomes(&events);
+    assert_eq!(synced, clean_synced, "each event's outcome recorded once");
+    assert_eq!(w.sandbox.billing_accounts().len(), ACCOUNTS);
+    let posts = w.sandbox.calls().count("POST /v1/accounts");
+    eprintln!(
+        "faults_races: {APPENDERS} workers on one DynamoDB stream (moto): {} events, account-sync applied {applied} (+{gap_filled} gap-filled; one worker applies {clean_applied}), {posts} Billing create calls -> {ACCOUNTS} accounts, {synced} AccountSynced (one worker: {clean_synced}), state equal",
+        deliveries.len()
     );
 }

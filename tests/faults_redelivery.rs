@@ -10,17 +10,16 @@
 mod common;
 #[path = "common/sync_world.rs"]
 mod sync_world;
+#[path = "common/sync_world_dynamodb.rs"]
+mod sync_world_dynamodb;
 
 use common::fault_world::{crm_activity, World};
-use common::moto::{moto, unique_name};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use sync_ledger::ledger::dynamodb::{migrate_with, views_table, DynamoDbLedger};
 use sync_ledger::projections::RecordedEvent;
-use sync_ledger::views::dynamodb::DynamoViewStore;
+use sync_world_dynamodb::{billing_state, dynamodb_world};
 
 const DUPLICATED: f64 = 0.30;
 
@@ -165,27 +164,6 @@ async fn redelivered_and_shuffled_sync_equals_a_clean_run() {
     );
 }
 
-/// A sync world on DynamoDB (moto): the events and views tables of a fresh prefix.
-async fn dynamodb_world() -> sync_world::World {
-    let prefix = unique_name("redelivery");
-    sync_world::World::new(|_dir, mut env| async move {
-        let config = moto().sdk_config().await;
-        migrate_with(&config, &prefix).await.unwrap();
-        env.extend(moto().env().into_iter().map(|(k, v)| (k.to_string(), v)));
-        sync_world::Store {
-            url: format!("dynamodb://{prefix}"),
-            env,
-            log: Arc::new(DynamoDbLedger::open_with(&config, &prefix).await.unwrap()),
-            views: Arc::new(DynamoViewStore::new(
-                aws_sdk_dynamodb::Client::new(&config),
-                views_table(&prefix),
-            )),
-            guard: Box::new(()),
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivered_events_on_dynamodb_are_recorded_once_and_sync_like_a_clean_run() {
     const ACCOUNTS: usize = 10;
@@ -222,20 +200,7 @@ async fn redelivered_events_on_dynamodb_are_recorded_once_and_sync_like_a_clean_
     }
 
     w.settle().await;
-    let mut state = BTreeMap::new();
-    for account in w.sandbox.billing_accounts() {
-        let crm_id = account
-            .crm_id
-            .clone()
-            .expect("synced accounts name their CRM id");
-        let crm_link = w.link("crm", &crm_id).await;
-        let billing_link = w.link("billing", &account.id).await;
-        let linked = crm_link.as_ref().and_then(sync_world::counterpart)
-            == Some(account.id.as_str())
-            && billing_link.as_ref().and_then(sync_world::counterpart) == Some(crm_id.as_str());
-        let previous = state.insert(crm_id.clone(), (account.name.clone(), linked));
-        assert!(previous.is_none(), "two Billing accounts for CRM {crm_id}");
-    }
+    let state = billing_state(&w).await;
     assert_eq!(
         state, clean_state,
         "same Billing state and links as a clean run"

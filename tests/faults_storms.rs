@@ -25,6 +25,10 @@ async fn a_429_and_5xx_storm_delays_but_never_fails_or_duplicates_a_sync() {
                 retry_after_secs: 1,
                 // 500s are drawn from the calls that were not throttled: 0.143 x 0.7 = 10%.
                 error_rate: 0.143,
+                // One sure 429 and one sure 503 first, so a run whose dice spared it still
+                // proves both kinds are survived (~30 calls at 10% miss every 5xx 4% of runs).
+                throttle_next: 1,
+                fail_next: 1,
                 ..Faults::default()
             },
         );

@@ -65,6 +65,18 @@ async fn ledger_output(w: &World, args: &[&str]) -> Output {
         .expect("the ledger binary runs")
 }
 
+/// A person activates an order for `account` in the CRM; returns the order id.
+fn activate_order(w: &World, account: &str, seats: u32) -> String {
+    w.sandbox
+        .crm_user_create(
+            "Order",
+            fields(json!({"AccountId": account, "Status": "Activated",
+                "EffectiveDate": "2026-12-01", "CurrencyIsoCode": "USD",
+                "OrderItems": [{"ProductCode": "SKU-GOLD", "Quantity": seats}]})),
+        )
+        .unwrap()
+}
+
 async fn redrive_fixes_a_permanently_failed_order_sync(w: &World) {
     // An account, synced and linked both ways.
     let account = w.crm_account("Redrive Ltd");
@@ -73,15 +85,7 @@ async fn redrive_fixes_a_permanently_failed_order_sync(w: &World) {
     assert_eq!(w.sandbox.billing_accounts().len(), 1);
 
     // Its order names a product the Billing catalog does not sell yet: a permanent failure.
-    let order = w
-        .sandbox
-        .crm_user_create(
-            "Order",
-            fields(json!({"AccountId": account, "Status": "Activated",
-                "EffectiveDate": "2026-12-01", "CurrencyIsoCode": "USD",
-                "OrderItems": [{"ProductCode": "SKU-GOLD", "Quantity": 2}]})),
-        )
-        .unwrap();
+    let order = activate_order(w, &account, 2);
     w.deliver_outbox().await;
     w.settle().await;
     let order_stream = format!("crm-order-{order}");
@@ -218,15 +222,7 @@ async fn redrive_repeats_a_failed_create_that_a_late_account_link_released() {
     let w = sqlite_world().await;
     let account = w.crm_account("Late Link Ltd");
     let account_events = w.sandbox.drain_outbox();
-    let order = w
-        .sandbox
-        .crm_user_create(
-            "Order",
-            fields(json!({"AccountId": account, "Status": "Activated",
-                "EffectiveDate": "2026-12-01", "CurrencyIsoCode": "USD",
-                "OrderItems": [{"ProductCode": "SKU-GOLD", "Quantity": 4}]})),
-        )
-        .unwrap();
+    let order = activate_order(&w, &account, 4);
     // The order first: deferred. Then its account: linked, which releases the order, whose
     // create fails (the catalog does not sell SKU-GOLD yet).
     w.deliver_outbox().await;
@@ -283,15 +279,7 @@ async fn a_still_deferred_order_is_reported_not_forced() {
     let w = sqlite_world().await;
     let account = w.crm_account("Never Arrives Ltd");
     w.sandbox.drain_outbox(); // the account's change event is lost upstream
-    let order = w
-        .sandbox
-        .crm_user_create(
-            "Order",
-            fields(json!({"AccountId": account, "Status": "Activated",
-                "EffectiveDate": "2026-12-01", "CurrencyIsoCode": "USD",
-                "OrderItems": [{"ProductCode": "SKU-GOLD", "Quantity": 1}]})),
-        )
-        .unwrap();
+    let order = activate_order(&w, &account, 1);
     w.deliver_outbox().await;
     w.work().await;
     let order_stream = format!("crm-order-{order}");

@@ -17,6 +17,15 @@ pub struct ParameterError {
     pub detail: String,
 }
 
+impl ParameterError {
+    fn new(parameter: &str, detail: impl Into<String>) -> Self {
+        Self {
+            parameter: parameter.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
 /// A versioned parameter store; `read` (from `TokenStore`) gives the latest version.
 #[async_trait]
 pub trait ParameterStore: TokenStore {
@@ -83,10 +92,7 @@ impl ParameterStore for SsmParameters {
             .description(description)
             .send()
             .await
-            .map_err(|e| ParameterError {
-                parameter: name.to_string(),
-                detail: sdk_detail(&e),
-            })?;
+            .map_err(|e| ParameterError::new(name, sdk_detail(&e)))?;
         Ok(written.version())
     }
 
@@ -104,19 +110,12 @@ impl ParameterStore for SsmParameters {
             .with_decryption(true)
             .send()
             .await
-            .map_err(|e| ParameterError {
-                parameter: name.to_string(),
-                detail: sdk_detail(&e),
-            })?;
-        let stored = out.parameter().ok_or_else(|| ParameterError {
-            parameter: name.to_string(),
-            detail: "GetParameter returned no parameter".into(),
-        })?;
-        let value =
-            ApiToken::new(stored.value().unwrap_or_default()).map_err(|_| ParameterError {
-                parameter: name.to_string(),
-                detail: "the stored value is empty".into(),
-            })?;
+            .map_err(|e| ParameterError::new(name, sdk_detail(&e)))?;
+        let stored = out
+            .parameter()
+            .ok_or_else(|| ParameterError::new(name, "GetParameter returned no parameter"))?;
+        let value = ApiToken::new(stored.value().unwrap_or_default())
+            .map_err(|_| ParameterError::new(name, "the stored value is empty"))?;
         Ok((value, stored.version()))
     }
 }
@@ -267,14 +266,11 @@ impl ParameterStore for EmbeddedParameters {
                 .optional()
             })
             .await?;
-        let value = value.ok_or_else(|| ParameterError {
-            parameter: name.to_string(),
-            detail: format!("version {version} does not exist"),
+        let value = value.ok_or_else(|| {
+            ParameterError::new(name, format!("version {version} does not exist"))
         })?;
-        let value = ApiToken::new(value).map_err(|_| ParameterError {
-            parameter: name.to_string(),
-            detail: "the stored value is empty".into(),
-        })?;
+        let value = ApiToken::new(value)
+            .map_err(|_| ParameterError::new(name, "the stored value is empty"))?;
         Ok((value, version))
     }
 }

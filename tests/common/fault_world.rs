@@ -49,6 +49,26 @@ pub fn crm_activity(sandbox: &Sandbox, accounts: usize, edits: usize) -> Vec<(St
     per_account
 }
 
+/// The `AccountSynced` outcomes among `events`; panics on one recorded twice for one cause
+/// on one stream.
+pub fn count_outcomes(events: &[RecordedEvent]) -> usize {
+    let mut causes = BTreeSet::new();
+    let synced: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "AccountSynced")
+        .collect();
+    for e in &synced {
+        // One per stream (the outcome is also mirrored onto the Billing account's stream).
+        let cause = (
+            e.stream_id.as_str().to_string(),
+            e.causation_id,
+            e.payload["action"].to_string(),
+        );
+        assert!(causes.insert(cause), "duplicate outcome: {e:?}");
+    }
+    synced.len()
+}
+
 pub fn fields(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
 }
@@ -225,18 +245,8 @@ impl World {
     /// What a sync left behind: Billing state and links, and how many `AccountSynced`
     /// outcomes. Panics on an outcome recorded twice for one cause on one stream.
     pub async fn sync_outcome(&self) -> (BTreeMap<String, (String, bool)>, usize) {
-        let mut causes = BTreeSet::new();
-        let synced = self.events_of_type("AccountSynced").await;
-        for e in &synced {
-            // One per stream (the outcome is also mirrored onto the Billing account's stream).
-            let cause = (
-                e.stream_id.as_str().to_string(),
-                e.causation_id,
-                e.payload["action"].to_string(),
-            );
-            assert!(causes.insert(cause), "duplicate outcome: {e:?}");
-        }
-        (self.billing_state().await, synced.len())
+        let synced = count_outcomes(&self.all_events().await);
+        (self.billing_state().await, synced)
     }
 
     /// Billing account create calls made, and the distinct idempotency keys they carried.
