@@ -3,7 +3,8 @@
 //! window, recorded once); a whole sync run (`ledger ingest` + `ledger worker` against the
 //! sandbox, with token expiry and 5xx) leaks no client secret or access token into its logs,
 //! errors, ledger events or views; the audit API handler refuses any request without an IAM
-//! caller. (No IAM wildcard in the template is asserted by tests/template_checks.rs.)
+//! caller; a client secret the token endpoint refuses, and panics over values that hold
+//! secrets, show no secret either. (No IAM wildcard in the template is asserted by tests/template_checks.rs.)
 
 mod common;
 
@@ -13,10 +14,12 @@ use common::ingest_fixtures::{callout_request, fixture, signature_header};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use sync_ledger::connectors::ApiToken;
 use sync_ledger::ingest::signature::CalloutSecret;
 use sync_ledger::lambda::audit_api::AuditApi;
 use sync_ledger::lambda::ingest::IngestHandler;
 use sync_ledger::ledger::{EventLog, SqliteLedger};
+use sync_ledger::projector::config::ConnectorsConfig;
 use sync_ledger::sandbox::{ClientCredentials, Faults, SandboxConfig, System};
 use sync_ledger::views::sqlite::SqliteViewStore;
 
@@ -221,6 +224,85 @@ async fn a_whole_sync_run_leaks_no_secret_or_token_into_logs_events_or_views() {
     }
     eprintln!(
         "faults_security: whole run: {} bytes of logs and {} bytes of store scanned, {rounds} rounds, {refreshes} token fetches, 0 secrets, 0 tokens",
+        captured.len(),
+        stored.len()
+    );
+}
+
+/// What a panic over `value` prints (`unwrap`, `expect` and `panic!("{:?}")` format it with
+/// `Debug`), in both forms; formatted directly so no panic noise reaches the test output.
+fn panic_message(value: &dyn std::fmt::Debug) -> String {
+    format!("{value:?} {value:#?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_secret_and_panics_over_secret_values_show_no_secret() {
+    let billing_secret = format!("billing-client-secret-{}", uuid::Uuid::new_v4().simple());
+    let config = SandboxConfig {
+        billing_client: ClientCredentials::new("faults-billing", &billing_secret),
+        ..SandboxConfig::default()
+    };
+    let w = World::with_config(config, "debug,sync_ledger=trace").await;
+    w.sandbox
+        .crm_user_create(
+            "Account",
+            fields(json!({"Name": "Refused Ltd", "CurrencyIsoCode": "USD"})),
+        )
+        .unwrap();
+    w.deliver_outbox().await;
+    // A near miss of the real secret: the token endpoint refuses it. The refusal, its retries
+    // and whatever is recorded about it must name neither value.
+    let wrong = format!("{billing_secret}-rotated-away");
+    let out = w
+        .command(World::WORKER)
+        .env("BILLING_CLIENT_SECRET", &wrong)
+        .output()
+        .await
+        .unwrap();
+    w.capture(&out);
+    assert!(
+        w.sandbox.billing_accounts().is_empty(),
+        "the refused secret must not have synced anything"
+    );
+    let refusals = w
+        .sandbox
+        .call_log()
+        .iter()
+        .filter(|c| c.route == "/oauth/token" && c.status >= 400)
+        .count();
+    assert!(refusals > 0, "the token endpoint refused the wrong secret");
+    let failed = w.events_of_type("SyncFailed").await;
+    let captured = w.captured.lock().unwrap().clone();
+    let stored = String::from_utf8_lossy(&std::fs::read(w.db()).unwrap()).into_owned();
+    for (what, text) in [("logs and errors", &captured), ("ledger + views", &stored)] {
+        for secret in [&billing_secret, &wrong] {
+            assert!(!text.contains(secret.as_str()), "{what} contain a secret");
+        }
+    }
+
+    // Values that hold secrets, as a panic would print them.
+    let env: std::collections::BTreeMap<&str, String> = w.env().into_iter().collect();
+    let connectors = ConnectorsConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let token = ApiToken::new(billing_secret.clone()).unwrap();
+    let callout = CalloutSecret::new(CALLOUT_SECRET).unwrap();
+    let mut panics = 0;
+    for message in [
+        panic_message(&connectors),
+        panic_message(&token),
+        panic_message(&callout),
+    ] {
+        panics += 1;
+        for secret in [billing_secret.as_str(), CALLOUT_SECRET] {
+            assert!(
+                !message.contains(secret),
+                "a panic shows a secret: {message}"
+            );
+        }
+    }
+    eprintln!(
+        "faults_security: refused secret: {refusals} token refusals, {} SyncFailed ({:?}), {} bytes of logs and {} bytes of store scanned, 0 secrets; {panics} panics over secret-carrying values show none",
+        failed.len(),
+        failed.first().map(|e| e.payload["reason"].clone()),
         captured.len(),
         stored.len()
     );
