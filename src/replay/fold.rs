@@ -10,7 +10,7 @@ use crate::views::{
 use async_trait::async_trait;
 use projections::projection::{Apply, Projection, ViewItem as DomainItem};
 use projections::RecordedEvent;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -56,7 +56,10 @@ pub struct Rebuilder<P: Projection> {
     views: Arc<dyn ViewStore>,
     cache: HashMap<String, Cached<P::State>>,
     dirty: BTreeSet<String>,
+    /// The target held no item of this projection when the rebuild started (it was wiped),
+    /// so only keys written by this fold and since evicted from the cache need a read.
     empty: bool,
+    evicted: HashSet<String>,
     _projection: PhantomData<fn() -> P>,
 }
 
@@ -68,6 +71,7 @@ impl<P: Projection> Rebuilder<P> {
             cache: HashMap::new(),
             dirty: BTreeSet::new(),
             empty: false,
+            evicted: HashSet::new(),
             _projection: PhantomData,
         }
     }
@@ -75,7 +79,7 @@ impl<P: Projection> Rebuilder<P> {
     async fn load(&mut self, key: &str) -> Result<&mut Cached<P::State>, ReplayError> {
         if !self.cache.contains_key(key) {
             let view_key = ViewKey::new(P::NAME, key)?;
-            let stored = if self.empty {
+            let stored = if self.empty && !self.evicted.contains(key) {
                 None
             } else {
                 self.views.get(&view_key).await?
@@ -185,8 +189,12 @@ where
             written += chunk.len();
         }
         if self.cache.len() > CACHE_LIMIT {
+            // Remembering the evicted keys (a few bytes each) keeps every never-seen key
+            // read-free; forgetting them made each new item of a long rebuild a store read.
+            if self.empty {
+                self.evicted.extend(self.cache.drain().map(|(key, _)| key));
+            }
             self.cache.clear();
-            self.empty = false;
         }
         Ok(written)
     }
@@ -194,6 +202,7 @@ where
     fn assume_empty(&mut self) {
         self.cache.clear();
         self.dirty.clear();
+        self.evicted.clear();
         self.empty = true;
     }
 }

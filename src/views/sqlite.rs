@@ -34,6 +34,11 @@ impl SqliteViewStore {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(store_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(store_err)?;
+        // As on the ledger's connections: synchronous=NORMAL cannot corrupt a WAL database
+        // (an OS crash may drop the last commits, which projection re-derives from the log);
+        // the default FULL fsyncs every commit, which dominated a replay's time.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(store_err)?;
         let has_revision: bool = conn
             .query_row(
                 "SELECT count(*) FROM pragma_table_info('views') WHERE name = 'revision'",
@@ -203,23 +208,35 @@ impl ViewStore for SqliteViewStore {
                 check_item_size(&w.key, body.len() + last_versions.len())?;
                 let next = w.expected.next();
                 let changed = match w.expected {
-                    ExpectedRevision::Absent => tx.execute(
-                        "INSERT INTO views (pk, body, last_versions, updated_at, revision) \
-                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pk) DO NOTHING",
-                        params![stored_pk, body, last_versions, now, next as i64],
-                    ),
-                    ExpectedRevision::Exact(current) => tx.execute(
-                        "UPDATE views SET body = ?2, last_versions = ?3, updated_at = ?4, \
-                         revision = ?5 WHERE pk = ?1 AND revision = ?6",
-                        params![
-                            stored_pk,
-                            body,
-                            last_versions,
-                            now,
-                            next as i64,
-                            current as i64
-                        ],
-                    ),
+                    ExpectedRevision::Absent => tx
+                        .prepare_cached(
+                            "INSERT INTO views (pk, body, last_versions, updated_at, revision) \
+                             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pk) DO NOTHING",
+                        )
+                        .and_then(|mut insert| {
+                            insert.execute(params![
+                                stored_pk,
+                                body,
+                                last_versions,
+                                now,
+                                next as i64
+                            ])
+                        }),
+                    ExpectedRevision::Exact(current) => tx
+                        .prepare_cached(
+                            "UPDATE views SET body = ?2, last_versions = ?3, updated_at = ?4, \
+                             revision = ?5 WHERE pk = ?1 AND revision = ?6",
+                        )
+                        .and_then(|mut update| {
+                            update.execute(params![
+                                stored_pk,
+                                body,
+                                last_versions,
+                                now,
+                                next as i64,
+                                current as i64
+                            ])
+                        }),
                 }
                 .map_err(store_err)?;
                 if changed != 1 {
