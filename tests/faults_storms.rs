@@ -12,7 +12,7 @@ use sync_ledger::sandbox::{Faults, System};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_and_5xx_storm_delays_but_never_fails_or_duplicates_a_sync() {
-    const ACCOUNTS: usize = 8;
+    const ACCOUNTS: usize = 20;
     let w = World::new().await;
     let activity = w.crm_activity(ACCOUNTS, 0);
     let deliveries: Vec<_> = activity.iter().flat_map(|(_, e)| e.clone()).collect();

@@ -1,12 +1,24 @@
 //! Fault family 6, tokens, through `ledger worker` against the sandbox's OAuth servers: the
 //! Billing token expires in the middle of a batch -> exactly one refresh and the batch
 //! succeeds; tokens of both systems are revoked over and over while the worker projects (what
-//! a rotation that invalidates the old token looks like to a client) -> no failed sync.
+//! a rotation that invalidates the old token looks like to a client) -> no failed sync; and the
+//! real rotation: the token rotator writes new tokens to Parameter Store (moto) every 80 ms
+//! while a worker reading its tokens from there projects, and each rotation revokes the
+//! superseded tokens -> the worker re-reads after a 401 and no sync fails.
 
 mod common;
 
-use common::fault_world::World;
+use common::fault_world::{kms_key, World};
+use common::moto::moto;
+use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
+use sync_ledger::config::StoreUrl;
+use sync_ledger::connectors::{ApiToken, ServiceName};
+use sync_ledger::lambda::token_rotator::{
+    RotatorConfig, SaltSource, ServiceSettings, TokenRotator,
+};
+use sync_ledger::ledger::SqliteLedger;
 use sync_ledger::sandbox::{Faults, System};
 
 const BILLING_TOKEN: &str = "POST /oauth/token";
@@ -102,5 +114,122 @@ async fn tokens_revoked_repeatedly_while_the_worker_runs_fail_no_sync() {
         "faults_tokens: {rotations} revocations during the run, {} + {} token fetches, 0 SyncFailed, {ACCOUNTS} accounts synced",
         calls.count(BILLING_TOKEN),
         calls.count(CRM_TOKEN)
+    );
+}
+
+async fn put_secure(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The scheduler's invocation of the rotator (EventBridge Scheduler "Scheduled Event").
+fn scheduled_event() -> serde_json::Value {
+    json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event", "source": "aws.scheduler",
+        "account": "123456789012", "time": "2026-11-26T06:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/token-rotation"],
+        "detail": "{}"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_rotated_in_parameter_store_while_the_worker_runs_fail_no_sync() {
+    const ACCOUNTS: usize = 12;
+    let w = world_with_accounts(ACCOUNTS).await;
+    let ssm = moto().ssm().await;
+    // The rotator's OAuth clients, as the deployment stores them.
+    let mut services = Vec::new();
+    for (system, service) in [
+        (System::Crm, ServiceName::crm()),
+        (System::Billing, ServiceName::billing()),
+    ] {
+        let credentials = w.sandbox.config().credentials(system).clone();
+        let id_param = format!("/oauthClients/{service}/clientId");
+        let secret_param = format!("/oauthClients/{service}/clientSecret");
+        put_secure(&ssm, &id_param, &credentials.client_id).await;
+        put_secure(
+            &ssm,
+            &secret_param,
+            credentials.client_secret.expose_secret(),
+        )
+        .await;
+        services.push(ServiceSettings {
+            service,
+            token_url: w.sandbox.token_url(system),
+            client_id_parameter: id_param,
+            client_secret_parameter: secret_param,
+        });
+    }
+    let config = RotatorConfig {
+        services,
+        kms_key_id: kms_key().await,
+        salt: SaltSource::Value(ApiToken::new("faults-salt").unwrap()),
+        store: StoreUrl::parse("dynamodb://unused").unwrap(),
+    };
+    // Its audit events go to the same ledger as the sync's.
+    let rotator = TokenRotator::init(
+        &config,
+        Arc::new(SqliteLedger::open(w.db()).unwrap()),
+        ssm.clone(),
+        reqwest::Client::new(),
+    )
+    .await
+    .unwrap();
+    let first = rotator.handle(scheduled_event()).await.unwrap();
+    assert_eq!(first.rotated.len(), 2, "{first:?}");
+
+    // The worker reads its tokens from Parameter Store (no client credentials given).
+    let mut worker = w.command(World::WORKER);
+    for variable in [
+        "CRM_CLIENT_ID",
+        "CRM_CLIENT_SECRET",
+        "BILLING_CLIENT_ID",
+        "BILLING_CLIENT_SECRET",
+    ] {
+        worker.env_remove(variable);
+    }
+    let mut child = worker
+        .envs(moto().env())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut rotations = 0;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.unwrap(),
+            _ = tokio::time::sleep(Duration::from_millis(80)) => {
+                let report = rotator.handle(scheduled_event()).await.unwrap();
+                assert!(report.failed.is_empty(), "{report:?}");
+                w.sandbox.revoke_superseded_tokens();
+                rotations += 1;
+            }
+        }
+    };
+    assert!(status.success(), "the worker run failed");
+    assert!(rotations > 0, "no rotation happened while the worker ran");
+    let rejected = w
+        .sandbox
+        .call_log()
+        .iter()
+        .filter(|c| c.status == 401)
+        .count();
+    assert!(rejected > 0, "no revoked token was ever presented");
+    let failed = w.events_of_type("SyncFailed").await;
+    assert!(failed.is_empty(), "no sync failed: {failed:?}");
+    let rotated = w.events_of_type("TokenRotated").await.len();
+    w.settle().await;
+    let state = w.billing_state().await;
+    assert_eq!(state.len(), ACCOUNTS);
+    assert!(state.values().all(|(_, linked)| *linked));
+    assert!(w.events_of_type("SyncFailed").await.is_empty());
+    eprintln!(
+        "faults_tokens: Parameter Store rotation: {rotations} rotations during the run ({rotated} TokenRotated events), {rejected} x 401 on revoked tokens, 0 SyncFailed, {ACCOUNTS} accounts synced"
     );
 }

@@ -124,6 +124,8 @@ pub async fn run(store: &StoreUrl, args: &WorkerArgs) -> Result<ExitCode, CliErr
     // correlation view links what account sync created), so "idle" is a whole pass in which
     // no projection received a batch: then nothing was appended and every checkpoint is at
     // the head. Running the projections once each could stop before a late outcome is seen.
+    // Streams guarantee: a write reaches the stream after it commits, not at once, so on real
+    // DynamoDB an idle pass can still precede an outcome appended just before it.
     let mut reports: Vec<WorkerReport> = Vec::new();
     let mut first_error: Option<String> = None;
     for pass in 1.. {

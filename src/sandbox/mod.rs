@@ -187,6 +187,26 @@ impl Sandbox {
             .retain(|_, t| system.is_some_and(|s| s != t.system));
     }
 
+    /// Invalidate every token except the newest of each system: what a rotation that
+    /// revokes the superseded tokens looks like to a client still holding one.
+    pub fn revoke_superseded_tokens(&self) {
+        let mut state = self.state.lock();
+        let mut newest: std::collections::HashMap<System, (String, std::time::Instant)> =
+            std::collections::HashMap::new();
+        for (token, issued) in &state.tokens {
+            let entry = newest
+                .entry(issued.system)
+                .or_insert_with(|| (token.clone(), issued.expires_at));
+            // Every token of a system gets the same TTL: the latest expiry is the newest.
+            if issued.expires_at > entry.1 {
+                *entry = (token.clone(), issued.expires_at);
+            }
+        }
+        state
+            .tokens
+            .retain(|token, issued| newest.get(&issued.system).is_some_and(|(t, _)| t == token));
+    }
+
     pub fn faults(&self) -> FaultSettings {
         self.state.lock().faults.clone()
     }
