@@ -10,7 +10,7 @@ use crate::ledger::EventLog;
 use crate::projector::config::ConnectorsConfig;
 use crate::projector::effects::ConnectorEffects;
 use crate::projector::{build_selected, ProjectorDeps, RunnerSettings};
-use crate::sandbox::{Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
+use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::views::sqlite::SqliteViewStore;
 use crate::views::ViewStore;
 use crate::worker::{feed, StopWhen, WorkerSettings};
@@ -50,23 +50,7 @@ pub async fn run(scale: Scale) -> Outcome {
 
 /// The connector configuration a user would export for `ledger worker` against `sandbox`.
 fn connectors(sandbox: &Sandbox) -> Result<ConnectorsConfig, String> {
-    let crm = sandbox.config().credentials(System::Crm).clone();
-    let billing = sandbox.config().credentials(System::Billing).clone();
-    let env: HashMap<&str, String> = HashMap::from([
-        ("CRM_BASE_URL", sandbox.url().to_string()),
-        ("BILLING_BASE_URL", sandbox.url().to_string()),
-        ("CRM_PRICEBOOK_ID", STANDARD_PRICEBOOK_ID.to_string()),
-        ("CRM_CLIENT_ID", crm.client_id.clone()),
-        (
-            "CRM_CLIENT_SECRET",
-            crm.client_secret.expose_secret().to_string(),
-        ),
-        ("BILLING_CLIENT_ID", billing.client_id.clone()),
-        (
-            "BILLING_CLIENT_SECRET",
-            billing.client_secret.expose_secret().to_string(),
-        ),
-    ]);
+    let env: HashMap<&str, String> = sandbox.connectors_env().into_iter().collect();
     ConnectorsConfig::from_lookup(|name| env.get(name).cloned()).map_err(|e| e.to_string())
 }
 

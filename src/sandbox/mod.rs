@@ -166,6 +166,30 @@ impl Sandbox {
         self.url().join(path).expect("static path")
     }
 
+    /// The connectors' environment that points `ledger worker` / `ledger redrive` (or an
+    /// in-process runner) at this sandbox, client secrets included: for a child process's
+    /// environment, never for output.
+    pub fn connectors_env(&self) -> Vec<(&'static str, String)> {
+        let url = self.url().to_string();
+        let crm = self.config().credentials(System::Crm);
+        let billing = self.config().credentials(System::Billing);
+        vec![
+            ("CRM_BASE_URL", url.clone()),
+            ("BILLING_BASE_URL", url),
+            ("CRM_PRICEBOOK_ID", STANDARD_PRICEBOOK_ID.to_string()),
+            ("CRM_CLIENT_ID", crm.client_id.clone()),
+            (
+                "CRM_CLIENT_SECRET",
+                crm.client_secret.expose_secret().to_string(),
+            ),
+            ("BILLING_CLIENT_ID", billing.client_id.clone()),
+            (
+                "BILLING_CLIENT_SECRET",
+                billing.client_secret.expose_secret().to_string(),
+            ),
+        ]
+    }
+
     pub fn config(&self) -> &SandboxConfig {
         &self.state.config
     }

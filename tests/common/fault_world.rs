@@ -9,7 +9,7 @@ use std::process::Output;
 use std::sync::Mutex;
 use sync_ledger::ledger::{EventLog, SqliteLedger};
 use sync_ledger::projections::RecordedEvent;
-use sync_ledger::sandbox::{Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
+use sync_ledger::sandbox::{Sandbox, SandboxConfig};
 use sync_ledger::views::sqlite::SqliteViewStore;
 use sync_ledger::views::{ViewKey, ViewStore};
 use tokio::process::Command;
@@ -124,24 +124,9 @@ impl World {
 
     /// The connectors' environment of every `ledger` run (and of in-process runners).
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        let crm = self.sandbox.config().credentials(System::Crm).clone();
-        let billing = self.sandbox.config().credentials(System::Billing).clone();
-        vec![
-            ("RUST_LOG", self.log_level.clone()),
-            ("CRM_BASE_URL", self.sandbox.url().to_string()),
-            ("BILLING_BASE_URL", self.sandbox.url().to_string()),
-            ("CRM_CLIENT_ID", crm.client_id.clone()),
-            (
-                "CRM_CLIENT_SECRET",
-                crm.client_secret.expose_secret().to_string(),
-            ),
-            ("BILLING_CLIENT_ID", billing.client_id.clone()),
-            (
-                "BILLING_CLIENT_SECRET",
-                billing.client_secret.expose_secret().to_string(),
-            ),
-            ("CRM_PRICEBOOK_ID", STANDARD_PRICEBOOK_ID.to_string()),
-        ]
+        let mut env = vec![("RUST_LOG", self.log_level.clone())];
+        env.extend(self.sandbox.connectors_env());
+        env
     }
 
     /// `ledger <args>` against this world, with the connectors' environment set.

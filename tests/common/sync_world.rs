@@ -8,9 +8,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use sync_ledger::ledger::EventLog;
 use sync_ledger::projections::{RecordedEvent, StreamId};
-use sync_ledger::sandbox::{
-    Charge, Price, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
-};
+use sync_ledger::sandbox::{Charge, Price, Product, RatePlan, Sandbox, SandboxConfig};
 use sync_ledger::views::{ViewKey, ViewStore};
 use tokio::process::Command;
 
@@ -41,24 +39,13 @@ impl World {
     {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-        let crm = sandbox.config().credentials(System::Crm).clone();
-        let billing = sandbox.config().credentials(System::Billing).clone();
-        let base = vec![
-            ("RUST_LOG".to_string(), "warn".to_string()),
-            ("CRM_BASE_URL".into(), sandbox.url().to_string()),
-            ("BILLING_BASE_URL".into(), sandbox.url().to_string()),
-            ("CRM_PRICEBOOK_ID".into(), STANDARD_PRICEBOOK_ID.to_string()),
-            ("CRM_CLIENT_ID".into(), crm.client_id.clone()),
-            (
-                "CRM_CLIENT_SECRET".into(),
-                crm.client_secret.expose_secret().to_string(),
-            ),
-            ("BILLING_CLIENT_ID".into(), billing.client_id.clone()),
-            (
-                "BILLING_CLIENT_SECRET".into(),
-                billing.client_secret.expose_secret().to_string(),
-            ),
-        ];
+        let mut base = vec![("RUST_LOG".to_string(), "warn".to_string())];
+        base.extend(
+            sandbox
+                .connectors_env()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
         let store = open(dir.path().to_path_buf(), base).await;
         Self {
             dir,
