@@ -8,51 +8,13 @@
 mod common;
 #[path = "common/sync_world.rs"]
 mod sync_world;
+#[path = "common/sync_world_dynamodb.rs"]
+mod sync_world_dynamodb;
 
-use common::moto::{moto, unique_name};
 use serde_json::json;
 use std::process::Output;
-use std::sync::Arc;
-use sync_ledger::ledger::dynamodb::{migrate_with, views_table, DynamoDbLedger};
-use sync_ledger::ledger::sqlite::SqliteLedger;
-use sync_ledger::views::dynamodb::DynamoViewStore;
-use sync_ledger::views::sqlite::SqliteViewStore;
-use sync_world::{counterpart, fields, gold, Store, World};
-
-async fn sqlite_world() -> World {
-    World::new(|dir, env| async move {
-        let db = dir.join("ledger.db");
-        sync_ledger::ledger::sqlite::migrate(&db).unwrap();
-        Store {
-            url: format!("sqlite://{}", db.display()),
-            env,
-            log: Arc::new(SqliteLedger::open(&db).unwrap()),
-            views: Arc::new(SqliteViewStore::open(&db).unwrap()),
-            guard: Box::new(()),
-        }
-    })
-    .await
-}
-
-async fn dynamodb_world() -> World {
-    let prefix = unique_name("redrive");
-    World::new(|_dir, mut env| async move {
-        let config = moto().sdk_config().await;
-        migrate_with(&config, &prefix).await.unwrap();
-        env.extend(moto().env().into_iter().map(|(k, v)| (k.to_string(), v)));
-        Store {
-            url: format!("dynamodb://{prefix}"),
-            env,
-            log: Arc::new(DynamoDbLedger::open_with(&config, &prefix).await.unwrap()),
-            views: Arc::new(DynamoViewStore::new(
-                aws_sdk_dynamodb::Client::new(&config),
-                views_table(&prefix),
-            )),
-            guard: Box::new(()),
-        }
-    })
-    .await
-}
+use sync_world::{counterpart, fields, gold, sqlite_world, World};
+use sync_world_dynamodb::dynamodb_world;
 
 /// `ledger <args>` whatever its exit status.
 async fn ledger_output(w: &World, args: &[&str]) -> Output {

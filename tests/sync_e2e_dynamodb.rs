@@ -7,37 +7,22 @@
 mod common;
 #[path = "common/sync_world.rs"]
 mod sync_world;
+#[path = "common/sync_world_dynamodb.rs"]
+mod sync_world_dynamodb;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
-use common::moto::{moto, unique_name};
+use common::moto::moto;
 use std::sync::Arc;
 use sync_ledger::lambda::projector::ProjectorHandler;
-use sync_ledger::ledger::dynamodb::{events_table, migrate_with, views_table, DynamoDbLedger};
+use sync_ledger::ledger::dynamodb::events_table;
 use sync_ledger::projector::config::ConnectorsConfig;
 use sync_ledger::projector::effects::ConnectorEffects;
 use sync_ledger::projector::{build, ProjectorDeps, RunnerSettings};
-use sync_ledger::views::dynamodb::DynamoViewStore;
-use sync_world::{Store, World};
+use sync_world::World;
 
 async fn world() -> (World, String) {
-    let prefix = unique_name("e2e");
-    let p = prefix.clone();
-    let world = World::new(|_dir, mut env| async move {
-        let config = moto().sdk_config().await;
-        migrate_with(&config, &p).await.unwrap();
-        env.extend(moto().env().into_iter().map(|(k, v)| (k.to_string(), v)));
-        Store {
-            url: format!("dynamodb://{p}"),
-            env,
-            log: Arc::new(DynamoDbLedger::open_with(&config, &p).await.unwrap()),
-            views: Arc::new(DynamoViewStore::new(
-                aws_sdk_dynamodb::Client::new(&config),
-                views_table(&p),
-            )),
-            guard: Box::new(()),
-        }
-    })
-    .await;
+    let world = sync_world_dynamodb::dynamodb_world().await;
+    let prefix = sync_world_dynamodb::table_prefix(&world).to_string();
     (world, prefix)
 }
 

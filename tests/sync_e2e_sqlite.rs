@@ -6,25 +6,10 @@
 #[path = "common/sync_world.rs"]
 mod sync_world;
 
-use std::sync::Arc;
-use sync_ledger::ledger::sqlite::SqliteLedger;
-use sync_ledger::views::sqlite::SqliteViewStore;
-use sync_world::{Store, World};
+use sync_world::World;
 
 async fn world() -> World {
-    World::new(|dir, env| async move {
-        let db = dir.join("ledger.db");
-        let url = format!("sqlite://{}", db.display());
-        sync_ledger::ledger::sqlite::migrate(&db).unwrap();
-        Store {
-            url,
-            env,
-            log: Arc::new(SqliteLedger::open(&db).unwrap()),
-            views: Arc::new(SqliteViewStore::open(&db).unwrap()),
-            guard: Box::new(()),
-        }
-    })
-    .await
+    sync_world::sqlite_world().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,6 +166,22 @@ impl World {
     }
 }
 
+/// A sync world on a migrated embedded store in the world's temp dir.
+pub async fn sqlite_world() -> World {
+    World::new(|dir, env| async move {
+        let db = dir.join("ledger.db");
+        sync_ledger::ledger::sqlite::migrate(&db).unwrap();
+        Store {
+            url: format!("sqlite://{}", db.display()),
+            env,
+            log: Arc::new(sync_ledger::ledger::sqlite::SqliteLedger::open(&db).unwrap()),
+            views: Arc::new(sync_ledger::views::sqlite::SqliteViewStore::open(&db).unwrap()),
+            guard: Box::new(()),
+        }
+    })
+    .await
+}
+
 pub fn fields(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
 }

@@ -1,6 +1,7 @@
-//! A `sync_world::World` on DynamoDB (moto) for the fault suites: a fresh table prefix,
-//! migrated, with the moto endpoint in every `ledger` run's environment. Include it beside
-//! `sync_world.rs` (`#[path]`) in a test binary that also declares `mod common;`.
+//! A `sync_world::World` on DynamoDB (moto): a fresh table prefix, migrated, with the moto
+//! endpoint in every `ledger` run's environment. Include it beside `sync_world.rs` (`#[path]`)
+//! in a test binary that also declares `mod common;`.
+#![allow(dead_code)]
 
 use crate::common::moto::{moto, unique_name};
 use crate::sync_world::{counterpart, Store, World};
@@ -11,7 +12,7 @@ use sync_ledger::views::dynamodb::DynamoViewStore;
 
 /// A sync world on DynamoDB (moto): the events and views tables of a fresh prefix.
 pub async fn dynamodb_world() -> World {
-    let prefix = unique_name("faults");
+    let prefix = unique_name("world");
     World::new(|_dir, mut env| async move {
         let config = moto().sdk_config().await;
         migrate_with(&config, &prefix).await.unwrap();
@@ -28,6 +29,14 @@ pub async fn dynamodb_world() -> World {
         }
     })
     .await
+}
+
+/// The table prefix of a world made by [`dynamodb_world`].
+pub fn table_prefix(w: &World) -> &str {
+    w.store()
+        .url
+        .strip_prefix("dynamodb://")
+        .expect("a DynamoDB world")
 }
 
 /// CRM id -> (Billing account name, linked both ways in the correlation view), like
