@@ -60,6 +60,26 @@ pub struct StreamAppend {
     pub events: Vec<NewEvent>,
 }
 
+impl StreamAppend {
+    /// `events` split per stream (streams in order of first appearance, each stream's events
+    /// in the given order), each appended at whatever the stream's head is: for outcome events,
+    /// whose position does not matter and whose repeats are deduped by derived source ids.
+    pub fn per_stream_at_any_version(events: Vec<NewEvent>) -> Vec<StreamAppend> {
+        let mut appends: Vec<StreamAppend> = Vec::new();
+        for event in events {
+            match appends.iter_mut().find(|a| a.stream == event.stream_id) {
+                Some(append) => append.events.push(event),
+                None => appends.push(StreamAppend {
+                    stream: event.stream_id.clone(),
+                    expected: ExpectedVersion::Any,
+                    events: vec![event],
+                }),
+            }
+        }
+        appends
+    }
+}
+
 /// The per-stream results of `EventLog::append_batch`, in the order the appends were given.
 pub type BatchOutcomes = Vec<Result<Vec<AppendOutcome>, LedgerError>>;
 

@@ -4,7 +4,7 @@
 //! It holds no domain logic (that is `projections`) and knows no storage engine.
 
 use super::effects::Effects;
-use crate::ledger::{EventLog, ExpectedVersion, LedgerError};
+use crate::ledger::{EventLog, LedgerError, StreamAppend};
 use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
 use async_trait::async_trait;
 use chrono::Utc;
@@ -366,24 +366,10 @@ where
 
     /// Appends outcome events per stream, in decision order.
     async fn append(&self, outcomes: Vec<NewEvent>) -> Result<(), ApplyError> {
-        let mut order: Vec<StreamId> = Vec::new();
-        let mut by_stream: HashMap<StreamId, Vec<NewEvent>> = HashMap::new();
-        for outcome in outcomes {
-            if !by_stream.contains_key(&outcome.stream_id) {
-                order.push(outcome.stream_id.clone());
-            }
-            by_stream
-                .entry(outcome.stream_id.clone())
-                .or_default()
-                .push(outcome);
-        }
-        for stream in order {
-            let events = by_stream.remove(&stream).unwrap_or_default();
-            // Other writers append to the same streams: position does not matter, and a
-            // repeat of the same outcome is deduped by its derived source event id.
-            self.log
-                .append(&stream, ExpectedVersion::Any, events)
-                .await?;
+        // Other writers append to the same streams: position does not matter, and a
+        // repeat of the same outcome is deduped by its derived source event id.
+        for a in StreamAppend::per_stream_at_any_version(outcomes) {
+            self.log.append(&a.stream, a.expected, a.events).await?;
         }
         Ok(())
     }
@@ -480,6 +466,7 @@ mod tests {
     //! standing in for the CRM/Billing connectors that the end-to-end tests exercise).
     use super::*;
     use crate::ledger::sqlite::{migrate, SqliteLedger};
+    use crate::ledger::ExpectedVersion;
     use crate::projector::effects::TransientCallFailure;
     use crate::views::sqlite::SqliteViewStore;
     use projections::account_sync::AccountSync;

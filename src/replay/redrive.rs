@@ -6,7 +6,7 @@
 //! call: what it cannot re-derive it reports.
 
 use super::ReplayError;
-use crate::ledger::{EventLog, ExpectedVersion};
+use crate::ledger::{EventLog, ExpectedVersion, StreamAppend};
 use crate::projector::registry::{build_selected, view_name as projector_view, ProjectorDeps};
 use crate::projector::{Effects, EventStatus, Projector, RunnerSettings, TransientCallFailure};
 use crate::views::{ViewKey, ViewStore};
@@ -620,21 +620,10 @@ async fn redeliver(projectors: &[Arc<dyn Projector>], target: &Target) -> Redriv
 /// Appends per stream in decision order; returns the types of what was new.
 async fn append(log: &dyn EventLog, outcomes: Vec<NewEvent>) -> Result<Vec<String>, ReplayError> {
     let mut recorded = Vec::new();
-    let mut streams: Vec<StreamId> = Vec::new();
-    for o in &outcomes {
-        if !streams.contains(&o.stream_id) {
-            streams.push(o.stream_id.clone());
-        }
-    }
-    for stream in streams {
-        let batch: Vec<NewEvent> = outcomes
-            .iter()
-            .filter(|o| o.stream_id == stream)
-            .cloned()
-            .collect();
-        let types: Vec<String> = batch.iter().map(|o| o.event_type.clone()).collect();
+    for a in StreamAppend::per_stream_at_any_version(outcomes) {
+        let types: Vec<String> = a.events.iter().map(|o| o.event_type.clone()).collect();
         // Outcome ids derive from the cause and step, so a repeat is deduped, never doubled.
-        let results = log.append(&stream, ExpectedVersion::Any, batch).await?;
+        let results = log.append(&a.stream, a.expected, a.events).await?;
         for (outcome, event_type) in results.iter().zip(types) {
             if outcome.is_appended() {
                 recorded.push(event_type);
