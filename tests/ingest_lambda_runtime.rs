@@ -1,11 +1,11 @@
 //! The compiled `ingest` binary run as Lambda runs it: spawned against a local Runtime API
-//! (tests/support/runtime_api.rs), its secret in SSM and its DynamoDB ledger on moto reached
+//! (tests/common/runtime_api.rs), its secret in SSM and its DynamoDB ledger on moto reached
 //! through the environment, answering real invocations over HTTP. Proves the `lambda_runtime` wiring,
 //! the init-time config and secret reads, and the init failure report.
 
 mod common;
-#[path = "support/runtime_api.rs"]
-mod runtime_api;
+
+use common::runtime_api;
 
 use common::ingest_fixtures::{fixture, sqs_event};
 use common::ingest_store::fresh_store;

@@ -1,18 +1,16 @@
 //! Every Lambda binary run as its deployed function: the compiled binary under the Runtime API
-//! emulator (tests/support/runtime_api.rs), with exactly the environment `template.yaml` gives
-//! that function (tests/support/template.rs resolves it for a test stack), against the
+//! emulator (tests/common/runtime_api.rs), with exactly the environment `template.yaml` gives
+//! that function (tests/common/template.rs resolves it for a test stack), against the
 //! deploy's store (the DynamoDB tables of `migrations/dynamodb` on moto), the Parameters and
-//! Secrets extension the template layers on (tests/support/params_extension.rs, backed by
+//! Secrets extension the template layers on (tests/common/params_extension.rs, backed by
 //! moto's SSM), and invoked with the event its trigger in the template delivers. Proves the
 //! template and the binaries fit.
 
 mod common;
-#[path = "support/params_extension.rs"]
-mod params_extension;
-#[path = "support/runtime_api.rs"]
-mod runtime_api;
-#[path = "support/template.rs"]
-mod template;
+
+use common::params_extension;
+use common::runtime_api;
+use common::template;
 
 use common::moto::{moto, unique_name};
 use params_extension::ParamsExtension;

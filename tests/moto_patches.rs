@@ -1,4 +1,4 @@
-//! Proves, through the real moto endpoint, that each patch in `tests/support/moto_server.py`
+//! Proves, through the real moto endpoint, that each patch in `tests/common/moto_server.py`
 //! holds. The ledger's DynamoDB tests rely on these behaviours, which real DynamoDB has and
 //! moto 5.2.1 lacks.
 

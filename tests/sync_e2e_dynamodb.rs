@@ -5,10 +5,9 @@
 //! embedded store live in `tests/common/sync_world.rs`.
 
 mod common;
-#[path = "common/sync_world.rs"]
-mod sync_world;
-#[path = "common/sync_world_dynamodb.rs"]
-mod sync_world_dynamodb;
+
+use common::sync_world;
+use common::sync_world_dynamodb;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use common::moto::moto;

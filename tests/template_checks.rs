@@ -1,11 +1,12 @@
 //! Offline checks of the SAM template (`template.yaml`) against the code it deploys: the
 //! tables match `migrations/dynamodb/`, every function runs a workspace binary with every
 //! variable that binary reads, and no policy statement grants a wildcard action.
-//! It parses the template with cfn-lint's YAML loader (`tests/support/template_json.py`, run by
+//! It parses the template with cfn-lint's YAML loader (`tests/common/template_json.py`, run by
 //! the venv Python that `scripts/test` creates) and never talks to AWS.
 
-#[path = "support/template.rs"]
-mod template;
+mod common;
+
+use common::template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

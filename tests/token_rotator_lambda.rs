@@ -3,8 +3,8 @@
 //! moto and the sandbox, and a missing variable fails init naming every one that is missing.
 
 mod common;
-#[path = "support/runtime_api.rs"]
-mod runtime_api;
+
+use common::runtime_api;
 
 use common::ingest_store::fresh_store;
 use common::moto::{moto, unique_name};

@@ -1,15 +1,15 @@
 //! The correlation view: links resolvable from either side, with the event that made them,
 //! their history and the traces that touched each entity.
 
-mod support;
+mod common;
 
+use common::{crm_account, t0, Inbound, Log};
 use projections::catalogue::{CrmAccountDeleted, SyncOutcome};
 use projections::commands::Cause;
 use projections::correlation_view::{
     lookup_billing, lookup_crm, CorrelationView, LinkChangeKind, LinkItem,
 };
 use projections::{DomainEvent, Projection, RecordedEvent, Source, StreamId, Views};
-use support::{billing_account, crm_account, t0, Log};
 
 fn synced(crm: &str, billing: &str, mirror: bool) -> DomainEvent {
     DomainEvent::AccountSynced(SyncOutcome {
@@ -47,11 +47,7 @@ fn fold(log: &Log) -> Views<LinkItem> {
 #[test]
 fn a_synced_link_resolves_from_both_sides_with_the_event_that_made_it() {
     let mut log = Log::default();
-    let inbound = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    let inbound = log.crm_account_saved("001A", "Acme");
     let made = outcome(
         &mut log,
         &inbound,
@@ -130,10 +126,11 @@ fn a_relink_keeps_the_previous_link_in_the_history() {
 #[test]
 fn a_deleted_account_is_unlinked_but_its_history_stays() {
     let mut log = Log::default();
-    log.inbound(
-        "billing-account-8a8b01",
-        Source::Billing,
-        DomainEvent::BillingAccountCreated(billing_account("8a8b01", "Acme", Some("001A"), None)),
+    log.billing_account_event(
+        DomainEvent::BillingAccountCreated,
+        "8a8b01",
+        "Acme",
+        Some("001A"),
     );
     log.inbound(
         "crm-account-001A",
@@ -164,11 +161,7 @@ fn a_deleted_account_is_unlinked_but_its_history_stays() {
 #[test]
 fn a_rate_plan_links_to_one_pricebook_entry_per_currency() {
     let mut log = Log::default();
-    let cause = log.inbound(
-        "billing-account-x",
-        Source::Billing,
-        DomainEvent::BillingAccountCreated(billing_account("x", "x", None, None)),
-    );
+    let cause = log.billing_account_event(DomainEvent::BillingAccountCreated, "x", "x", None);
     let product = |crm: &str| {
         DomainEvent::ProductSynced(SyncOutcome {
             projection: "product".into(),

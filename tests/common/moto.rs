@@ -1,5 +1,5 @@
 //! The local AWS endpoint for integration tests: one patched moto server
-//! (`tests/support/moto_server.py`) per test binary, started on first use on a free port.
+//! (`tests/common/moto_server.py`) per test binary, started on first use on a free port.
 //! Never skips: without a Python that has moto it fails with the command that fixes it.
 #![allow(dead_code)]
 
@@ -40,7 +40,7 @@ impl Moto {
     pub fn start() -> Result<Moto, String> {
         let python = python()?;
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let script = root.join("tests/support/moto_server.py");
+        let script = root.join("tests/common/moto_server.py");
         let log_path = std::env::temp_dir().join(format!(
             "sync-ledger-moto-{}-{}.log",
             std::process::id(),

@@ -20,7 +20,7 @@ macro_rules! views_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let (_guard, store) = $make.await;
-                views_conformance::$name(store).await;
+                $crate::common::views_conformance::$name(store).await;
             }
         )*
     };

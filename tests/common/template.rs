@@ -2,7 +2,7 @@
 //! the venv Python), and each function's environment resolved the way CloudFormation would
 //! for given parameter values. It checks nothing itself and never talks to AWS.
 //!
-//! Use from a test binary: `#[path = "support/template.rs"] mod template;`
+//! Use from a test binary: `mod common;` then `use common::template;`.
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -45,7 +45,7 @@ pub fn transformed_template() -> &'static Value {
 fn load(flags: &[&str]) -> Value {
     let python = python();
     let output = Command::new(&python)
-        .arg(root().join("tests/support/template_json.py"))
+        .arg(root().join("tests/common/template_json.py"))
         .args(flags)
         .arg(root().join("template.yaml"))
         .output()

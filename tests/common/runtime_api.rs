@@ -2,7 +2,7 @@
 //! `ledger bench`, which measures init time and peak RSS with it), with a failure to start the
 //! function as a panic, as tests want it. It asserts nothing itself.
 //!
-//! Use from a test binary: `#[path = "support/runtime_api.rs"] mod runtime_api;`
+//! Use from a test binary: `mod common;` then `use common::runtime_api;`.
 #![allow(dead_code, unused_imports)]
 
 use std::ops::Deref;

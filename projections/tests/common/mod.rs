@@ -1,12 +1,14 @@
-//! Shared fixtures of the projections tests: an in-memory ledger that assigns versions and
-//! dedupes by `(source, source_event_id)` the way the real stores do (DESIGN §3), and builders
-//! for inbound events shaped like the catalogue payloads.
+//! The one fixture module of the projections tests (each test binary declares `mod common;`):
+//! an in-memory ledger that assigns versions and dedupes by `(source, source_event_id)` the
+//! way the real stores do (DESIGN §3), builders for inbound events shaped like the catalogue
+//! payloads, `Inbound` (the usual inbound events, on a `Log` or a `World`), and in `world`
+//! the pure projector shell with CRM/Billing fakes.
 #![allow(dead_code)]
 
 pub mod world;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use projections::catalogue::{BillingAccount, CrmAccountUpserted};
+use projections::catalogue::{BillingAccount, CrmAccountUpserted, CrmOrder};
 use projections::{
     CorrelationId, DomainEvent, NewEvent, RecordedEvent, Source, SourceEventId, StreamId,
 };
@@ -76,6 +78,60 @@ impl Log {
     }
 }
 
+/// What every test records most: the usual inbound events on the streams their ids name.
+/// `Log` records them as they are; `World` also lets its fakes learn them (a user change).
+pub trait Inbound {
+    /// Records `event` from `source` on `stream`.
+    fn record(&mut self, stream: &str, source: Source, event: DomainEvent) -> RecordedEvent;
+
+    /// A CRM user saves account `id` (no Billing link, no origin marker).
+    fn crm_account_saved(&mut self, id: &str, name: &str) -> RecordedEvent {
+        self.record(
+            &format!("crm-account-{id}"),
+            Source::Crm,
+            crm_account(id, name, None, None),
+        )
+    }
+
+    /// An order event (`DomainEvent::CrmOrderActivated`, ...) on `crm-order-<id>`.
+    fn crm_order_event(
+        &mut self,
+        kind: fn(CrmOrder) -> DomainEvent,
+        id: &str,
+        account: &str,
+        status: &str,
+        lines: &[(&str, f64)],
+    ) -> RecordedEvent {
+        self.record(
+            &format!("crm-order-{id}"),
+            Source::Crm,
+            kind(crm_order(id, account, status, lines)),
+        )
+    }
+
+    /// A Billing account event (`DomainEvent::BillingAccountCreated`, ...) with no origin
+    /// marker, on `billing-account-<id>`.
+    fn billing_account_event(
+        &mut self,
+        kind: fn(BillingAccount) -> DomainEvent,
+        id: &str,
+        name: &str,
+        crm: Option<&str>,
+    ) -> RecordedEvent {
+        self.record(
+            &format!("billing-account-{id}"),
+            Source::Billing,
+            kind(billing_account(id, name, crm, None)),
+        )
+    }
+}
+
+impl Inbound for Log {
+    fn record(&mut self, stream: &str, source: Source, event: DomainEvent) -> RecordedEvent {
+        self.inbound(stream, source, event)
+    }
+}
+
 pub fn crm_account(
     id: &str,
     name: &str,
@@ -111,13 +167,8 @@ pub fn billing_account(
 }
 
 /// An `OrderEvent__e`-shaped order with one line per `(product code, quantity)`.
-pub fn crm_order(
-    id: &str,
-    account: &str,
-    status: &str,
-    lines: &[(&str, f64)],
-) -> projections::catalogue::CrmOrder {
-    projections::catalogue::CrmOrder {
+pub fn crm_order(id: &str, account: &str, status: &str, lines: &[(&str, f64)]) -> CrmOrder {
+    CrmOrder {
         order_id: id.into(),
         account_id: account.into(),
         order_number: Some(format!("0000{id}")),

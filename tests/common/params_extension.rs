@@ -4,7 +4,7 @@
 //! `X-Aws-Parameters-Secrets-Token` header carries the function's `AWS_SESSION_TOKEN`, as the
 //! real extension does. It caches nothing and asserts nothing; tests read what it served.
 //!
-//! Use from a test binary: `#[path = "support/params_extension.rs"] mod params_extension;`
+//! Use from a test binary: `mod common;` then `use common::params_extension;`.
 #![allow(dead_code)]
 
 use axum::extract::{Query, State};

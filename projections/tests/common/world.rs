@@ -5,7 +5,7 @@
 //! The fakes honour idempotency keys and external-id upserts like the sandbox does.
 #![allow(dead_code)]
 
-use super::{billing_account, crm_account, t0, Log};
+use super::{billing_account, crm_account, t0, Inbound, Log};
 use projections::account_sync::{AccountSync, AccountView};
 use projections::catalogue::{BillingSubscription, CrmOrder};
 use projections::commands::{
@@ -288,6 +288,12 @@ impl Fakes {
     }
 }
 
+impl Inbound for World {
+    fn record(&mut self, stream: &str, source: Source, event: DomainEvent) -> RecordedEvent {
+        self.user_changes(stream, source, event)
+    }
+}
+
 /// The log, the views and the fakes, driven to quiescence by `run`.
 #[derive(Default)]
 pub struct World {
@@ -306,6 +312,14 @@ impl World {
     pub fn new() -> Self {
         let mut world = Self::default();
         world.fakes.echo_carries_origin = true;
+        world
+    }
+
+    /// A world in which CRM account `id` was saved and synced (so it is linked to Billing).
+    pub fn with_synced_account(id: &str, name: &str) -> Self {
+        let mut world = Self::new();
+        world.crm_account_saved(id, name);
+        world.run();
         world
     }
 

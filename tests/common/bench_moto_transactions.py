@@ -3,7 +3,7 @@ TransactWriteItems against a table of N items, on stock moto 5.2.1 (which deep-c
 table per transaction) and on the patched launcher (undo log of touched items).
 Not a test: run by hand, numbers go to BENCHMARKS.md.
 
-Usage: .venv/bin/python tests/support/bench_moto_transactions.py [N ...]   (default 1000 10000)
+Usage: .venv/bin/python tests/common/bench_moto_transactions.py [N ...]   (default 1000 10000)
 """
 
 import statistics
@@ -28,7 +28,7 @@ STOCK = (
 
 
 def start(patched):
-    args = [str(ROOT / "tests/support/moto_server.py")] if patched else ["-c", STOCK]
+    args = [str(ROOT / "tests/common/moto_server.py")] if patched else ["-c", STOCK]
     proc = subprocess.Popen(
         [PYTHON, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
