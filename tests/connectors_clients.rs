@@ -2,8 +2,11 @@
 //! `Retry-After`, idempotent creates across a timeout, the one-refresh rule on 401, error
 //! classification, and the Salesforce/Zuora call shapes the projectors rely on.
 
+mod common;
+
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use common::sync_world::gold;
 use projections::CorrelationId;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +24,7 @@ use sync_ledger::connectors::{
     ServiceName, TokenProvider,
 };
 use sync_ledger::sandbox::{
-    Charge, Faults, Price, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
+    Faults, Product, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
 };
 
 fn fast_retries(max_attempts: u32) -> RetryPolicy {
@@ -615,31 +618,10 @@ async fn a_failing_composite_part_rolls_back_the_whole_call() {
     );
 }
 
-fn gold_product() -> Product {
-    Product {
-        id: String::new(),
-        sku: "SKU-GOLD".into(),
-        name: "Gold".into(),
-        effective_end_date: None,
-        product_rate_plans: vec![RatePlan {
-            id: String::new(),
-            name: "Gold Monthly".into(),
-            product_rate_plan_charges: vec![Charge {
-                id: String::new(),
-                name: "Seats".into(),
-                pricing: vec![Price {
-                    currency: "USD".into(),
-                    price: 30.0,
-                }],
-            }],
-        }],
-    }
-}
-
 #[tokio::test]
 async fn subscriptions_are_created_amended_and_cancelled() {
     let sandbox = sandbox().await;
-    let gold = sandbox.upsert_product(gold_product());
+    let gold = sandbox.upsert_product(gold());
     let plan = &gold.product_rate_plans[0];
     let client = billing(&sandbox, fast_retries(2));
     let account = client
@@ -734,7 +716,7 @@ async fn the_whole_catalog_is_listed_across_pages() {
         sandbox.upsert_product(Product {
             sku: format!("SKU-{n:02}"),
             name: format!("Product {n}"),
-            ..gold_product()
+            ..gold()
         });
     }
     let client = billing(&sandbox, fast_retries(2));

@@ -451,46 +451,6 @@ fn sandbox() -> &'static Sandbox {
     })
 }
 
-/// Calls moto's KMS JSON API (moto does not check signatures; the SDK has no KMS client in
-/// this workspace).
-async fn kms(target: &str, body: Value) -> Value {
-    let now = chrono::Utc::now();
-    let response = reqwest::Client::new()
-        .post(moto().endpoint())
-        .header("X-Amz-Target", format!("TrentService.{target}"))
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("X-Amz-Date", now.format("%Y%m%dT%H%M%SZ").to_string())
-        .header(
-            "Authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential=testing/{}/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
-                now.format("%Y%m%d")
-            ),
-        )
-        .json(&body)
-        .send()
-        .await
-        .expect("moto answers");
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "KMS {target}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-async fn put_secure(name: &str, value: &str) {
-    moto()
-        .ssm()
-        .await
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_rotator_function_rotates_both_tokens_on_its_scheduled_invocation() {
     let base = sandbox().url().to_string();
@@ -498,33 +458,40 @@ async fn token_rotator_function_rotates_both_tokens_on_its_scheduled_invocation(
     let logical = "TokenRotatorFunction";
 
     // What the stack creates: the token key and its alias.
-    let key = kms("CreateKey", json!({"Description": "api tokens"})).await;
+    let key = moto()
+        .kms("CreateKey", json!({"Description": "api tokens"}))
+        .await;
     let key_id = key["KeyMetadata"]["KeyId"].as_str().expect("a key id");
     let alias = stack.var(logical, "TOKEN_KMS_KEY_ID");
-    kms(
-        "CreateAlias",
-        json!({"AliasName": alias, "TargetKeyId": key_id}),
-    )
-    .await;
+    moto()
+        .kms(
+            "CreateAlias",
+            json!({"AliasName": alias, "TargetKeyId": key_id}),
+        )
+        .await;
     // What the operator creates (docs/DEPLOY.md): the OAuth clients and the salt.
     let clients = &sandbox().config();
     for (service, client) in [
         ("crm", &clients.crm_client),
         ("billing", &clients.billing_client),
     ] {
-        put_secure(
-            &format!("/oauthClients/{service}/clientId"),
-            &client.client_id,
-        )
-        .await;
-        put_secure(
-            &format!("/oauthClients/{service}/clientSecret"),
-            client.client_secret.expose_secret(),
-        )
-        .await;
+        moto()
+            .put_secure(
+                &format!("/oauthClients/{service}/clientId"),
+                &client.client_id,
+            )
+            .await;
+        moto()
+            .put_secure(
+                &format!("/oauthClients/{service}/clientSecret"),
+                client.client_secret.expose_secret(),
+            )
+            .await;
     }
     let salt = "deploy-test-fingerprint-salt";
-    put_secure(&stack.var(logical, "TOKEN_FINGERPRINT_SALT_PARAM"), salt).await;
+    moto()
+        .put_secure(&stack.var(logical, "TOKEN_FINGERPRINT_SALT_PARAM"), salt)
+        .await;
 
     let lambda = stack.spawn(logical, "token_rotator").await;
     // The schedule's Input, with the context attributes Scheduler fills in.
@@ -625,7 +592,9 @@ async fn rotated_tokens() {
         (System::Crm, "/apiTokens/crm"),
         (System::Billing, "/apiTokens/billing"),
     ] {
-        put_secure(name, sandbox().issue_token(system).expose_secret()).await;
+        moto()
+            .put_secure(name, sandbox().issue_token(system).expose_secret())
+            .await;
     }
 }
 

@@ -2,6 +2,8 @@
 //! outbox event is fed to the real ingest mapper and must become the expected catalogue
 //! event (origin marker on our own writes, none on a person's), with callouts signed.
 
+mod common;
+
 use chrono::Utc;
 use projections::{CorrelationId, DomainEvent};
 use serde_json::{json, Map, Value};
@@ -16,8 +18,7 @@ use sync_ledger::connectors::{
 use sync_ledger::ingest::map_body;
 use sync_ledger::ingest::signature::{verify, CalloutSecret};
 use sync_ledger::sandbox::{
-    Charge, Faults, OutboxEvent, Price, Product, RatePlan, Sandbox, SandboxConfig, System,
-    CALLOUT_SIGNATURE_HEADER,
+    Faults, OutboxEvent, Price, Product, Sandbox, SandboxConfig, System, CALLOUT_SIGNATURE_HEADER,
 };
 
 fn tokens(sandbox: &Sandbox) -> Arc<TokenProvider> {
@@ -193,31 +194,16 @@ async fn order_activation_and_our_status_write_become_order_events() {
     assert_eq!(cancelled.origin.as_deref(), Some("sync-ledger"));
 }
 
+/// The sync scenarios' Gold product, priced in EUR too.
 fn gold() -> Product {
-    Product {
-        id: String::new(),
-        sku: "SKU-GOLD".into(),
-        name: "Gold".into(),
-        effective_end_date: None,
-        product_rate_plans: vec![RatePlan {
-            id: String::new(),
-            name: "Gold Monthly".into(),
-            product_rate_plan_charges: vec![Charge {
-                id: String::new(),
-                name: "Seats".into(),
-                pricing: vec![
-                    Price {
-                        currency: "USD".into(),
-                        price: 30.0,
-                    },
-                    Price {
-                        currency: "EUR".into(),
-                        price: 28.0,
-                    },
-                ],
-            }],
-        }],
-    }
+    let mut gold = common::sync_world::gold();
+    gold.product_rate_plans[0].product_rate_plan_charges[0]
+        .pricing
+        .push(Price {
+            currency: "EUR".into(),
+            price: 28.0,
+        });
+    gold
 }
 
 #[tokio::test]

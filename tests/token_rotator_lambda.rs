@@ -14,30 +14,6 @@ use serde_json::json;
 use std::time::Duration;
 use sync_ledger::sandbox::{Sandbox, SandboxConfig, System};
 
-async fn put_secure(name: &str, value: &str) {
-    moto()
-        .ssm()
-        .await
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
-}
-
-fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    let mut all: Vec<(String, String)> = moto()
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    all
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_rotates_on_a_scheduled_invocation() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
@@ -47,14 +23,16 @@ async fn the_binary_rotates_on_a_scheduled_invocation() {
     let id_param = format!("/oauthClients/{service}/clientId");
     let secret_param = format!("/oauthClients/{service}/clientSecret");
     let salt_param = format!("/oauthClients/{service}/salt");
-    put_secure(&id_param, "sandbox-billing-client").await;
-    put_secure(&secret_param, "sandbox-billing-secret").await;
-    put_secure(&salt_param, "binary-test-salt").await;
+    moto().put_secure(&id_param, "sandbox-billing-client").await;
+    moto()
+        .put_secure(&secret_param, "sandbox-billing-secret")
+        .await;
+    moto().put_secure(&salt_param, "binary-test-salt").await;
 
     let lambda = LambdaProcess::spawn(
         env!("CARGO_BIN_EXE_token_rotator"),
         "sync-ledger-token-rotator",
-        &env(&[
+        &moto().env_with(&[
             ("LEDGER_STORE", store.url()),
             ("TOKEN_ROTATOR_SERVICES", service.clone()),
             (
@@ -127,7 +105,7 @@ async fn missing_configuration_fails_init_naming_every_missing_variable() {
     let lambda = LambdaProcess::spawn(
         env!("CARGO_BIN_EXE_token_rotator"),
         "sync-ledger-token-rotator",
-        &env(&[("TOKEN_ROTATOR_SERVICES", "crm".to_string())]),
+        &moto().env_with(&[("TOKEN_ROTATOR_SERVICES", "crm".to_string())]),
     )
     .await;
 

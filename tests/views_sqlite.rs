@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use std::sync::Arc;
 use sync_ledger::views::sqlite::SqliteViewStore;
 use sync_ledger::views::ViewStore;
