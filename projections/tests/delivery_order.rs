@@ -24,13 +24,7 @@ use projections::DomainEvent;
 fn scenario_log() -> Vec<RecordedEvent> {
     let mut world = World::new();
     world.fakes.echo_carries_origin = false;
-    world.crm_order_event(
-        DomainEvent::CrmOrderActivated,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 1.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 1.0);
     world.crm_account_saved("001A", "Acme");
     world.crm_account_saved("001A", "Acme Ltd");
     world.billing_account_event(
@@ -51,13 +45,7 @@ fn scenario_log() -> Vec<RecordedEvent> {
         }),
     );
     world.run();
-    world.crm_order_event(
-        DomainEvent::CrmOrderAmended,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 4.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderAmended, "Activated", 4.0);
     world.user_changes(
         "billing-product-2c92p",
         Source::Billing,
@@ -253,13 +241,7 @@ fn replaying_the_log_rebuilds_exactly_the_live_views() {
     let mut world = World::new();
     world.fakes.echo_carries_origin = false;
     world.crm_account_saved("001A", "Acme");
-    world.crm_order_event(
-        DomainEvent::CrmOrderActivated,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 1.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 1.0);
     world.run();
     let log = world.log.events.clone();
     assert_eq!(fold::<AccountSync>(&log), world.accounts);

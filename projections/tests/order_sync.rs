@@ -73,13 +73,7 @@ fn an_activated_order_of_a_linked_account_creates_a_subscription_keyed_by_the_or
 #[test]
 fn an_order_of_an_unlinked_account_waits_and_goes_out_when_the_account_is_synced() {
     let mut world = World::new();
-    let order = world.crm_order_event(
-        DomainEvent::CrmOrderActivated,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 3.0)],
-    );
+    let order = world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
     world.run();
     let deferred = world.log.of_type("SyncDeferred");
     assert_eq!(deferred.len(), 1);
@@ -115,13 +109,7 @@ fn an_order_of_an_unlinked_account_waits_and_goes_out_when_the_account_is_synced
 
 fn world_with_synced_order() -> World {
     let mut world = World::with_synced_account("001A", "Acme");
-    world.crm_order_event(
-        DomainEvent::CrmOrderActivated,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 3.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
     world.run();
     world
 }
@@ -129,21 +117,9 @@ fn world_with_synced_order() -> World {
 #[test]
 fn amend_and_cancel_of_a_synced_order_amend_and_cancel_the_subscription_once() {
     let mut world = world_with_synced_order();
-    world.crm_order_event(
-        DomainEvent::CrmOrderAmended,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 5.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderAmended, "Activated", 5.0);
     world.run();
-    world.crm_order_event(
-        DomainEvent::CrmOrderCancelled,
-        "801A",
-        "001A",
-        "Cancelled",
-        &[("SKU-GOLD", 5.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderCancelled, "Cancelled", 5.0);
     world.run();
     assert_eq!(
         steps(&world),
@@ -172,13 +148,7 @@ fn amend_and_cancel_of_a_synced_order_amend_and_cancel_the_subscription_once() {
 fn the_same_order_delivered_again_with_a_new_id_changes_nothing() {
     let mut world = world_with_synced_order();
     let calls = world.fakes.calls.len();
-    world.crm_order_event(
-        DomainEvent::CrmOrderActivated,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 3.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
     world.run();
     assert_eq!(world.fakes.calls.len(), calls);
 }
@@ -231,20 +201,8 @@ fn a_subscription_cancelled_in_billing_cancels_the_crm_order_without_ping_pong()
 #[test]
 fn an_order_changed_while_its_subscription_is_being_created_is_amended_after() {
     let mut world = World::with_synced_account("001A", "Acme");
-    world.crm_order_event(
-        DomainEvent::CrmOrderActivated,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 3.0)],
-    );
-    world.crm_order_event(
-        DomainEvent::CrmOrderAmended,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 7.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
+    world.gold_order(DomainEvent::CrmOrderAmended, "Activated", 7.0);
     world.run();
     assert_eq!(
         world.fakes.subscriptions.len(),
@@ -265,20 +223,8 @@ fn an_order_changed_while_its_subscription_is_being_created_is_amended_after() {
 #[test]
 fn an_order_cancelled_before_its_account_is_linked_never_reaches_billing() {
     let mut world = World::new();
-    world.crm_order_event(
-        DomainEvent::CrmOrderActivated,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 3.0)],
-    );
-    world.crm_order_event(
-        DomainEvent::CrmOrderCancelled,
-        "801A",
-        "001A",
-        "Cancelled",
-        &[("SKU-GOLD", 3.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
+    world.gold_order(DomainEvent::CrmOrderCancelled, "Cancelled", 3.0);
     world.crm_account_saved("001A", "Acme");
     world.run();
     assert!(world.fakes.subscriptions.is_empty());
@@ -330,20 +276,8 @@ fn orders_route_to_their_account_item_and_subscriptions_to_their_own() {
 #[test]
 fn an_order_cancelled_while_its_subscription_is_being_created_is_cancelled_after() {
     let mut world = World::with_synced_account("001A", "Acme");
-    world.crm_order_event(
-        DomainEvent::CrmOrderActivated,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 3.0)],
-    );
-    world.crm_order_event(
-        DomainEvent::CrmOrderCancelled,
-        "801A",
-        "001A",
-        "Cancelled",
-        &[("SKU-GOLD", 3.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
+    world.gold_order(DomainEvent::CrmOrderCancelled, "Cancelled", 3.0);
     world.run();
     assert_eq!(
         &steps(&world)[2..],
@@ -362,26 +296,14 @@ fn a_failed_subscription_create_is_made_again_by_the_next_order_change() {
         .fakes
         .fail_once
         .push("billing-create-subscription".into());
-    world.crm_order_event(
-        DomainEvent::CrmOrderActivated,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 3.0)],
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
     world.run();
     let failed = world.log.of_type("SyncFailed");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].payload["crm_order_id"], "801A");
     assert!(world.fakes.subscriptions.is_empty());
 
-    let amend = world.crm_order_event(
-        DomainEvent::CrmOrderAmended,
-        "801A",
-        "001A",
-        "Activated",
-        &[("SKU-GOLD", 4.0)],
-    );
+    let amend = world.gold_order(DomainEvent::CrmOrderAmended, "Activated", 4.0);
     world.run();
     assert_eq!(world.fakes.subscriptions.len(), 1);
     let create = world.fakes.calls.last().unwrap();

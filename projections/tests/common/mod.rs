@@ -109,6 +109,16 @@ pub trait Inbound {
         )
     }
 
+    /// The usual order: `crm-order-801A` of account `001A`, for `quantity` of `SKU-GOLD`.
+    fn gold_order(
+        &mut self,
+        kind: fn(CrmOrder) -> DomainEvent,
+        status: &str,
+        quantity: f64,
+    ) -> RecordedEvent {
+        self.crm_order_event(kind, "801A", "001A", status, &[("SKU-GOLD", quantity)])
+    }
+
     /// A Billing account event (`DomainEvent::BillingAccountCreated`, ...) with no origin
     /// marker, on `billing-account-<id>`.
     fn billing_account_event(
