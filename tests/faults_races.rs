@@ -10,7 +10,6 @@
 
 mod common;
 
-use common::sync_world;
 use common::sync_world_dynamodb;
 
 use chrono::Utc;

@@ -9,7 +9,6 @@
 
 mod common;
 
-use common::sync_world;
 use common::sync_world_dynamodb;
 
 use common::fault_world::{crm_activity, World};
