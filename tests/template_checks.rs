@@ -598,12 +598,13 @@ fn projector_stream_mappings_filter_events_and_bound_retries() {
 // ------------------------------------------------------------------ environment variables
 //
 // How the variables a binary reads are found (a source scan, deliberately simple):
-// 1. Files: from `src/bin/<binary>.rs`, follow every `sync_ledger::a::b`, `crate::a::b`,
+// 1. Files: from `src/bin/<binary>.rs`, follow every `sync_ledger::a::b` (the service crate,
+//    `service/src`), `crate::a::b` (the file's own crate),
 //    `super::`/`self::` path (brace groups included) to the module files it names, and the
 //    `mod x;` children of each module named; repeat. This over-approximates (a module's whole
 //    file counts), which can only ask for more variables, never fewer.
 // 2. Reads: in those files (comments stripped), every `env::var("X")` / `env::var_os("X")`,
-//    the same with a `const NAME: &str = "X"` (from any file under `src/`) as the argument,
+//    the same with a `const NAME: &str = "X"` (from any file under `src/` or `service/src/`) as the argument,
 //    every `const *_ENV` those files name (a variable read through a lookup closure must be
 //    named by such a const), and clap's `env = "X"`.
 // 3. Variables the Lambda runtime itself sets (`RUNTIME_PROVIDED`) need no template entry.
@@ -804,6 +805,7 @@ fn resolve(dir: &Path, segments: &[String]) -> Vec<PathBuf> {
 /// passed through on the way (`lambda` in `lambda::projector`) does not.
 fn reachable_files(main: &Path) -> BTreeSet<PathBuf> {
     let src = root().join("src");
+    let service = root().join("service/src");
     let mut passed = BTreeSet::new();
     let mut named = BTreeSet::new();
     let mut queue = vec![(main.to_path_buf(), true)];
@@ -819,9 +821,14 @@ fn reachable_files(main: &Path) -> BTreeSet<PathBuf> {
         let text = strip_comments(&std::fs::read_to_string(&file).unwrap_or_default());
         let here = module_dir(&file);
         let parent = here.parent().map(Path::to_path_buf).unwrap_or(src.clone());
+        let own_crate = if file.starts_with(&service) {
+            &service
+        } else {
+            &src
+        };
         for (marker, base) in [
-            ("sync_ledger::", &src),
-            ("crate::", &src),
+            ("sync_ledger::", &service),
+            ("crate::", own_crate),
             ("self::", &here),
             ("super::", &parent),
         ] {
@@ -856,10 +863,13 @@ fn reachable_files(main: &Path) -> BTreeSet<PathBuf> {
     named.union(&passed).cloned().collect()
 }
 
-/// `const NAME: &str = "VALUE";` anywhere under `src/`.
+/// `const NAME: &str = "VALUE";` anywhere under `src/` or `service/src/`.
 fn string_consts() -> BTreeMap<String, String> {
     let mut consts = BTreeMap::new();
-    for file in rust_files(&root().join("src")) {
+    let files = rust_files(&root().join("src"))
+        .into_iter()
+        .chain(rust_files(&root().join("service/src")));
+    for file in files {
         let text = strip_comments(&std::fs::read_to_string(&file).unwrap_or_default());
         for (at, _) in text.match_indices("const ") {
             let rest = &text[at + 6..];
