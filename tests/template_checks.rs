@@ -1535,7 +1535,10 @@ fn dashboard_metrics() -> Vec<(String, DashboardMetric)> {
                 !parts.contains(&"."),
                 "{title}: write rows out in full (no \".\" shorthand), so they can be checked"
             );
-            assert!(parts.len() >= 2 && parts.len() % 2 == 0, "{title}: {row}");
+            assert!(
+                parts.len() >= 2 && parts.len().is_multiple_of(2),
+                "{title}: {row}"
+            );
             let dimensions = parts[2..]
                 .chunks(2)
                 .map(|kv| (kv[0].to_string(), kv[1].to_string()))
