@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use projections::{CorrelationId, EventId, NewEvent, RecordedEvent, StreamId};
 
+pub mod fault;
 pub mod migrate;
 pub mod open;
 pub mod sqlite;
 
+pub use fault::AppendFault;
 pub use open::{open_store, StoreError};
 pub use sqlite::SqliteLedger;
 

@@ -3,8 +3,8 @@
 //! mechanics; it must not decide anything about the events it stores.
 
 use super::{
-    AppendOutcome, BatchOutcomes, ChangeFeed, EventLog, ExistingEvent, ExpectedVersion, FeedItem,
-    FeedStart, LedgerError, StreamAppend,
+    AppendFault, AppendOutcome, BatchOutcomes, ChangeFeed, EventLog, ExistingEvent,
+    ExpectedVersion, FeedItem, FeedStart, LedgerError, StreamAppend,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
@@ -61,6 +61,7 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    append_fault: AppendFault,
 }
 
 impl std::fmt::Debug for SqliteLedger {
@@ -100,12 +101,19 @@ impl SqliteLedger {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                append_fault: AppendFault::default(),
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The test seam that stops an append part-way (see `ledger::fault`); the append's
+    /// transaction then rolls back whatever it inserted.
+    pub fn append_fault(&self) -> &AppendFault {
+        &self.inner.append_fault
     }
 
     /// Runs `f` on the writer connection on the blocking pool, so async callers never block
@@ -351,6 +359,7 @@ fn find_recorded(
 
 fn append_blocking(
     conn: &mut Connection,
+    fault: &AppendFault,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: &[NewEvent],
@@ -361,7 +370,7 @@ fn append_blocking(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| store_error("starting an append", e))?;
     // An error returns before commit: dropping the transaction rolls the inserts back.
-    let (outcomes, wrote) = append_rows(&tx, stream, expected, events)?;
+    let (outcomes, wrote) = append_rows(&tx, fault, stream, expected, events)?;
     if wrote {
         tx.commit()
             .map_err(|e| store_error("committing an append", e))?;
@@ -375,6 +384,7 @@ fn append_blocking(
 /// five indexes) to the WAL, so small transactions rewrite the same hot pages over and over.
 fn append_batch_blocking(
     conn: &mut Connection,
+    fault: &AppendFault,
     appends: Vec<StreamAppend>,
 ) -> Result<BatchOutcomes, LedgerError> {
     let mut tx = conn
@@ -393,7 +403,7 @@ fn append_batch_blocking(
         let sp = tx
             .savepoint()
             .map_err(|e| store_error("starting a stream's append", e))?;
-        match append_rows(&sp, &a.stream, a.expected, &a.events) {
+        match append_rows(&sp, fault, &a.stream, a.expected, &a.events) {
             Ok((outcomes, _)) => {
                 sp.commit()
                     .map_err(|e| store_error("releasing a stream's append", e))?;
@@ -413,6 +423,7 @@ fn append_batch_blocking(
 /// roll back what was inserted.
 fn append_rows(
     conn: &Connection,
+    fault: &AppendFault,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: &[NewEvent],
@@ -449,6 +460,7 @@ fn append_rows(
                 }
                 _ => now,
             };
+            fault.before_write((next - current) as usize)?;
             payload.clear();
             serde_json::to_writer(&mut payload, &event.payload).map_err(|e| {
                 LedgerError::Store(format!("encoding payload of {}: {e}", event.event_id))
@@ -624,15 +636,19 @@ impl EventLog for SqliteLedger {
         }
         check_one_stream(stream, &events)?;
         let stream = stream.clone();
-        self.with_writer(move |conn| append_blocking(conn, &stream, expected, &events))
-            .await
+        let inner = self.inner.clone();
+        self.with_writer(move |conn| {
+            append_blocking(conn, &inner.append_fault, &stream, expected, &events)
+        })
+        .await
     }
 
     async fn append_batch(&self, appends: Vec<StreamAppend>) -> Result<BatchOutcomes, LedgerError> {
         if appends.is_empty() {
             return Ok(Vec::new());
         }
-        self.with_writer(move |conn| append_batch_blocking(conn, appends))
+        let inner = self.inner.clone();
+        self.with_writer(move |conn| append_batch_blocking(conn, &inner.append_fault, appends))
             .await
     }
 

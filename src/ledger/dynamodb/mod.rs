@@ -22,7 +22,8 @@ use projections::{
 };
 
 use super::{
-    AppendOutcome, ChangeFeed, EventLog, ExistingEvent, ExpectedVersion, FeedStart, LedgerError,
+    AppendFault, AppendOutcome, ChangeFeed, EventLog, ExistingEvent, ExpectedVersion, FeedStart,
+    LedgerError,
 };
 use errors::{classify, with_retries, Backoff, Failure};
 use item::{DedupeItem, MetaItem, GSI_BY_CORRELATION, GSI_BY_TIME, META_PK};
@@ -49,6 +50,7 @@ pub struct DynamoDbLedger {
     stream_arn: String,
     first_hour: DateTime<Utc>,
     by_time_shards: u32,
+    append_fault: AppendFault,
 }
 
 /// The last event of a stream, as far as appends need it.
@@ -118,6 +120,7 @@ impl DynamoDbLedger {
             by_time_shards: meta.by_time_shards.max(1),
             events_table,
             stream_arn,
+            append_fault: AppendFault::default(),
         })
     }
 
@@ -127,6 +130,11 @@ impl DynamoDbLedger {
 
     pub fn stream_arn(&self) -> &str {
         &self.stream_arn
+    }
+
+    /// The test seam that stops an append between two chunks (see `ledger::fault`).
+    pub fn append_fault(&self) -> &AppendFault {
+        &self.append_fault
     }
 
     /// Strongly consistent, so a writer never builds on a stale version.
@@ -460,6 +468,7 @@ impl EventLog for DynamoDbLedger {
         let mut expected = expected;
         let mut contention = Backoff::contention();
         let mut throttling = Backoff::throttling();
+        let mut written = 0;
         while !pending.is_empty() {
             let head = self.head(stream).await?;
             let actual = head.map_or(0, |h| h.version);
@@ -489,6 +498,7 @@ impl EventLog for DynamoDbLedger {
                 .copied()
                 .collect();
             let actions = self.transaction(&events, &chunk, head)?;
+            self.append_fault.before_write(written)?;
             match self.send_transaction(actions).await {
                 Ok(None) => {
                     for (offset, idx) in chunk.iter().enumerate() {
@@ -497,6 +507,7 @@ impl EventLog for DynamoDbLedger {
                         });
                     }
                     pending.drain(..chunk.len());
+                    written += chunk.len();
                     if expected != ExpectedVersion::Any {
                         // The next chunk continues exactly where this one ended.
                         expected = ExpectedVersion::Exact(actual + chunk.len() as u64);
