@@ -79,8 +79,18 @@ async fn the_console_shows_the_story_and_its_redrive_fixes_the_failed_sync() {
     let doc = Html::parse_document(&body);
     let lane = texts(&doc, "ol.timeline > li.step.inbound > .step-head .type");
     // The order, and Billing's echo of the subscription we created (suppressed).
-    assert_eq!(lane, vec!["CrmOrderActivated".to_string(), "BillingSubscriptionCreated".to_string()], "{body}");
-    assert_eq!(texts(&doc, "li.step.decision.echo > .step-head .badge"), vec!["echo suppressed".to_string()]);
+    assert_eq!(
+        lane,
+        vec![
+            "CrmOrderActivated".to_string(),
+            "BillingSubscriptionCreated".to_string()
+        ],
+        "{body}"
+    );
+    assert_eq!(
+        texts(&doc, "li.step.decision.echo > .step-head .badge"),
+        vec!["echo suppressed".to_string()]
+    );
     let order: Vec<String> = doc
         .select(&sel("ol.timeline li.step"))
         .filter_map(|e| {

@@ -13,7 +13,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
 use maud::{html, Markup};
-use projections::CorrelationId;
+use projections::correlation_view::CorrelationView;
+use projections::{CorrelationId, Projection};
 use std::collections::HashMap;
 use sync_ledger::projector::registry::{view_name, PROJECTIONS};
 use sync_ledger::replay::redrive::{plan, redrive, Pending, RedriveRequest, Target};
@@ -135,7 +136,7 @@ pub async fn failures_page(
                 label { "Projection"
                     select name="projection" {
                         option value="" { "all" }
-                        @for (_, view) in PROJECTIONS {
+                        @for (_, view) in PROJECTIONS.iter().filter(|(_, v)| *v != CorrelationView::NAME) {
                             @if projection == Some(*view) { option value=(view) selected { (view) } }
                             @else { option value=(view) { (view) } }
                         }

@@ -168,9 +168,21 @@ fn entities(events: &[RecordedEvent]) -> Vec<(String, String, String)> {
             out.push((side.to_string(), kind.to_string(), id.to_string()));
         }
     };
+    // Streams name their entity's kind exactly; payload ids come second.
     for event in events {
         if let Some((side, kind, id)) = entity_of(event.stream_id.as_str()) {
             add(&side, &kind, &id);
+        }
+    }
+    for event in events {
+        // An inbound record's account (a CRM order's account, a subscription's account).
+        if let (Some((side, kind, _)), Some(account)) = (
+            entity_of(event.stream_id.as_str()),
+            event.payload.get("account_id").and_then(|v| v.as_str()),
+        ) {
+            if kind != "account" {
+                add(&side, "account", account);
+            }
         }
         let kind = event
             .payload
