@@ -5,10 +5,9 @@
 //! guard; and `ledger demo --keep` serving the demo's story.
 
 mod common;
-#[path = "common/console.rs"]
-mod console;
-#[path = "common/sync_world.rs"]
-mod sync_world;
+
+use common::console;
+use common::sync_world;
 
 use console::{get, post_form, silver, story, Served};
 use scraper::{Html, Selector};

@@ -13,6 +13,8 @@
 //! | `replay_scenarios` | `ledger replay` bodies + `replay_tests!(backend)` (both stores) |
 //! | `sync_world` | end-to-end sync world (sandbox + `ledger` binary) and its scenarios; the embedded store |
 //! | `sync_world_dynamodb` | the same world on DynamoDB (moto) |
+//! | `console` | the console tests' story (ingest + worker) and `ledger serve` over it |
+//! | `cdp` | a small DevTools-protocol driver for headless Chromium (the console's browser test) |
 //! | `fault_world` | the fault suites' world (sandbox, embedded ledger, captured output) |
 //! | `ledger_run` | one run of the real `ledger` binary and its output checks |
 //! | `ingest_fixtures` | `tests/fixtures` files and the Lambda trigger envelopes around them |
@@ -28,7 +30,9 @@
 //! Each binary uses only part of this, so unused items are expected here.
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod conformance;
+pub mod console;
 pub mod fault_world;
 pub mod ingest_fixtures;
 pub mod ingest_store;
