@@ -295,8 +295,8 @@ mod tests {
         let id = EventId::derived(Source::System, &key);
         assert_eq!(id, EventId::derived(Source::System, &key));
         assert_eq!(id.as_uuid().get_version_num(), 5);
-        let other_key = SourceEventId::parse("0193a1b2-0000-7000-8000-000000000001:step:failed")
-            .unwrap();
+        let other_key =
+            SourceEventId::parse("0193a1b2-0000-7000-8000-000000000001:step:failed").unwrap();
         assert_ne!(id, EventId::derived(Source::System, &other_key));
         assert_ne!(id, EventId::derived(Source::Crm, &key));
     }

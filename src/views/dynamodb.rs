@@ -4,7 +4,7 @@
 
 use super::{
     check_checkpoint_name, check_commit, check_item_size, check_projection, Checkpoint,
-    ExpectedRevision, LastVersions, ViewError, ViewRow, ViewKey, ViewNamespace, ViewStore,
+    ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewRow, ViewStore,
     ViewWrite,
 };
 use async_trait::async_trait;
