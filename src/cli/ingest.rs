@@ -1,13 +1,9 @@
 //! `ledger ingest <file|->`: appends JSON lines to the ledger. Each line is decoded by the
 //! first decoder that recognises it (a ledger envelope, or a raw source format from
-//! `crate::ingest`); a bad line is reported by line and field, kept as an `IngestRejected`
+//! `sync_ledger::ingest`); a bad line is reported by line and field, kept as an `IngestRejected`
 //! event, and never stops the good lines. It must not decide anything about the events.
 
 use super::{describe_store, CliError};
-use crate::config::StoreUrl;
-use crate::ingest::fields::{self, Obj};
-use crate::ingest::{self as sources, record, split_raw, Channel, Ingested, Mapped, Rejection};
-use crate::ledger::{open_store, EventLog};
 use chrono::{DateTime, Utc};
 use projections::{
     CorrelationId, DomainEvent, EventId, EventType, NewEvent, Source, SourceEventId, StreamId,
@@ -15,6 +11,12 @@ use projections::{
 use serde_json::Value;
 use std::fmt;
 use std::process::ExitCode;
+use sync_ledger::config::StoreUrl;
+use sync_ledger::ingest::fields::{self, Obj};
+use sync_ledger::ingest::{
+    self as sources, record, split_raw, Channel, Ingested, Mapped, Rejection,
+};
+use sync_ledger::ledger::{open_store, EventLog};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 #[derive(Debug, clap::Args)]
@@ -98,7 +100,7 @@ impl fmt::Display for LineRejection {
     }
 }
 
-/// Reads every line and records each record through `crate::ingest::record` (the same path
+/// Reads every line and records each record through `sync_ledger::ingest::record` (the same path
 /// as the ingest Lambda): its events appended with `ExpectedVersion::Any`, or its rejection
 /// kept. Only a store failure stops the run.
 pub async fn ingest_lines<R: AsyncBufRead + Unpin>(
