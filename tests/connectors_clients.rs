@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use common::sync_world::gold;
 use projections::CorrelationId;
-use sandbox::{Faults, Product, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
+use sandbox::{Faults, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -228,7 +228,7 @@ async fn an_idempotent_create_retried_after_a_timeout_creates_one_account() {
 
 /// A subscription on Gold for Acme, made by `client`: (subscription number, Gold's plan).
 async fn gold_subscription(sandbox: &Sandbox, client: &BillingClient) -> (String, RatePlan) {
-    let gold = sandbox.upsert_product(gold_product());
+    let gold = sandbox.upsert_product(gold());
     let account = client
         .create_account(&acme(), &key("account"), CorrelationId::new())
         .await

@@ -3,13 +3,13 @@
 //! store dedupes them and nothing in the core reads the clock. Redrive's attempts are the one
 //! explicit exception: a failure is recorded once per run.
 
-mod support;
+mod common;
 
+use common::{crm_account, crm_order, t0, Log};
 use projections::account_sync::{AccountSync, AccountView};
 use projections::commands::{complete, complete_attempt, Attempt, CallResult};
 use projections::order_sync::{OrderAccountView, OrderSync, OrderSyncView};
 use projections::{DomainEvent, EventId, NewEvent, Projection, Source, SourceEventId};
-use support::{crm_account, crm_order, t0, Log};
 
 fn assert_ids_derive_from_dedupe_keys(outcomes: &[NewEvent]) {
     for o in outcomes {
