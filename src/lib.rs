@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod lambda;
 pub mod ledger;
 pub mod projector;
+pub mod redrive;
 pub mod replay;
 pub mod sandbox;
 pub mod views;

@@ -81,6 +81,8 @@ pub enum CliError {
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
     #[error(transparent)]
+    Redrive(#[from] crate::redrive::RedriveError),
+    #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
 }
 

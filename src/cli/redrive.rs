@@ -1,7 +1,7 @@
 //! `ledger redrive --correlation <id>`: re-runs the failed or deferred syncs of one trace
 //! against the external systems (configured like `ledger worker`: CRM_BASE_URL, ...), and
 //! prints what each re-run did. The one deliberate path that calls out again; `--dry-run`
-//! only lists. It parses, wires and prints; the logic is `replay::redrive`.
+//! only lists. It parses, wires and prints; the logic is `crate::redrive`.
 
 use super::CliError;
 use crate::config::StoreUrl;
@@ -9,7 +9,7 @@ use crate::ledger::open_store;
 use crate::projector::config::{ConnectorsConfig, TokenConfig};
 use crate::projector::effects::ConnectorEffects;
 use crate::projector::Effects;
-use crate::replay::redrive::{
+use crate::redrive::{
     plan, redrive, Pending, RedriveReport, RedriveRequest, RedriveResult, Redriven,
 };
 use crate::views::open_views;
