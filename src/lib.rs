@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod projector;
 pub mod redrive;
 pub mod replay;
+pub mod rotation;
 pub mod sandbox;
 pub mod views;
 pub mod worker;

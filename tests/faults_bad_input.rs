@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use sync_ledger::cli::ingest::{decode_envelope, decode_line};
+use sync_ledger::ingest::decode::{decode_envelope, decode_line};
 use sync_ledger::ingest::signature::{self, CalloutSecret};
 use sync_ledger::ingest::{map_body, rejection_event, split_raw, zuora, Channel, Rejection};
 use sync_ledger::lambda::ingest::{IngestError, IngestHandler};

@@ -4,10 +4,10 @@
 //! existing. It measures on the embedded store and changes no setting of what it runs.
 
 use super::{Measurement, Outcome, Scale, ScratchDir};
+use crate::connectors::config::ConnectorsConfig;
 use crate::ingest::{map_body, record, Channel};
 use crate::ledger::sqlite::{migrate, SqliteLedger};
 use crate::ledger::EventLog;
-use crate::projector::config::ConnectorsConfig;
 use crate::projector::effects::ConnectorEffects;
 use crate::projector::{build_selected, ProjectorDeps, RunnerSettings};
 use crate::sandbox::{Sandbox, SandboxConfig};

@@ -3,7 +3,7 @@
 
 use super::CliError;
 use crate::audit::{audit, render_text, AuditError, AuditId};
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
 use crate::ledger::open_store;
 use crate::views::open_views;
 use std::process::ExitCode;
@@ -19,8 +19,10 @@ pub struct AuditArgs {
 
 pub async fn run(store: &StoreUrl, args: &AuditArgs) -> Result<ExitCode, CliError> {
     let id = AuditId::parse(&args.id)?;
-    let log = open_store(store).await?;
-    let views = open_views(store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await?;
     match audit(log.as_ref(), views.as_ref(), &id).await {
         Ok(report) => {
             if args.json {

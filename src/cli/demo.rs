@@ -9,16 +9,16 @@
 use super::ingest::ingest_lines;
 use super::CliError;
 use crate::audit::{audit, render_text, AuditId};
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
 use crate::connectors::params::{EmbeddedParameters, ParameterStore};
 use crate::connectors::{
     ApiToken, BillingClient, ClientConfig, CrmClient, ServiceName, TokenProvider, TokenSource,
 };
-use crate::lambda::token_rotator::{ServiceSettings, TokenRotator};
 use crate::ledger::{migrate::migrate, open_store, EventLog};
 use crate::projector::effects::ConnectorEffects;
 use crate::projector::{build_selected, Effects, ProjectorDeps, RunnerSettings};
 use crate::replay::{self, snapshot, ReplayRequest, ViewDigest};
+use crate::rotation::{ServiceSettings, TokenRotation};
 use crate::sandbox::{
     Charge, Faults, Price, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
 };
@@ -90,15 +90,17 @@ struct Demo {
     log: Arc<dyn EventLog>,
     views: Arc<dyn ViewStore>,
     sandbox: Sandbox,
-    rotator: TokenRotator,
+    rotator: TokenRotation,
     effects: Arc<dyn Effects>,
 }
 
 async fn run_in(dir: &std::path::Path) -> Result<ExitCode, CliError> {
     let store = StoreUrl::Sqlite(dir.join("ledger.db"));
-    migrate(&store).await?;
-    let log = open_store(&store).await?;
-    let views = open_views(&store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    migrate(&store, &aws).await?;
+    let log = open_store(&store, &aws).await?;
+    let views = open_views(&store, &aws).await?;
     let sandbox = Sandbox::start(SandboxConfig::default())
         .await
         .map_err(invalid)?;
@@ -131,7 +133,7 @@ async fn run_in(dir: &std::path::Path) -> Result<ExitCode, CliError> {
     }
     let params: Arc<EmbeddedParameters> = Arc::new(params);
     let salt = ApiToken::new(uuid::Uuid::new_v4().to_string()).map_err(invalid)?;
-    let rotator = TokenRotator::new(
+    let rotator = TokenRotation::new(
         log.clone(),
         params.clone(),
         reqwest::Client::new(),

@@ -2,7 +2,7 @@
 //! order, as a table or as JSON lines of the recorded envelope. Read-only.
 
 use super::CliError;
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
 use crate::ledger::open_store;
 use projections::envelope::format_timestamp;
 use projections::{RecordedEvent, StreamId};
@@ -23,7 +23,9 @@ pub struct EventsArgs {
 pub async fn run(store: &StoreUrl, args: &EventsArgs) -> Result<ExitCode, CliError> {
     let stream =
         StreamId::parse(args.stream_id.as_str()).map_err(|e| CliError::Invalid(e.to_string()))?;
-    let log = open_store(store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
     let events = log.read_stream(&stream, args.from).await?;
     if args.json {
         for event in &events {

@@ -2,7 +2,7 @@
 //! The work is `ledger::migrate`; this file only prints.
 
 use super::{describe_store, CliError};
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
 use crate::ledger::migrate::{migrate, MigrationReport};
 use std::process::ExitCode;
 
@@ -10,7 +10,9 @@ use std::process::ExitCode;
 pub struct MigrateArgs {}
 
 pub async fn run(store: &StoreUrl, _args: &MigrateArgs) -> Result<ExitCode, CliError> {
-    let report = migrate(store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    let report = migrate(store, &aws).await?;
     print!("{}", render(&describe_store(store), &report));
     Ok(ExitCode::SUCCESS)
 }

@@ -4,9 +4,9 @@
 //! only lists. It parses, wires and prints; the logic is `crate::redrive`.
 
 use super::CliError;
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
+use crate::connectors::config::{ConnectorsConfig, TokenConfig};
 use crate::ledger::open_store;
-use crate::projector::config::{ConnectorsConfig, TokenConfig};
 use crate::projector::effects::ConnectorEffects;
 use crate::projector::Effects;
 use crate::redrive::{
@@ -47,8 +47,10 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
         reason: args.reason.clone(),
         dry_run: args.dry_run,
     };
-    let log = open_store(store).await?;
-    let views = open_views(store).await?;
+    // Loaded only by what needs it (a DynamoDB store, Parameter Store tokens), then shared.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await?;
     if args.dry_run {
         // A dry run needs no connector configuration: it reads the ledger only.
         let (_, targets) = plan(log.as_ref(), views.as_ref(), &correlation).await?;
@@ -70,14 +72,12 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
         return Ok(ExitCode::SUCCESS);
     }
     let connectors = ConnectorsConfig::from_env()?;
-    let aws = match (&connectors.tokens, store) {
-        (TokenConfig::ParameterStore, _) | (_, StoreUrl::DynamoDb { .. }) => {
-            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-        }
-        _ => None,
+    let ssm_config = match connectors.tokens {
+        TokenConfig::ParameterStore => Some(aws.get().await),
+        TokenConfig::ClientCredentials { .. } => None,
     };
     let effects: Arc<dyn Effects> = Arc::new(
-        ConnectorEffects::from_config(&connectors, aws.as_ref())
+        ConnectorEffects::from_config(&connectors, ssm_config)
             .map_err(|e| CliError::Invalid(e.to_string()))?,
     );
     let report = redrive(log, views, effects, &request).await?;

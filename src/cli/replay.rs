@@ -3,7 +3,7 @@
 //! events/s and ETA on a terminal, plain lines otherwise. No external system is ever called.
 
 use super::CliError;
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
 use crate::ledger::open_store;
 use crate::replay::{self, ProjectionReport, ReplayRequest};
 use crate::views::{open_views, ViewNamespace};
@@ -46,8 +46,10 @@ fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub async fn run(store: &StoreUrl, args: &ReplayArgs) -> Result<ExitCode, CliError> {
-    let log = open_store(store).await?;
-    let views = open_views(store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await?;
     let mut progress = Reporter::new(std::io::stderr().is_terminal());
 
     if args.verify {

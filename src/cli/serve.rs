@@ -4,7 +4,7 @@
 
 use super::CliError;
 use crate::audit::answer;
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
 use crate::ledger::{open_store, EventLog};
 use crate::views::{open_views, ViewStore};
 use axum::extract::{Path, State};
@@ -46,8 +46,10 @@ async fn audit_route(State(stores): State<Stores>, Path(id): Path<String>) -> Re
 }
 
 pub async fn run(store: &StoreUrl, args: &ServeArgs) -> Result<ExitCode, CliError> {
-    let log = open_store(store).await?;
-    let views = open_views(store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await?;
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -4,11 +4,11 @@
 //! It parses arguments, wires the library and prints a summary; it decides nothing itself.
 
 use super::{describe_store, CliError};
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
+use crate::connectors::config::{ConnectorsConfig, TokenConfig};
 use crate::lambda::projector::ProjectorHandler;
 use crate::ledger::dynamodb::events_table;
 use crate::ledger::open_store;
-use crate::projector::config::{ConnectorsConfig, TokenConfig};
 use crate::projector::effects::ConnectorEffects;
 use crate::projector::registry::selected_view_names;
 use crate::projector::{build_selected, ProjectorDeps, RunnerSettings};
@@ -82,17 +82,18 @@ pub async fn run(store: &StoreUrl, args: &WorkerArgs) -> Result<ExitCode, CliErr
     let names = selected_view_names(&args.projection).map_err(invalid)?;
     let connectors = ConnectorsConfig::from_env()?;
     connectors.check_for(&names)?;
-    let needs_aws = matches!(store, StoreUrl::DynamoDb { .. })
-        || connectors.tokens == TokenConfig::ParameterStore;
-    let aws = if needs_aws {
-        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-    } else {
-        None
+    // One AWS configuration for the run, loaded only by what needs it (a DynamoDB store,
+    // Parameter Store tokens): a worker on the embedded store with client credentials never
+    // resolves AWS credentials.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await.map_err(invalid)?;
+    let ssm_config = match connectors.tokens {
+        TokenConfig::ParameterStore => Some(aws.get().await),
+        TokenConfig::ClientCredentials { .. } => None,
     };
-    let log = open_store(store).await?;
-    let views = open_views(store).await.map_err(invalid)?;
     let effects =
-        Arc::new(ConnectorEffects::from_config(&connectors, aws.as_ref()).map_err(invalid)?);
+        Arc::new(ConnectorEffects::from_config(&connectors, ssm_config).map_err(invalid)?);
     let deps = ProjectorDeps {
         log: log.clone(),
         views: views.clone(),
@@ -106,14 +107,11 @@ pub async fn run(store: &StoreUrl, args: &WorkerArgs) -> Result<ExitCode, CliErr
 
     let streams_source = match store {
         StoreUrl::Sqlite(_) => None,
-        StoreUrl::DynamoDb { table_prefix } => {
-            let aws = aws.as_ref().expect("loaded for a DynamoDB store");
-            Some(Arc::new(
-                StreamsSource::for_events_table(aws, &events_table(table_prefix))
-                    .await
-                    .map_err(invalid)?,
-            ))
-        }
+        StoreUrl::DynamoDb { table_prefix } => Some(Arc::new(
+            StreamsSource::for_events_table(aws.get().await, &events_table(table_prefix))
+                .await
+                .map_err(invalid)?,
+        )),
     };
     let handlers: Vec<Arc<ProjectorHandler>> = projectors
         .iter()

@@ -354,3 +354,13 @@ fn response(status: i64, body: Value) -> ApiGatewayV2httpResponse {
 fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("Lambda event types serialize to JSON")
 }
+
+impl super::bootstrap::Handler for IngestHandler {
+    type Event = Value;
+    type Response = Value;
+    type Error = IngestError;
+
+    async fn handle(&self, event: Value) -> Result<Value, IngestError> {
+        IngestHandler::handle(self, event).await
+    }
+}

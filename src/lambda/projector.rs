@@ -2,6 +2,10 @@
 //! failures out. It decodes each `NewImage` with the ledger's item codec and hands the
 //! events to one projection's runner; ordering, calls and view writes happen there, never here.
 
+mod config;
+
+pub use config::{ProjectorConfig, PROJECTION_ENV};
+
 use super::emf::Metrics;
 use crate::ledger::dynamodb::item::decode_event;
 use crate::projector::{BatchOutcome, EventStatus, Projector};
@@ -149,6 +153,16 @@ pub fn batch_metrics(projection: &str, records: usize, outcome: &BatchOutcome) -
         }),
     );
     metrics
+}
+
+impl super::bootstrap::Handler for ProjectorHandler {
+    type Event = Event;
+    type Response = DynamoDbEventResponse;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, Self::Error> {
+        Ok(self.handle_stream_event(event).await)
+    }
 }
 
 #[cfg(test)]

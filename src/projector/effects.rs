@@ -2,11 +2,11 @@
 //! its result as the domain's `CallResult` (success or permanent failure) or a transient
 //! failure to retry by redelivery. It decides nothing and records nothing in the ledger.
 
-use super::config::{ConnectorsConfig, TokenConfig};
 use crate::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
     RatePlanSelection, SubscriptionAmendment,
 };
+use crate::connectors::config::{ConnectorsConfig, TokenConfig};
 use crate::connectors::crm::{AccountFields, OrderUpdate, PriceFields, ProductFields};
 use crate::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
 use crate::connectors::{
@@ -69,7 +69,7 @@ impl ConnectorEffects {
         let tokens: Arc<dyn TokenSource> = match (&config.tokens, aws) {
             (TokenConfig::ClientCredentials { crm, billing }, _) => {
                 let client =
-                    |c: &super::config::OAuthClient| -> Result<ClientCredentials, ConnectorError> {
+                    |c: &crate::connectors::config::OAuthClient| -> Result<ClientCredentials, ConnectorError> {
                         Ok(ClientCredentials {
                             token_url: c.token_url.clone(),
                             client_id: c.client_id.clone(),

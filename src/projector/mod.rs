@@ -2,7 +2,6 @@
 //! view store and the external systems. `runner` orders and applies events, `effects` makes
 //! the calls. Entry points (Lambda handler, `ledger worker`) live elsewhere and call `process`.
 
-pub mod config;
 pub mod effects;
 pub mod registry;
 pub mod runner;
