@@ -20,7 +20,7 @@ use sync_ledger::ingest::signature::CalloutSecret;
 use sync_ledger::lambda::audit_api::AuditApi;
 use sync_ledger::lambda::ingest::IngestHandler;
 use sync_ledger::ledger::{EventLog, SqliteLedger};
-use sync_ledger::sandbox::{ClientCredentials, Faults, SandboxConfig, System};
+use sync_ledger::sandbox::{Faults, RegisteredClient, SandboxConfig, System};
 use sync_ledger::views::sqlite::SqliteViewStore;
 
 const CALLOUT_SECRET: &str = "faults-callout-secret-7f3a";
@@ -163,8 +163,8 @@ async fn a_whole_sync_run_leaks_no_secret_or_token_into_logs_events_or_views() {
     let crm_secret = format!("crm-client-secret-{}", uuid::Uuid::new_v4().simple());
     let billing_secret = format!("billing-client-secret-{}", uuid::Uuid::new_v4().simple());
     let config = SandboxConfig {
-        crm_client: ClientCredentials::new("faults-crm", &crm_secret),
-        billing_client: ClientCredentials::new("faults-billing", &billing_secret),
+        crm_client: RegisteredClient::new("faults-crm", &crm_secret),
+        billing_client: RegisteredClient::new("faults-billing", &billing_secret),
         ..SandboxConfig::default()
     };
     // Everything our code logs, at every level.
@@ -239,7 +239,7 @@ fn panic_message(value: &dyn std::fmt::Debug) -> String {
 async fn a_refused_client_secret_and_panics_over_secret_values_show_no_secret() {
     let billing_secret = format!("billing-client-secret-{}", uuid::Uuid::new_v4().simple());
     let config = SandboxConfig {
-        billing_client: ClientCredentials::new("faults-billing", &billing_secret),
+        billing_client: RegisteredClient::new("faults-billing", &billing_secret),
         ..SandboxConfig::default()
     };
     let w = World::with_config(config, "debug,sync_ledger=trace").await;

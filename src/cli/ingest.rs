@@ -1,6 +1,6 @@
 //! `ledger ingest <file|->`: appends JSON lines to the ledger. Each line is decoded by
-//! `crate::ingest::decode` (a ledger envelope, or a raw source format); a bad line is reported by line and field, kept as an `IngestRejected`
-//! event, and never stops the good lines. It must not decide anything about the events.
+//! `crate::ingest::decode` (a ledger envelope, or a raw source format); a bad line is reported
+//! by line and field, kept as an `IngestRejected` event, and never stops the good lines. It must not decide anything about the events.
 
 use super::{describe_store, CliError};
 use crate::config::{AwsConfig, StoreUrl};

@@ -32,14 +32,16 @@ use url::Url;
 /// Header carrying the callout signature (scheme: `crate::ingest::signature`).
 pub const CALLOUT_SIGNATURE_HEADER: &str = "X-Zuora-Signature";
 
-/// OAuth client credentials a simulated system accepts.
+/// An OAuth client registered with a simulated system: the id and secret its token endpoint
+/// accepts. (The caller-side credentials, with the token URL, are
+/// `connectors::oauth::ClientCredentials`.)
 #[derive(Debug, Clone)]
-pub struct ClientCredentials {
+pub struct RegisteredClient {
     pub client_id: String,
     pub client_secret: ApiToken,
 }
 
-impl ClientCredentials {
+impl RegisteredClient {
     pub fn new(client_id: &str, client_secret: &str) -> Self {
         Self {
             client_id: client_id.to_string(),
@@ -52,8 +54,8 @@ impl ClientCredentials {
 pub struct SandboxConfig {
     /// Where to listen; port 0 picks a free one.
     pub bind: SocketAddr,
-    pub crm_client: ClientCredentials,
-    pub billing_client: ClientCredentials,
+    pub crm_client: RegisteredClient,
+    pub billing_client: RegisteredClient,
     /// Lifetime of issued access tokens.
     pub token_ttl: Duration,
     pub faults: FaultSettings,
@@ -72,8 +74,8 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            crm_client: ClientCredentials::new("sandbox-crm-client", "sandbox-crm-secret"),
-            billing_client: ClientCredentials::new(
+            crm_client: RegisteredClient::new("sandbox-crm-client", "sandbox-crm-secret"),
+            billing_client: RegisteredClient::new(
                 "sandbox-billing-client",
                 "sandbox-billing-secret",
             ),
@@ -89,7 +91,7 @@ impl Default for SandboxConfig {
 }
 
 impl SandboxConfig {
-    pub fn credentials(&self, system: System) -> &ClientCredentials {
+    pub fn credentials(&self, system: System) -> &RegisteredClient {
         match system {
             System::Crm => &self.crm_client,
             System::Billing => &self.billing_client,
