@@ -2,7 +2,7 @@
 //! callout secret once at init, then hands every invocation (SQS batch, EventBridge event,
 //! callout HTTP request) to `IngestHandler::handle`.
 use std::sync::Arc;
-use sync_ledger::connectors::TokenProvider;
+use sync_ledger::connectors::token::TokenProvider;
 use sync_ledger::lambda::bootstrap;
 use sync_ledger::lambda::ingest::{IngestConfig, IngestHandler, TokenSecret};
 use sync_ledger::ledger::open_store;

@@ -6,11 +6,7 @@
 //! `bootstrap::run(init)`; this module holds no handler logic.
 
 use crate::config::{AwsConfig, ConfigError};
-use crate::connectors::ConnectorError;
-use crate::lambda::ingest::SecretError;
 use crate::ledger::StoreError;
-use crate::projector::UnknownProjection;
-use crate::rotation::RotatorError;
 use crate::views::ViewError;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde::de::DeserializeOwned;
@@ -35,7 +31,8 @@ pub trait Handler: Send + Sync + 'static {
 /// Why init failed, with the `errorType` Lambda reports for it: `Runtime.ConfigError` (a
 /// variable missing or invalid), `Runtime.StoreError` (ledger or views not reachable or not
 /// migrated), `Runtime.SecretError` (a secret that could not be read). The `?` operator picks
-/// the category from the error's type.
+/// the category from the error's type (each handler module adds the `From` of its own
+/// init errors).
 #[derive(Debug)]
 pub struct InitError {
     error_type: &'static str,
@@ -79,32 +76,6 @@ impl Display for InitError {
 impl From<ConfigError> for InitError {
     fn from(e: ConfigError) -> Self {
         Self::config(e)
-    }
-}
-
-/// The connectors are built from configuration alone (no call is made at init).
-impl From<ConnectorError> for InitError {
-    fn from(e: ConnectorError) -> Self {
-        Self::config(e)
-    }
-}
-
-impl From<UnknownProjection> for InitError {
-    fn from(e: UnknownProjection) -> Self {
-        Self::config(e)
-    }
-}
-
-impl From<SecretError> for InitError {
-    fn from(e: SecretError) -> Self {
-        Self::secret(e)
-    }
-}
-
-/// The rotator's init reads the fingerprint salt parameter.
-impl From<RotatorError> for InitError {
-    fn from(e: RotatorError) -> Self {
-        Self::secret(e)
     }
 }
 

@@ -364,3 +364,10 @@ impl super::bootstrap::Handler for IngestHandler {
         IngestHandler::handle(self, event).await
     }
 }
+
+/// The callout secret is read at init.
+impl From<SecretError> for super::bootstrap::InitError {
+    fn from(e: SecretError) -> Self {
+        Self::secret(e)
+    }
+}

@@ -165,6 +165,20 @@ impl super::bootstrap::Handler for ProjectorHandler {
     }
 }
 
+/// The connectors are built from configuration alone (no call is made at init).
+impl From<crate::connectors::error::ConnectorError> for super::bootstrap::InitError {
+    fn from(e: crate::connectors::error::ConnectorError) -> Self {
+        Self::config(e)
+    }
+}
+
+/// `PROJECTION` names no projection this build knows.
+impl From<crate::projector::UnknownProjection> for super::bootstrap::InitError {
+    fn from(e: crate::projector::UnknownProjection) -> Self {
+        Self::config(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,3 +78,10 @@ impl super::bootstrap::Handler for TokenRotator {
         TokenRotator::handle(self, event).await
     }
 }
+
+/// The fingerprint salt parameter is read at init.
+impl From<RotatorError> for super::bootstrap::InitError {
+    fn from(e: RotatorError) -> Self {
+        Self::secret(e)
+    }
+}

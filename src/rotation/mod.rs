@@ -12,7 +12,7 @@ pub use report::{FailedService, RotatedService, RotatorError, RunReport};
 
 use crate::connectors::oauth::{client_credentials, ClientCredentials};
 use crate::connectors::params::ParameterStore;
-use crate::connectors::{ApiToken, ServiceName};
+use crate::connectors::token::{ApiToken, ServiceName};
 use crate::lambda::emf::Metrics;
 use crate::ledger::{EventLog, ExpectedVersion, LedgerError};
 use chrono::Utc;

@@ -2,7 +2,7 @@
 //! (every missing variable named in the one error; nothing is read later).
 
 use crate::config::{ConfigError, StoreUrl, Vars};
-use crate::connectors::{ApiToken, ServiceName};
+use crate::connectors::token::{ApiToken, ServiceName};
 use crate::rotation::ServiceSettings;
 use url::Url;
 
