@@ -3,9 +3,9 @@
 //! in one transaction, each into a fresh migrated `ledger.db` (created outside the timing).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use sync_ledger::bench::append::{fresh_store, ledger_append, raw_insert, rows};
-use sync_ledger::bench::workload::{story, Story};
-use sync_ledger::bench::ScratchDir;
+use ledger_bench::append::{fresh_store, ledger_append, raw_insert, rows};
+use ledger_bench::workload::{story, Story};
+use ledger_bench::ScratchDir;
 use sync_ledger::ledger::SqliteLedger;
 
 const STORIES: usize = 1000;

@@ -4,11 +4,11 @@
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
+use ledger_bench::projector_batch::{decode_and_apply, stream_event_json, RECORDS};
+use ledger_bench::workload::recorded_events;
 use projections::account_sync::AccountSync;
 use projections::correlation_view::CorrelationView;
 use std::hint::black_box;
-use sync_ledger::bench::projector_batch::{decode_and_apply, stream_event_json, RECORDS};
-use sync_ledger::bench::workload::recorded_events;
 
 fn batch(c: &mut Criterion) {
     let text = stream_event_json(&recorded_events(0, RECORDS, Utc::now()));

@@ -1,22 +1,7 @@
-//! Sync Ledger service: the shell of ports and adapters around the pure `projections` core.
-//! Ledger adapters, connectors, Lambda handlers, the sandbox and the CLI live here; the
-//! decisions they execute live in `projections`.
+//! The `ledger` command line as a library: each subcommand in `cli/`, called by
+//! `src/bin/ledger.rs`. The service itself is the `sync_ledger` crate (`service/`); the
+//! simulators (`sandbox/`) and the bench harness (`bench/`) are crates of their own, so the
+//! Lambda functions link none of this.
 #![forbid(unsafe_code)]
 
-pub mod audit;
-pub mod bench;
 pub mod cli;
-pub mod config;
-pub mod connectors;
-pub mod ingest;
-pub mod lambda;
-pub mod ledger;
-pub mod projector;
-pub mod redrive;
-pub mod replay;
-pub mod rotation;
-pub mod sandbox;
-pub mod views;
-pub mod worker;
-
-pub use projections;

@@ -5,6 +5,9 @@
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use projections::CorrelationId;
+use sandbox::{
+    Charge, Faults, Price, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
+};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,9 +22,6 @@ use sync_ledger::connectors::token::{SecretReader, TokenError};
 use sync_ledger::connectors::{
     ApiToken, BillingClient, ClientConfig, ConnectorError, CrmClient, IdempotencyKey, RetryPolicy,
     ServiceName, TokenProvider,
-};
-use sync_ledger::sandbox::{
-    Charge, Faults, Price, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
 };
 
 fn fast_retries(max_attempts: u32) -> RetryPolicy {
@@ -40,7 +40,7 @@ fn oauth_tokens(sandbox: &Sandbox) -> Arc<TokenProvider> {
         ClientCredentials {
             token_url: sandbox.token_url(system),
             client_id: c.client_id.clone(),
-            client_secret: c.client_secret.clone(),
+            client_secret: ApiToken::new(c.client_secret.expose_secret()).unwrap(),
         }
     };
     let store = ClientCredentialsStore::new([
@@ -267,7 +267,9 @@ impl SecretReader for RotatingStore {
 async fn an_expired_token_is_re_read_once_and_the_call_succeeds() {
     let sandbox = sandbox().await;
     let store = Arc::new(RotatingStore {
-        current: std::sync::Mutex::new(sandbox.issue_token(System::Billing)),
+        current: std::sync::Mutex::new(
+            ApiToken::new(sandbox.issue_token(System::Billing).expose_secret()).unwrap(),
+        ),
         reads: AtomicUsize::new(0),
     });
     let tokens = Arc::new(TokenProvider::new(store.clone(), Duration::from_secs(300)));
@@ -288,7 +290,8 @@ async fn an_expired_token_is_re_read_once_and_the_call_succeeds() {
 
     // The token expires and the rotator has stored a new one.
     sandbox.expire_tokens(Some(System::Billing));
-    *store.current.lock().unwrap() = sandbox.issue_token(System::Billing);
+    *store.current.lock().unwrap() =
+        ApiToken::new(sandbox.issue_token(System::Billing).expose_secret()).unwrap();
     client
         .update_account(
             &sandbox.billing_accounts()[0].id,
@@ -318,7 +321,7 @@ async fn a_token_still_rejected_after_the_refresh_is_reported_without_looping() 
     let dead = sandbox.issue_token(System::Crm);
     sandbox.expire_tokens(None);
     let store = Arc::new(RotatingStore {
-        current: std::sync::Mutex::new(dead.clone()),
+        current: std::sync::Mutex::new(ApiToken::new(dead.expose_secret()).unwrap()),
         reads: AtomicUsize::new(0),
     });
     let client = CrmClient::new(

@@ -12,6 +12,7 @@ mod common;
 
 use async_trait::async_trait;
 use common::fault_world::World;
+use sandbox::{Faults, System};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,7 +21,6 @@ use sync_ledger::ledger::{EventLog, FeedStart, SqliteLedger};
 use sync_ledger::projections::account_sync::AccountSync;
 use sync_ledger::projector::effects::ConnectorEffects;
 use sync_ledger::projector::{CrashHook, CrashPoint, Projector, Runner, RunnerSettings};
-use sync_ledger::sandbox::{Faults, System};
 use sync_ledger::views::sqlite::SqliteViewStore;
 use sync_ledger::views::ViewStore;
 use tokio::sync::Notify;

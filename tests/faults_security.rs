@@ -11,6 +11,7 @@ mod common;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use common::fault_world::{fields, World};
 use common::ingest_fixtures::{callout_request, fixture, signature_header};
+use sandbox::{Faults, RegisteredClient, SandboxConfig, System};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +21,6 @@ use sync_ledger::ingest::signature::CalloutSecret;
 use sync_ledger::lambda::audit_api::AuditApi;
 use sync_ledger::lambda::ingest::IngestHandler;
 use sync_ledger::ledger::{EventLog, SqliteLedger};
-use sync_ledger::sandbox::{Faults, RegisteredClient, SandboxConfig, System};
 use sync_ledger::views::sqlite::SqliteViewStore;
 
 const CALLOUT_SECRET: &str = "faults-callout-secret-7f3a";

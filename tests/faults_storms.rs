@@ -7,8 +7,8 @@
 mod common;
 
 use common::fault_world::World;
+use sandbox::{Faults, System};
 use std::collections::BTreeMap;
-use sync_ledger::sandbox::{Faults, System};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_and_5xx_storm_delays_but_never_fails_or_duplicates_a_sync() {

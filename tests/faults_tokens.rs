@@ -10,6 +10,7 @@ mod common;
 
 use common::fault_world::{kms_key, World};
 use common::moto::moto;
+use sandbox::{Faults, System};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,6 @@ use sync_ledger::connectors::{ApiToken, ServiceName};
 use sync_ledger::lambda::token_rotator::{RotatorConfig, SaltSource, TokenRotator};
 use sync_ledger::ledger::SqliteLedger;
 use sync_ledger::rotation::ServiceSettings;
-use sync_ledger::sandbox::{Faults, System};
 
 const BILLING_TOKEN: &str = "POST /oauth/token";
 const CRM_TOKEN: &str = "POST /services/oauth2/token";

@@ -17,12 +17,12 @@ mod template;
 use common::moto::{moto, unique_name};
 use params_extension::ParamsExtension;
 use runtime_api::LambdaProcess;
+use sandbox::{Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 use sync_ledger::ingest::signature::{CalloutSecret, SIGNATURE_HEADER};
 use sync_ledger::ledger::dynamodb::{migrate::migrate_with, DynamoDbLedger};
 use sync_ledger::ledger::EventLog;
-use sync_ledger::sandbox::{Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
 use template::{template, Stack};
 
 fn fixture(path: &str) -> String {

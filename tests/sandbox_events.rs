@@ -4,6 +4,10 @@
 
 use chrono::Utc;
 use projections::{CorrelationId, DomainEvent};
+use sandbox::{
+    Charge, Faults, OutboxEvent, Price, Product, RatePlan, Sandbox, SandboxConfig, System,
+    CALLOUT_SIGNATURE_HEADER,
+};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +15,10 @@ use sync_ledger::connectors::billing::{NewAccount, NewSubscription, RatePlanSele
 use sync_ledger::connectors::crm::{AccountFields, OrderUpdate};
 use sync_ledger::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
 use sync_ledger::connectors::{
-    BillingClient, ClientConfig, CrmClient, IdempotencyKey, ServiceName, TokenProvider,
+    ApiToken, BillingClient, ClientConfig, CrmClient, IdempotencyKey, ServiceName, TokenProvider,
 };
 use sync_ledger::ingest::map_body;
 use sync_ledger::ingest::signature::{verify, CalloutSecret};
-use sync_ledger::sandbox::{
-    Charge, Faults, OutboxEvent, Price, Product, RatePlan, Sandbox, SandboxConfig, System,
-    CALLOUT_SIGNATURE_HEADER,
-};
 
 fn tokens(sandbox: &Sandbox) -> Arc<TokenProvider> {
     let creds = |system: System| {
@@ -26,7 +26,7 @@ fn tokens(sandbox: &Sandbox) -> Arc<TokenProvider> {
         ClientCredentials {
             token_url: sandbox.token_url(system),
             client_id: c.client_id.clone(),
-            client_secret: c.client_secret.clone(),
+            client_secret: ApiToken::new(c.client_secret.expose_secret()).unwrap(),
         }
     };
     Arc::new(TokenProvider::new(
@@ -299,9 +299,10 @@ async fn billing_writes_and_catalog_changes_become_billing_events() {
 
 #[tokio::test]
 async fn callouts_are_signed_with_the_shared_secret() {
-    let secret = CalloutSecret::new("callout-shared-secret").unwrap();
+    const SHARED: &str = "callout-shared-secret";
+    let secret = CalloutSecret::new(SHARED).unwrap();
     let sandbox = Sandbox::start(SandboxConfig {
-        callout_secret: Some(secret.clone()),
+        callout_secret: Some(sandbox::CalloutSigner::new(SHARED).unwrap()),
         ..SandboxConfig::default()
     })
     .await
@@ -381,9 +382,10 @@ async fn callouts_are_pushed_signed_to_the_configured_url_duplicates_included() 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/callouts", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let secret = CalloutSecret::new("push-secret").unwrap();
+    const PUSHED: &str = "push-secret";
+    let secret = CalloutSecret::new(PUSHED).unwrap();
     let sandbox = Sandbox::start(SandboxConfig {
-        callout_secret: Some(secret.clone()),
+        callout_secret: Some(sandbox::CalloutSigner::new(PUSHED).unwrap()),
         callout_url: Some(url::Url::parse(&url).unwrap()),
         ..SandboxConfig::default()
     })

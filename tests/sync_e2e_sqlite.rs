@@ -43,7 +43,7 @@ async fn redelivered_records_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_billing_outage_is_retried_by_redelivery_until_the_account_is_created() {
-    use sync_ledger::sandbox::{Faults, System};
+    use sandbox::{Faults, System};
     let w = world().await;
     // More 503s than one call's own retries absorb: the first delivery fails transiently.
     w.sandbox.set_faults(
@@ -65,7 +65,7 @@ async fn a_billing_outage_is_retried_by_redelivery_until_the_account_is_created(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_keeps_failing_is_recorded_as_sync_failed_and_the_stream_moves_on() {
-    use sync_ledger::sandbox::{Faults, System};
+    use sandbox::{Faults, System};
     let w = world().await;
     w.sandbox.set_faults(
         System::Billing,

@@ -1,6 +1,8 @@
 //! Offline checks of the SAM template (`template.yaml`) against the code it deploys: the
 //! tables match `migrations/dynamodb/`, every function runs a workspace binary with every
-//! variable that binary reads, and no policy statement grants a wildcard action.
+//! variable that binary reads, no policy statement grants a wildcard action, and the alarms
+//! and the dashboard watch every function, queue and table, in the metric names and
+//! dimensions the code emits (the projector's EMF line is built by `batch_metrics` itself).
 //! It parses the template with cfn-lint's YAML loader (`tests/support/template_json.py`, run by
 //! the venv Python that `scripts/test` creates) and never talks to AWS.
 
@@ -598,12 +600,13 @@ fn projector_stream_mappings_filter_events_and_bound_retries() {
 // ------------------------------------------------------------------ environment variables
 //
 // How the variables a binary reads are found (a source scan, deliberately simple):
-// 1. Files: from `src/bin/<binary>.rs`, follow every `sync_ledger::a::b`, `crate::a::b`,
+// 1. Files: from `src/bin/<binary>.rs`, follow every `sync_ledger::a::b` (the service crate,
+//    `service/src`), `crate::a::b` (the file's own crate),
 //    `super::`/`self::` path (brace groups included) to the module files it names, and the
 //    `mod x;` children of each module named; repeat. This over-approximates (a module's whole
 //    file counts), which can only ask for more variables, never fewer.
 // 2. Reads: in those files (comments stripped), every `env::var("X")` / `env::var_os("X")`,
-//    the same with a `const NAME: &str = "X"` (from any file under `src/`) as the argument,
+//    the same with a `const NAME: &str = "X"` (from any file under `src/` or `service/src/`) as the argument,
 //    every `const *_ENV` those files name (a variable read through a lookup closure must be
 //    named by such a const), and clap's `env = "X"`.
 // 3. Variables the Lambda runtime itself sets (`RUNTIME_PROVIDED`) need no template entry.
@@ -804,6 +807,7 @@ fn resolve(dir: &Path, segments: &[String]) -> Vec<PathBuf> {
 /// passed through on the way (`lambda` in `lambda::projector`) does not.
 fn reachable_files(main: &Path) -> BTreeSet<PathBuf> {
     let src = root().join("src");
+    let service = root().join("service/src");
     let mut passed = BTreeSet::new();
     let mut named = BTreeSet::new();
     let mut queue = vec![(main.to_path_buf(), true)];
@@ -819,9 +823,14 @@ fn reachable_files(main: &Path) -> BTreeSet<PathBuf> {
         let text = strip_comments(&std::fs::read_to_string(&file).unwrap_or_default());
         let here = module_dir(&file);
         let parent = here.parent().map(Path::to_path_buf).unwrap_or(src.clone());
+        let own_crate = if file.starts_with(&service) {
+            &service
+        } else {
+            &src
+        };
         for (marker, base) in [
-            ("sync_ledger::", &src),
-            ("crate::", &src),
+            ("sync_ledger::", &service),
+            ("crate::", own_crate),
             ("self::", &here),
             ("super::", &parent),
         ] {
@@ -856,10 +865,13 @@ fn reachable_files(main: &Path) -> BTreeSet<PathBuf> {
     named.union(&passed).cloned().collect()
 }
 
-/// `const NAME: &str = "VALUE";` anywhere under `src/`.
+/// `const NAME: &str = "VALUE";` anywhere under `src/` or `service/src/`.
 fn string_consts() -> BTreeMap<String, String> {
     let mut consts = BTreeMap::new();
-    for file in rust_files(&root().join("src")) {
+    let files = rust_files(&root().join("src"))
+        .into_iter()
+        .chain(rust_files(&root().join("service/src")));
+    for file in files {
         let text = strip_comments(&std::fs::read_to_string(&file).unwrap_or_default());
         for (at, _) in text.match_indices("const ") {
             let rest = &text[at + 6..];
@@ -1131,4 +1143,531 @@ fn module_paths_with_brace_groups_are_all_followed() {
             ],
         ]
     );
+}
+
+// ------------------------------------------------------------------ alarms and dashboard
+
+/// A metric as an alarm names it: namespace, name, and dimensions (name -> template value,
+/// e.g. `{"Ref": "IngestFunction"}`).
+#[derive(Debug, Clone, PartialEq)]
+struct AlarmMetric {
+    namespace: String,
+    name: String,
+    dimensions: BTreeMap<String, Value>,
+}
+
+fn dimensions_of(list: &Value) -> BTreeMap<String, Value> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["Name"].as_str().unwrap_or_default().to_string(),
+                d["Value"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Every metric an alarm watches: its own (`MetricName`) or those its metric math reads.
+fn alarm_metrics(props: &Value) -> Vec<AlarmMetric> {
+    if let Some(name) = props["MetricName"].as_str() {
+        return vec![AlarmMetric {
+            namespace: props["Namespace"].as_str().unwrap_or_default().to_string(),
+            name: name.to_string(),
+            dimensions: dimensions_of(&props["Dimensions"]),
+        }];
+    }
+    props["Metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|q| {
+            let metric = &q["MetricStat"]["Metric"];
+            Some(AlarmMetric {
+                namespace: metric["Namespace"].as_str()?.to_string(),
+                name: metric["MetricName"].as_str()?.to_string(),
+                dimensions: dimensions_of(&metric["Dimensions"]),
+            })
+        })
+        .collect()
+}
+
+/// Alarm logical id -> its Properties.
+fn alarms() -> Vec<(&'static str, &'static Value)> {
+    resources_of_type(template(), "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(name, alarm)| (name, &alarm["Properties"]))
+        .collect()
+}
+
+/// The alarms watching exactly this metric (dimensions equal, not a subset: CloudWatch
+/// matches a metric by all of its dimensions).
+fn alarms_on(
+    namespace: &str,
+    name: &str,
+    dimensions: &[(&str, Value)],
+) -> Vec<(&'static str, &'static Value)> {
+    let wanted = AlarmMetric {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        dimensions: dimensions
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    };
+    alarms()
+        .into_iter()
+        .filter(|(_, props)| alarm_metrics(props).contains(&wanted))
+        .collect()
+}
+
+/// One alarm on the metric, firing on the first occurrence (`Sum > 0`).
+fn assert_fires_on_any(what: &str, found: &[(&str, &Value)]) {
+    assert_eq!(found.len(), 1, "{what}: one alarm, found {found:?}");
+    let (name, props) = found[0];
+    assert_eq!(props["Statistic"], "Sum", "{name}");
+    assert_eq!(props["Threshold"], 0, "{name}");
+    assert_eq!(
+        props["ComparisonOperator"], "GreaterThanThreshold",
+        "{name}"
+    );
+}
+
+/// The template's value of the projector EMF dimensions, as `batch_metrics` prints them for
+/// the function's projection, and the metric names that line holds.
+fn projector_emf(function: &Function) -> (Vec<(String, String)>, BTreeSet<String>) {
+    let short = f_env_str(function, "PROJECTION");
+    let name = sync_ledger::projector::PROJECTIONS
+        .iter()
+        .find(|(s, _)| *s == short)
+        .unwrap_or_else(|| panic!("{}: unknown PROJECTION {short}", function.logical))
+        .1;
+    let doc = sync_ledger::lambda::projector::batch_metrics(
+        name,
+        0,
+        &sync_ledger::projector::BatchOutcome::default(),
+        0,
+    )
+    .to_emf(0);
+    let metrics = &doc["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(metrics["Namespace"], sync_ledger::lambda::emf::NAMESPACE);
+    let dimensions = metrics["Dimensions"][0]
+        .as_array()
+        .expect("one dimension set")
+        .iter()
+        .map(|k| {
+            let k = k.as_str().expect("dimension names are strings");
+            (
+                k.to_string(),
+                doc[k].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let names = metrics["Metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .map(|m| m["Name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    (dimensions, names)
+}
+
+fn f_env_str(function: &Function, var: &str) -> String {
+    function.env[var]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: {var} is a literal", function.logical))
+        .to_string()
+}
+
+/// Queues that receive what something gave up on: SQS redrive targets, EventBridge target
+/// and SAM function dead-letter queues, on-failure destinations. Logical ids.
+fn failure_queues() -> BTreeSet<String> {
+    fn arn_target(value: &Value) -> Option<String> {
+        value["Fn::GetAtt"][0].as_str().map(str::to_string)
+    }
+    fn walk(value: &Value, out: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let target = match key.as_str() {
+                        "deadLetterTargetArn" => arn_target(child),
+                        "DeadLetterConfig" => {
+                            arn_target(&child["Arn"]).or_else(|| arn_target(&child["TargetArn"]))
+                        }
+                        "DeadLetterQueue" => arn_target(&child["TargetArn"]),
+                        "OnFailure" => arn_target(&child["Destination"]),
+                        _ => None,
+                    };
+                    out.extend(target);
+                    walk(child, out);
+                }
+            }
+            Value::Array(list) => list.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut queues = BTreeSet::new();
+    walk(&template()["Resources"], &mut queues);
+    queues
+}
+
+#[test]
+fn every_alarm_notifies_the_alarm_topic_and_the_email_subscription_is_optional() {
+    let all = alarms();
+    assert!(all.len() >= 20, "{} alarms", all.len());
+    for (name, props) in &all {
+        assert_eq!(
+            props["AlarmActions"],
+            serde_json::json!([{"Ref": "AlarmTopic"}]),
+            "{name}"
+        );
+        assert!(props["AlarmDescription"].is_object() || props["AlarmDescription"].is_string());
+        assert!(props["Threshold"].is_number() || props["Threshold"]["Ref"].is_string());
+        // A metric that is not published (no batch, no message) is not a failure.
+        assert_eq!(props["TreatMissingData"], "notBreaching", "{name}");
+        if props.get("Metrics").is_some() {
+            let returned = props["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|q| q["ReturnData"] == true)
+                .count();
+            assert_eq!(returned, 1, "{name}: metric math alarms on one series");
+        }
+    }
+    let resources = &template()["Resources"];
+    assert_eq!(resources["AlarmTopic"]["Type"], "AWS::SNS::Topic");
+    let subscription = &resources["AlarmEmailSubscription"];
+    assert_eq!(subscription["Type"], "AWS::SNS::Subscription");
+    assert_eq!(subscription["Condition"], "HasAlarmEmail");
+    assert_eq!(
+        subscription["Properties"]["TopicArn"],
+        serde_json::json!({"Ref": "AlarmTopic"})
+    );
+    assert_eq!(
+        subscription["Properties"]["Endpoint"],
+        serde_json::json!({"Ref": "AlarmEmail"})
+    );
+    assert_eq!(
+        template()["Conditions"]["HasAlarmEmail"],
+        serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]})
+    );
+    assert_eq!(template()["Parameters"]["AlarmEmail"]["Default"], "");
+}
+
+#[test]
+fn every_function_alarms_on_its_errors() {
+    // The give-up consumer (issue 15 item 3) is held to this too once it is deployed.
+    let functions = resources_of_type(template(), "AWS::Serverless::Function");
+    assert!(functions.len() >= 7);
+    for (logical, _) in functions {
+        let found = alarms_on(
+            "AWS/Lambda",
+            "Errors",
+            &[("FunctionName", serde_json::json!({"Ref": logical}))],
+        );
+        assert_fires_on_any(&format!("{logical} Errors"), &found);
+    }
+}
+
+#[test]
+fn every_projector_alarms_on_permanent_failures_sync_failed_and_iterator_age_as_emitted() {
+    let projectors: Vec<Function> = functions()
+        .into_iter()
+        .filter(|f| f.binary == "projector")
+        .collect();
+    assert_eq!(projectors.len(), sync_ledger::projector::PROJECTIONS.len());
+    for f in &projectors {
+        let (dimensions, emitted) = projector_emf(f);
+        let dimensions: Vec<(&str, Value)> = dimensions
+            .iter()
+            .map(|(k, v)| (k.as_str(), Value::String(v.clone())))
+            .collect();
+        for metric in ["EventsFailedPermanent", "SyncFailedAppended"] {
+            assert!(
+                emitted.contains(metric),
+                "the projector's EMF line holds {metric}: {emitted:?}"
+            );
+            let found = alarms_on(sync_ledger::lambda::emf::NAMESPACE, metric, &dimensions);
+            assert_fires_on_any(&format!("{} {metric} {dimensions:?}", f.logical), &found);
+        }
+        let age = alarms_on(
+            "AWS/Lambda",
+            "IteratorAge",
+            &[("FunctionName", serde_json::json!({"Ref": f.logical}))],
+        );
+        assert_eq!(age.len(), 1, "{}: one IteratorAge alarm", f.logical);
+        assert_eq!(age[0].1["Statistic"], "Maximum");
+        assert_eq!(
+            age[0].1["Threshold"],
+            serde_json::json!({"Ref": "IteratorAgeAlarmMs"})
+        );
+    }
+}
+
+#[test]
+fn every_dead_letter_and_on_failure_queue_alarms_when_not_empty() {
+    let queues = failure_queues();
+    for expected in ["SalesforceEventsDlq", "ProjectorFailureQueue"] {
+        assert!(queues.contains(expected), "{expected} found in {queues:?}");
+    }
+    for queue in &queues {
+        assert_eq!(
+            template()["Resources"][queue]["Type"],
+            "AWS::SQS::Queue",
+            "{queue}"
+        );
+        let found = alarms_on(
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            &[(
+                "QueueName",
+                serde_json::json!({"Fn::GetAtt": [queue, "QueueName"]}),
+            )],
+        );
+        assert_eq!(found.len(), 1, "{queue}: one depth alarm");
+        assert_eq!(found[0].1["Statistic"], "Maximum");
+        assert_eq!(found[0].1["Threshold"], 0);
+        assert_eq!(found[0].1["ComparisonOperator"], "GreaterThanThreshold");
+    }
+}
+
+#[test]
+fn every_table_and_index_alarms_on_read_and_write_throttles() {
+    let tables = resources_of_type(template(), "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 2);
+    for (logical, table) in tables {
+        let table_ref = serde_json::json!({"Ref": logical});
+        let indexes: Vec<&str> = table["Properties"]["GlobalSecondaryIndexes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["IndexName"].as_str())
+            .collect();
+        let mut alarm_names = BTreeSet::new();
+        for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+            let found = alarms_on("AWS/DynamoDB", metric, &[("TableName", table_ref.clone())]);
+            assert_eq!(found.len(), 1, "{logical} {metric}");
+            alarm_names.insert(found[0].0);
+            for index in &indexes {
+                let found = alarms_on(
+                    "AWS/DynamoDB",
+                    metric,
+                    &[
+                        ("TableName", table_ref.clone()),
+                        ("GlobalSecondaryIndexName", Value::String(index.to_string())),
+                    ],
+                );
+                assert_eq!(found.len(), 1, "{logical}/{index} {metric}");
+                alarm_names.insert(found[0].0);
+            }
+        }
+        for name in alarm_names {
+            let props = &template()["Resources"][name]["Properties"];
+            let sum = props["Metrics"]
+                .as_array()
+                .and_then(|m| m.iter().find(|q| q["ReturnData"] == true))
+                .map(|q| q["Expression"].clone());
+            assert_eq!(
+                sum,
+                Some(Value::String("SUM(METRICS())".into())),
+                "{name}: alarms on the sum of every throttle series it reads"
+            );
+            assert_eq!(
+                props["Threshold"],
+                serde_json::json!({"Ref": "DynamoDbThrottleAlarmEvents"})
+            );
+        }
+    }
+}
+
+/// A dashboard metric row: namespace, name, dimensions (values as resolved by
+/// `dashboard_body`).
+type DashboardMetric = (String, String, BTreeMap<String, String>);
+
+/// The dashboard's body with every `${...}` of its `!Sub` replaced: parameters by their
+/// default, `AWS::Region` by `us-east-1`, `${X}` by `ref:X` and `${X.Attr}` by `getatt:X.Attr`
+/// (each checked to name a resource of the template), then parsed as JSON.
+fn dashboard_body() -> Value {
+    let dashboards = resources_of_type(template(), "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "one dashboard");
+    let text = dashboards[0].1["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("DashboardBody is a !Sub string, so names resolve");
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').expect("closed ${");
+        let name = &rest[start + 2..end];
+        let value = if name == "AWS::Region" {
+            "us-east-1".to_string()
+        } else if let Some(p) = template()["Parameters"].get(name) {
+            p["Default"].to_string().trim_matches('"').to_string()
+        } else {
+            let (logical, attribute) = match name.split_once('.') {
+                Some((l, a)) => (l, Some(a)),
+                None => (name, None),
+            };
+            assert!(
+                template()["Resources"].get(logical).is_some(),
+                "the dashboard names ${{{name}}}, which is not a resource or parameter"
+            );
+            match attribute {
+                Some(a) => format!("getatt:{logical}.{a}"),
+                None => format!("ref:{logical}"),
+            }
+        };
+        out.push_str(&value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("the dashboard body is JSON: {e}\n{out}"))
+}
+
+/// Every metric row of every widget, with the widget's title.
+fn dashboard_metrics() -> Vec<(String, DashboardMetric)> {
+    let body = dashboard_body();
+    let mut rows = Vec::new();
+    for widget in body["widgets"].as_array().expect("widgets") {
+        let props = &widget["properties"];
+        assert_eq!(props["region"], "us-east-1", "{props}");
+        let title = props["title"].as_str().unwrap_or_default().to_string();
+        for row in props["metrics"].as_array().into_iter().flatten() {
+            let parts: Vec<&str> = row
+                .as_array()
+                .expect("a metric row is an array")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                !parts.contains(&"."),
+                "{title}: write rows out in full (no \".\" shorthand), so they can be checked"
+            );
+            assert!(
+                parts.len() >= 2 && parts.len().is_multiple_of(2),
+                "{title}: {row}"
+            );
+            let dimensions = parts[2..]
+                .chunks(2)
+                .map(|kv| (kv[0].to_string(), kv[1].to_string()))
+                .collect();
+            rows.push((
+                title.clone(),
+                (parts[0].to_string(), parts[1].to_string(), dimensions),
+            ));
+        }
+    }
+    rows
+}
+
+#[test]
+fn dashboard_shows_intake_syncs_lag_queues_calls_and_tables_with_names_that_resolve() {
+    let rows = dashboard_metrics();
+    let has = |namespace: &str, name: &str, dimensions: &[(&str, &str)]| {
+        let wanted: BTreeMap<String, String> = dimensions
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        rows.iter()
+            .any(|(_, (ns, n, d))| ns == namespace && n == name && *d == wanted)
+    };
+
+    // Ingest's own metrics, named as the ingest binary's code names them.
+    let ingest_literals = &literals_of_binaries()["ingest"];
+    let ingest_rows: Vec<_> = rows
+        .iter()
+        .filter(|(_, (ns, _, d))| {
+            ns == sync_ledger::lambda::emf::NAMESPACE
+                && d.get("Function").map(String::as_str) == Some("ingest")
+        })
+        .collect();
+    for (title, (_, name, dimensions)) in &ingest_rows {
+        assert!(
+            ingest_literals.contains(name),
+            "{title}: ingest emits no {name}"
+        );
+        let channel = &dimensions["Channel"];
+        assert!(
+            ingest_literals.contains(channel),
+            "{title}: ingest has no channel {channel}"
+        );
+    }
+    for metric in ["EventsAppended", "RecordsRejected"] {
+        assert!(
+            ingest_rows.iter().any(|(_, (_, n, _))| n == metric),
+            "events appended / rejected: {metric}"
+        );
+    }
+
+    // Per projector function: its outcomes in the dimensions it emits, and its lag.
+    for f in functions().iter().filter(|f| f.binary == "projector") {
+        let (dimensions, emitted) = projector_emf(f);
+        let dimensions: Vec<(&str, &str)> = dimensions
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        for metric in ["SyncFailedAppended", "EventsFailedPermanent"] {
+            assert!(
+                has(sync_ledger::lambda::emf::NAMESPACE, metric, &dimensions),
+                "syncs by outcome: {metric} {dimensions:?}"
+            );
+        }
+        let logical = format!("ref:{}", f.logical);
+        assert!(
+            has("AWS/Lambda", "IteratorAge", &[("FunctionName", &logical)]),
+            "iterator age of {}",
+            f.logical
+        );
+        for (_, (ns, name, d)) in &rows {
+            if ns == sync_ledger::lambda::emf::NAMESPACE
+                && d.get("Function").map(String::as_str) == Some("projector")
+            {
+                assert!(emitted.contains(name), "the projector emits no {name}");
+            }
+        }
+    }
+    // API calls: the connectors emit no call metric; the sync projections' applied events
+    // stand for them (the correlation view folds only and calls nothing).
+    for projection in ["account-sync", "order-sync", "product-sync"] {
+        assert!(has(
+            sync_ledger::lambda::emf::NAMESPACE,
+            "EventsApplied",
+            &[("Function", "projector"), ("Projection", projection)]
+        ));
+    }
+
+    for queue in failure_queues() {
+        let name = format!("getatt:{queue}.QueueName");
+        assert!(
+            has(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                &[("QueueName", &name)]
+            ),
+            "depth of {queue}"
+        );
+    }
+    for (logical, _) in resources_of_type(template(), "AWS::Serverless::Function") {
+        let name = format!("ref:{logical}");
+        assert!(
+            has("AWS/Lambda", "Errors", &[("FunctionName", &name)]),
+            "errors of {logical}"
+        );
+    }
+    for (logical, _) in resources_of_type(template(), "AWS::DynamoDB::Table") {
+        let table = format!("ref:{logical}");
+        for metric in [
+            "ConsumedReadCapacityUnits",
+            "ConsumedWriteCapacityUnits",
+            "ReadThrottleEvents",
+            "WriteThrottleEvents",
+        ] {
+            assert!(
+                has("AWS/DynamoDB", metric, &[("TableName", &table)]),
+                "{metric} of {logical}"
+            );
+        }
+    }
 }

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::moto::moto;
 use projections::CorrelationId;
+use sandbox::{Sandbox, SandboxConfig, System};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,6 @@ use sync_ledger::connectors::token::{
 use sync_ledger::connectors::{
     ApiToken, BillingClient, ClientConfig, IdempotencyKey, ServiceName, TokenProvider,
 };
-use sync_ledger::sandbox::{Sandbox, SandboxConfig, System};
 
 const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjE-session-token";
 
@@ -155,10 +155,10 @@ fn unique_service() -> ServiceName {
     ServiceName::parse(&format!("billing-{}", uuid::Uuid::now_v7().simple())).unwrap()
 }
 
-async fn put_token(ssm: &aws_sdk_ssm::Client, service: &ServiceName, token: &ApiToken) -> i64 {
+async fn put_token(ssm: &aws_sdk_ssm::Client, service: &ServiceName, token: &str) -> i64 {
     ssm.put_parameter()
         .name(service.parameter_name())
-        .value(token.expose_secret())
+        .value(token)
         .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
         .overwrite(true)
         .send()
@@ -171,7 +171,7 @@ async fn put_token(ssm: &aws_sdk_ssm::Client, service: &ServiceName, token: &Api
 async fn without_the_extension_tokens_come_from_ssm() {
     let ssm = moto().ssm().await;
     let service = unique_service();
-    put_token(&ssm, &service, &ApiToken::new("from-ssm").unwrap()).await;
+    put_token(&ssm, &service, "from-ssm").await;
     // Nothing listens where the extension would be.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = url::Url::parse(&format!("http://{}/", closed.local_addr().unwrap())).unwrap();
@@ -197,7 +197,12 @@ async fn a_401_re_reads_the_token_rotated_in_ssm_once_and_succeeds() {
     let ssm = moto().ssm().await;
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let service = unique_service();
-    put_token(&ssm, &service, &sandbox.issue_token(System::Billing)).await;
+    put_token(
+        &ssm,
+        &service,
+        sandbox.issue_token(System::Billing).expose_secret(),
+    )
+    .await;
     let provider = Arc::new(TokenProvider::new(
         Arc::new(SsmStore::new(ssm.clone())),
         Duration::from_secs(300),
@@ -220,7 +225,12 @@ async fn a_401_re_reads_the_token_rotated_in_ssm_once_and_succeeds() {
 
     // The old token dies; the rotator has written a new version.
     sandbox.expire_tokens(Some(System::Billing));
-    put_token(&ssm, &service, &sandbox.issue_token(System::Billing)).await;
+    put_token(
+        &ssm,
+        &service,
+        sandbox.issue_token(System::Billing).expose_secret(),
+    )
+    .await;
     client
         .create_account(
             &account("Second"),

@@ -8,6 +8,7 @@ mod common;
 use common::ingest_store::fresh_store;
 use common::moto::{moto, unique_name};
 use projections::{CorrelationId, DomainEvent, StreamId};
+use sandbox::{Sandbox, SandboxConfig, System};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,6 @@ use sync_ledger::connectors::{ApiToken, BillingClient, ClientConfig, ServiceName
 use sync_ledger::lambda::token_rotator::{RotatorConfig, SaltSource, TokenRotator};
 use sync_ledger::ledger::EventLog;
 use sync_ledger::rotation::ServiceSettings;
-use sync_ledger::sandbox::{Sandbox, SandboxConfig, System};
 
 const SALT: &str = "per-deployment-salt";
 

@@ -10,9 +10,9 @@ use common::ingest_store::fresh_store;
 use common::moto::{moto, unique_name};
 use projections::StreamId;
 use runtime_api::LambdaProcess;
+use sandbox::{Sandbox, SandboxConfig, System};
 use serde_json::json;
 use std::time::Duration;
-use sync_ledger::sandbox::{Sandbox, SandboxConfig, System};
 
 async fn put_secure(name: &str, value: &str) {
     moto()

@@ -1,10 +1,10 @@
 //! `ledger`: the one command line of Sync Ledger (migrate, ingest, events, demo, ...).
-//! Thin: parse arguments, set up tracing, hand over to `sync_ledger::cli`.
+//! Thin: parse arguments, set up tracing, hand over to `ledger_cli::cli`.
 
 use clap::Parser;
+use ledger_cli::cli::{run, Cli};
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use sync_ledger::cli::{run, Cli};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's story is its stdout; its expected retries would only be noise on stderr.
     let default_level = match cli.command {
-        sync_ledger::cli::Command::Demo(_) => "error",
+        ledger_cli::cli::Command::Demo(_) => "error",
         _ => "warn",
     };
     let filter =

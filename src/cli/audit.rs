@@ -2,11 +2,11 @@
 //! every trace the id names, as a tree drawn in a table, or the report as JSON. Read-only.
 
 use super::CliError;
-use crate::audit::{audit, render_text, AuditError, AuditId};
-use crate::config::{AwsConfig, StoreUrl};
-use crate::ledger::open_store;
-use crate::views::open_views;
 use std::process::ExitCode;
+use sync_ledger::audit::{audit, render_text, AuditError, AuditId};
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::ledger::open_store;
+use sync_ledger::views::open_views;
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {

@@ -1,10 +1,10 @@
 //! `ledger bench [--quick] [--only <name>] [--write BENCHMARKS.md] [--lambda-bin-dir DIR]`:
-//! runs the measurement modules of `crate::bench` one after the other, prints the table of
+//! runs the measurement modules of `ledger_bench` one after the other, prints the table of
 //! values, baselines, ratios and targets, and optionally writes the generated section of BENCHMARKS.md.
 
 use super::CliError;
-use crate::bench::report::{render_markdown, render_text, splice, RunContext};
-use crate::bench::{
+use ledger_bench::report::{render_markdown, render_text, splice, RunContext};
+use ledger_bench::{
     append, cost, lambda, latency, projector_batch, replay, BenchResult, Scale, BENCHES,
 };
 use std::path::PathBuf;

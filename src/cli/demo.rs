@@ -8,28 +8,28 @@
 
 use super::ingest::ingest_lines;
 use super::CliError;
-use crate::audit::{audit, render_text, AuditId};
-use crate::config::{AwsConfig, StoreUrl};
-use crate::connectors::params::{EmbeddedParameters, ParameterStore};
-use crate::connectors::{
-    ApiToken, BillingClient, ClientConfig, CrmClient, ServiceName, TokenProvider, TokenSource,
-};
-use crate::ledger::{migrate::migrate, open_store, EventLog};
-use crate::projector::effects::ConnectorEffects;
-use crate::projector::{build_selected, Effects, ProjectorDeps, RunnerSettings};
-use crate::replay::{self, snapshot, ReplayRequest, ViewDigest};
-use crate::rotation::{ServiceSettings, TokenRotation};
-use crate::sandbox::{
-    Charge, Faults, Price, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
-};
-use crate::views::{open_views, ViewNamespace, ViewStore};
-use crate::worker::{feed, StopWhen, WorkerSettings};
 use projections::correlation_view::LinkItem;
 use projections::{CorrelationId, RecordedEvent, StreamId};
+use sandbox::{
+    Charge, Faults, Price, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
+};
 use serde_json::{json, Map, Value};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use sync_ledger::audit::{audit, render_text, AuditId};
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::connectors::params::{EmbeddedParameters, ParameterStore};
+use sync_ledger::connectors::{
+    ApiToken, BillingClient, ClientConfig, CrmClient, ServiceName, TokenProvider, TokenSource,
+};
+use sync_ledger::ledger::{migrate::migrate, open_store, EventLog};
+use sync_ledger::projector::effects::ConnectorEffects;
+use sync_ledger::projector::{build_selected, Effects, ProjectorDeps, RunnerSettings};
+use sync_ledger::replay::{self, snapshot, ReplayRequest, ViewDigest};
+use sync_ledger::rotation::{ServiceSettings, TokenRotation};
+use sync_ledger::views::{open_views, ViewNamespace, ViewStore};
+use sync_ledger::worker::{feed, StopWhen, WorkerSettings};
 
 /// A poison message: a CRM change that names no account id. It is rejected with the field
 /// and reason, and kept (as `IngestRejected`) so nothing is lost.
@@ -120,8 +120,9 @@ async fn run_in(dir: &std::path::Path) -> Result<ExitCode, CliError> {
             .put(&id_param, &id, "OAuth client id")
             .await
             .map_err(invalid)?;
+        let secret = ApiToken::new(client.client_secret.expose_secret()).map_err(invalid)?;
         params
-            .put(&secret_param, &client.client_secret, "OAuth client secret")
+            .put(&secret_param, &secret, "OAuth client secret")
             .await
             .map_err(invalid)?;
         services.push(ServiceSettings {
@@ -431,7 +432,7 @@ async fn rotate(d: &Demo) -> Result<(), CliError> {
 
 /// The Billing account a CRM account is linked to, per the correlation view.
 async fn account_link(d: &Demo, crm_id: &str) -> Result<String, CliError> {
-    let key = crate::views::ViewKey::new("correlation", &format!("link#crm#{crm_id}"))?;
+    let key = sync_ledger::views::ViewKey::new("correlation", &format!("link#crm#{crm_id}"))?;
     let link = d
         .views
         .get(&key)

@@ -2,11 +2,11 @@
 //! order, as a table or as JSON lines of the recorded envelope. Read-only.
 
 use super::CliError;
-use crate::config::{AwsConfig, StoreUrl};
-use crate::ledger::open_store;
 use projections::envelope::format_timestamp;
 use projections::{RecordedEvent, StreamId};
 use std::process::ExitCode;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::ledger::open_store;
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {

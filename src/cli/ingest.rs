@@ -1,15 +1,16 @@
 //! `ledger ingest <file|->`: appends JSON lines to the ledger. Each line is decoded by
-//! `crate::ingest::decode` (a ledger envelope, or a raw source format); a bad line is reported
-//! by line and field, kept as an `IngestRejected` event, and never stops the good lines. It must not decide anything about the events.
+//! `sync_ledger::ingest::decode` (a ledger envelope, or a raw source format); a bad line is
+//! reported by line and field, kept as an `IngestRejected` event, and never stops the good
+//! lines. It must not decide anything about the events.
 
 use super::{describe_store, CliError};
-use crate::config::{AwsConfig, StoreUrl};
-use crate::ingest::decode::decode_line;
-use crate::ingest::{record, Channel, Ingested, Rejection};
-use crate::ledger::{open_store, EventLog};
 use chrono::Utc;
 use std::fmt;
 use std::process::ExitCode;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::ingest::decode::decode_line;
+use sync_ledger::ingest::{record, Channel, Ingested, Rejection};
+use sync_ledger::ledger::{open_store, EventLog};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 #[derive(Debug, clap::Args)]
@@ -95,7 +96,7 @@ impl fmt::Display for LineRejection {
     }
 }
 
-/// Reads every line and records each record through `crate::ingest::record` (the same path
+/// Reads every line and records each record through `sync_ledger::ingest::record` (the same path
 /// as the ingest Lambda): its events appended with `ExpectedVersion::Any`, or its rejection
 /// kept. Only a store failure stops the run.
 pub async fn ingest_lines<R: AsyncBufRead + Unpin>(

@@ -2,9 +2,9 @@
 //! The work is `ledger::migrate`; this file only prints.
 
 use super::{describe_store, CliError};
-use crate::config::{AwsConfig, StoreUrl};
-use crate::ledger::migrate::{migrate, MigrationReport};
 use std::process::ExitCode;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::ledger::migrate::{migrate, MigrationReport};
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {}

@@ -14,10 +14,10 @@ pub mod sandbox;
 pub mod serve;
 pub mod worker;
 
-use crate::config::{ConfigError, StoreUrl};
-use crate::ledger::{LedgerError, StoreError};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use sync_ledger::config::{ConfigError, StoreUrl};
+use sync_ledger::ledger::{LedgerError, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,13 +77,13 @@ pub enum CliError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    View(#[from] crate::views::ViewError),
+    View(#[from] sync_ledger::views::ViewError),
     #[error(transparent)]
-    Replay(#[from] crate::replay::ReplayError),
+    Replay(#[from] sync_ledger::replay::ReplayError),
     #[error(transparent)]
-    Redrive(#[from] crate::redrive::RedriveError),
+    Redrive(#[from] sync_ledger::redrive::RedriveError),
     #[error(transparent)]
-    Audit(#[from] crate::audit::AuditError),
+    Audit(#[from] sync_ledger::audit::AuditError),
 }
 
 impl Cli {

@@ -4,18 +4,18 @@
 //! only lists. It parses, wires and prints; the logic is `crate::redrive`.
 
 use super::CliError;
-use crate::config::{AwsConfig, StoreUrl};
-use crate::connectors::config::{ConnectorsConfig, TokenConfig};
-use crate::ledger::open_store;
-use crate::projector::effects::ConnectorEffects;
-use crate::projector::Effects;
-use crate::redrive::{
-    plan, redrive, Pending, RedriveReport, RedriveRequest, RedriveResult, Redriven,
-};
-use crate::views::open_views;
 use projections::CorrelationId;
 use std::process::ExitCode;
 use std::sync::Arc;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::connectors::config::{ConnectorsConfig, TokenConfig};
+use sync_ledger::ledger::open_store;
+use sync_ledger::projector::effects::ConnectorEffects;
+use sync_ledger::projector::Effects;
+use sync_ledger::redrive::{
+    plan, redrive, Pending, RedriveReport, RedriveRequest, RedriveResult, Redriven,
+};
+use sync_ledger::views::open_views;
 
 #[derive(Debug, clap::Args)]
 pub struct RedriveArgs {

@@ -3,15 +3,15 @@
 //! events/s and ETA on a terminal, plain lines otherwise. No external system is ever called.
 
 use super::CliError;
-use crate::config::{AwsConfig, StoreUrl};
-use crate::ledger::open_store;
-use crate::replay::{self, ProjectionReport, ReplayRequest};
-use crate::views::{open_views, ViewNamespace};
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::ledger::open_store;
+use sync_ledger::replay::{self, ProjectionReport, ReplayRequest};
+use sync_ledger::views::{open_views, ViewNamespace};
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {

@@ -3,8 +3,7 @@
 //! client ids on start (no secrets), so scripts and tests can find it. Never for production.
 
 use super::CliError;
-use crate::ingest::signature::CalloutSecret;
-use crate::sandbox::{FaultSettings, Sandbox, SandboxConfig, System};
+use sandbox::{FaultSettings, Sandbox, SandboxConfig, System};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -44,7 +43,7 @@ pub async fn run(args: &SandboxArgs) -> Result<ExitCode, CliError> {
         let value = std::env::var(var)
             .map_err(|_| CliError::Invalid(format!("--callout-secret-env: {var} is not set")))?;
         config.callout_secret =
-            Some(CalloutSecret::new(value).ok_or_else(|| {
+            Some(sandbox::CalloutSigner::new(value).ok_or_else(|| {
                 CliError::Invalid(format!("--callout-secret-env: {var} is empty"))
             })?);
     }

@@ -3,10 +3,6 @@
 //! it binds to 127.0.0.1 unless told otherwise.
 
 use super::CliError;
-use crate::audit::answer;
-use crate::config::{AwsConfig, StoreUrl};
-use crate::ledger::{open_store, EventLog};
-use crate::views::{open_views, ViewStore};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +11,10 @@ use axum::{Json, Router};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
+use sync_ledger::audit::answer;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::ledger::{open_store, EventLog};
+use sync_ledger::views::{open_views, ViewStore};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {

@@ -4,20 +4,22 @@
 //! It parses arguments, wires the library and prints a summary; it decides nothing itself.
 
 use super::{describe_store, CliError};
-use crate::config::{AwsConfig, StoreUrl};
-use crate::connectors::config::{ConnectorsConfig, TokenConfig};
-use crate::lambda::projector::ProjectorHandler;
-use crate::ledger::dynamodb::events_table;
-use crate::ledger::open_store;
-use crate::projector::effects::ConnectorEffects;
-use crate::projector::registry::selected_view_names;
-use crate::projector::{build_selected, ProjectorDeps, RunnerSettings};
-use crate::views::open_views;
-use crate::worker::streams::StreamsSource;
-use crate::worker::{feed, shutdown_on_signals, streams, StopWhen, WorkerReport, WorkerSettings};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::connectors::config::{ConnectorsConfig, TokenConfig};
+use sync_ledger::lambda::projector::ProjectorHandler;
+use sync_ledger::ledger::dynamodb::events_table;
+use sync_ledger::ledger::open_store;
+use sync_ledger::projector::effects::ConnectorEffects;
+use sync_ledger::projector::registry::selected_view_names;
+use sync_ledger::projector::{build_selected, ProjectorDeps, RunnerSettings};
+use sync_ledger::views::open_views;
+use sync_ledger::worker::streams::StreamsSource;
+use sync_ledger::worker::{
+    feed, shutdown_on_signals, streams, StopWhen, WorkerReport, WorkerSettings,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {

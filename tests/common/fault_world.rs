@@ -2,6 +2,7 @@
 //! temp dir, and the real `ledger` binary run against both. It captures what every run
 //! printed so suites can scan it; it never fakes a store or an API.
 
+use sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -9,7 +10,6 @@ use std::process::Output;
 use std::sync::Mutex;
 use sync_ledger::ledger::{EventLog, SqliteLedger};
 use sync_ledger::projections::RecordedEvent;
-use sync_ledger::sandbox::{Sandbox, SandboxConfig};
 use sync_ledger::views::sqlite::SqliteViewStore;
 use sync_ledger::views::{ViewKey, ViewStore};
 use tokio::process::Command;

@@ -4,11 +4,11 @@
 //! `tests/sync_e2e_sqlite.rs` and `tests/sync_e2e_dynamodb.rs` only pick the store.
 #![allow(dead_code)]
 
+use sandbox::{Charge, Price, Product, RatePlan, Sandbox, SandboxConfig};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use sync_ledger::ledger::EventLog;
 use sync_ledger::projections::{RecordedEvent, StreamId};
-use sync_ledger::sandbox::{Charge, Price, Product, RatePlan, Sandbox, SandboxConfig};
 use sync_ledger::views::{ViewKey, ViewStore};
 use tokio::process::Command;
 

@@ -7,14 +7,14 @@ use super::workload::{story, EVENTS_PER_STORY};
 use super::{
     peak_rss_bytes, reset_peak_rss, Bound, Measurement, Outcome, Scale, ScratchDir, Target,
 };
-use crate::ledger::sqlite::{migrate, SqliteLedger};
-use crate::ledger::EventLog;
-use crate::replay::{replay, ReplayRequest, Silent, PROJECTIONS};
-use crate::views::sqlite::SqliteViewStore;
-use crate::views::{ViewNamespace, ViewStore};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sync_ledger::ledger::sqlite::{migrate, SqliteLedger};
+use sync_ledger::ledger::EventLog;
+use sync_ledger::replay::{replay, ReplayRequest, Silent, PROJECTIONS};
+use sync_ledger::views::sqlite::SqliteViewStore;
+use sync_ledger::views::{ViewNamespace, ViewStore};
 
 pub const NAME: &str = "replay";
 pub const TITLE: &str = "Replay: every projection rebuilt on the embedded store";

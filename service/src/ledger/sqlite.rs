@@ -30,11 +30,17 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         id: "0001_init",
-        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+        sql: include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../migrations/sqlite/0001_init.sql"
+        )),
     },
     Migration {
         id: "0002_view_revision",
-        sql: include_str!("../../migrations/sqlite/0002_view_revision.sql"),
+        sql: include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../migrations/sqlite/0002_view_revision.sql"
+        )),
     },
 ];
 
@@ -839,7 +845,7 @@ mod tests {
 
     #[test]
     fn every_migration_file_is_registered_in_id_order() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite");
         let mut files: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

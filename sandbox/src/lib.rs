@@ -8,15 +8,16 @@ pub mod billing;
 pub mod crm;
 pub mod faults;
 mod oauth;
+pub mod runtime_api;
+mod secret;
 mod state;
 
 pub use billing::{Charge, Price, Product, RatePlan};
 pub use crm::STANDARD_PRICEBOOK_ID;
 pub use faults::{FaultSettings, Faults};
+pub use secret::{CalloutSigner, Secret};
 pub use state::{CallRecord, CallStats, OutboxEvent, System};
 
-use crate::connectors::ApiToken;
-use crate::ingest::signature::CalloutSecret;
 use axum::extract::{Request, State};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::Response;
@@ -29,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use url::Url;
 
-/// Header carrying the callout signature (scheme: `crate::ingest::signature`).
+/// Header carrying the callout signature (scheme: `secret::CalloutSigner`).
 pub const CALLOUT_SIGNATURE_HEADER: &str = "X-Zuora-Signature";
 
 /// An OAuth client registered with a simulated system: the id and secret its token endpoint
@@ -38,14 +39,14 @@ pub const CALLOUT_SIGNATURE_HEADER: &str = "X-Zuora-Signature";
 #[derive(Debug, Clone)]
 pub struct RegisteredClient {
     pub client_id: String,
-    pub client_secret: ApiToken,
+    pub client_secret: Secret,
 }
 
 impl RegisteredClient {
     pub fn new(client_id: &str, client_secret: &str) -> Self {
         Self {
             client_id: client_id.to_string(),
-            client_secret: ApiToken::new(client_secret).expect("non-empty secret"),
+            client_secret: Secret::new(client_secret).expect("non-empty secret"),
         }
     }
 }
@@ -60,7 +61,7 @@ pub struct SandboxConfig {
     pub token_ttl: Duration,
     pub faults: FaultSettings,
     /// When set, Billing callouts carry `X-Zuora-Signature` made with this secret.
-    pub callout_secret: Option<CalloutSecret>,
+    pub callout_secret: Option<CalloutSigner>,
     /// When set, every Billing callout is also POSTed here (duplicates included), as a
     /// tenant's callout notification would be; the outbox keeps them either way.
     pub callout_url: Option<Url>,
@@ -197,12 +198,12 @@ impl Sandbox {
     }
 
     /// Issue an access token directly (as if obtained through OAuth).
-    pub fn issue_token(&self, system: System) -> ApiToken {
+    pub fn issue_token(&self, system: System) -> Secret {
         let token = self
             .state
             .lock()
             .issue_token(system, self.state.config.token_ttl);
-        ApiToken::new(token).expect("issued tokens are non-empty")
+        Secret::new(token).expect("issued tokens are non-empty")
     }
 
     /// Invalidate every issued token (of one system, or all): the next API call gets 401.

@@ -4,14 +4,14 @@
 
 use super::workload::{story, Story, EVENTS_PER_STORY};
 use super::{median, Bound, Measurement, Outcome, Scale, ScratchDir, Target};
-use crate::ledger::sqlite::{migrate, SqliteLedger};
-use crate::ledger::{EventLog, ExpectedVersion, StreamAppend};
 use chrono::Utc;
 use projections::envelope::format_timestamp;
 use projections::NewEvent;
 use rusqlite::{params, Connection};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use sync_ledger::ledger::sqlite::{migrate, SqliteLedger};
+use sync_ledger::ledger::{EventLog, ExpectedVersion, StreamAppend};
 
 pub const NAME: &str = "append";
 pub const TITLE: &str = "Embedded append: ledger vs raw rusqlite INSERT";

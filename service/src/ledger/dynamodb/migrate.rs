@@ -22,11 +22,17 @@ use crate::ledger::LedgerError;
 pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_events",
-        include_str!("../../../migrations/dynamodb/0001_events.json"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../migrations/dynamodb/0001_events.json"
+        )),
     ),
     (
         "0002_views",
-        include_str!("../../../migrations/dynamodb/0002_views.json"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../migrations/dynamodb/0002_views.json"
+        )),
     ),
 ];
 

@@ -237,7 +237,7 @@ impl LambdaProcess {
     /// process runs.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        super::proc_status_kib(&status, "VmHWM:")
+        proc_status_kib(&status, "VmHWM:")
     }
 
     /// The body the function posted to `/init/error`, if it did.
@@ -366,4 +366,12 @@ async fn invocation_error(
 async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {
     *lock(&shared.init_error) = Some(json_or_text(&body));
     StatusCode::ACCEPTED
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+pub fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }

@@ -4,14 +4,14 @@
 //! a binary is missing, carries a symbol table, or needs AWS to initialise.
 
 use super::projector_batch::{stream_event_json, RECORDS};
-use super::runtime_api::LambdaProcess;
 use super::workload::recorded_events;
 use super::{Bound, Measurement, Outcome, ScratchDir, Target};
-use crate::ledger::sqlite::migrate;
 use chrono::Utc;
+use sandbox::runtime_api::LambdaProcess;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use sync_ledger::ledger::sqlite::migrate;
 
 pub const NAME: &str = "lambda";
 pub const TITLE: &str = "Lambda: binary size, cold start and peak RSS";

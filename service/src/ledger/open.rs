@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{0} store support is not built yet")]
-    NotBuilt(&'static str),
     #[error("store worker task failed: {0}")]
     Task(String),
     #[error(transparent)]

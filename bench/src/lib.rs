@@ -9,7 +9,6 @@ pub mod latency;
 pub mod projector_batch;
 pub mod replay;
 pub mod report;
-pub mod runtime_api;
 pub mod workload;
 
 use std::time::{Duration, Instant};
@@ -223,13 +222,9 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// A `kB` field of `/proc/<pid>/status`.
-pub fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
+/// A `kB` field of `/proc/<pid>/status` (kept with the Runtime API emulator, which reads a
+/// Lambda process's peak RSS with it).
+pub use sandbox::runtime_api::proc_status_kib;
 
 #[cfg(test)]
 mod tests {

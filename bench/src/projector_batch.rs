@@ -5,14 +5,14 @@
 
 use super::workload::recorded_events;
 use super::{side_by_side, Bound, Measurement, Outcome, Scale, Target};
-use crate::lambda::projector::{decode_record, Decoded};
-use crate::ledger::dynamodb::item::{event_item, DEFAULT_BY_TIME_SHARDS};
 use chrono::Utc;
 use projections::account_sync::AccountSync;
 use projections::correlation_view::CorrelationView;
 use projections::{NewEvent, Projection, RecordedEvent, Views};
 use serde_json::{json, Value};
 use std::hint::black_box;
+use sync_ledger::lambda::projector::{decode_record, Decoded};
+use sync_ledger::ledger::dynamodb::item::{event_item, DEFAULT_BY_TIME_SHARDS};
 
 pub const NAME: &str = "projector_batch";
 pub const TITLE: &str = "Projector batch: decode + apply vs serde_json parse";
@@ -175,7 +175,7 @@ pub fn run(scale: Scale) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::dynamodb::item::decode_event;
+    use sync_ledger::ledger::dynamodb::item::decode_event;
 
     #[test]
     fn the_generated_stream_event_decodes_back_to_the_recorded_events() {

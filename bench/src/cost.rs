@@ -5,10 +5,10 @@
 
 use super::workload::{story, Story, EVENTS_PER_STORY};
 use super::{Measurement, Outcome, Scale};
-use crate::ledger::dynamodb::item::{dedupe_item, event_item, DEFAULT_BY_TIME_SHARDS};
 use chrono::Utc;
 use serde_dynamo::AttributeValue;
 use std::collections::HashMap;
+use sync_ledger::ledger::dynamodb::item::{dedupe_item, event_item, DEFAULT_BY_TIME_SHARDS};
 
 pub const NAME: &str = "cost";
 pub const TITLE: &str = "DynamoDB cost model: request units per event vs a naive design";

@@ -4,21 +4,21 @@
 //! existing. It measures on the embedded store and changes no setting of what it runs.
 
 use super::{Measurement, Outcome, Scale, ScratchDir};
-use crate::connectors::config::ConnectorsConfig;
-use crate::ingest::{map_body, record, Channel};
-use crate::ledger::sqlite::{migrate, SqliteLedger};
-use crate::ledger::EventLog;
-use crate::projector::effects::ConnectorEffects;
-use crate::projector::{build_selected, ProjectorDeps, RunnerSettings};
-use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::views::sqlite::SqliteViewStore;
-use crate::views::ViewStore;
-use crate::worker::{feed, StopWhen, WorkerSettings};
 use chrono::Utc;
+use sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Map};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use sync_ledger::connectors::config::ConnectorsConfig;
+use sync_ledger::ingest::{map_body, record, Channel};
+use sync_ledger::ledger::sqlite::{migrate, SqliteLedger};
+use sync_ledger::ledger::EventLog;
+use sync_ledger::projector::effects::ConnectorEffects;
+use sync_ledger::projector::{build_selected, ProjectorDeps, RunnerSettings};
+use sync_ledger::views::sqlite::SqliteViewStore;
+use sync_ledger::views::ViewStore;
+use sync_ledger::worker::{feed, StopWhen, WorkerSettings};
 
 pub const NAME: &str = "latency";
 pub const TITLE: &str = "End-to-end: append -> Billing account exists (sandbox + worker)";
