@@ -1,7 +1,7 @@
 //! `ledger redrive --correlation <id>`: re-runs the failed or deferred syncs of one trace
 //! against the external systems (configured like `ledger worker`: CRM_BASE_URL, ...), and
 //! prints what each re-run did. The one deliberate path that calls out again; `--dry-run`
-//! only lists. It parses, wires and prints; the logic is `crate::redrive`.
+//! only lists. It parses, wires and prints; the logic is `sync_ledger::redrive`.
 
 use super::CliError;
 use projections::CorrelationId;
@@ -71,15 +71,7 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
         print!("{}", render(&report));
         return Ok(ExitCode::SUCCESS);
     }
-    let connectors = ConnectorsConfig::from_env()?;
-    let ssm_config = match connectors.tokens {
-        TokenConfig::ParameterStore => Some(aws.get().await),
-        TokenConfig::ClientCredentials { .. } => None,
-    };
-    let effects: Arc<dyn Effects> = Arc::new(
-        ConnectorEffects::from_config(&connectors, ssm_config)
-            .map_err(|e| CliError::Invalid(e.to_string()))?,
-    );
+    let effects = connector_effects(&aws).await?;
     let report = redrive(log, views, effects, &request).await?;
     print!("{}", render(&report));
     Ok(if report.has_failures() {
@@ -87,6 +79,21 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The external systems a redrive calls, configured from the environment like `ledger worker`
+/// (also used by the console's Redrive action). `aws` is loaded only for Parameter Store
+/// tokens.
+pub async fn connector_effects(aws: &AwsConfig) -> Result<Arc<dyn Effects>, CliError> {
+    let connectors = ConnectorsConfig::from_env()?;
+    let ssm_config = match connectors.tokens {
+        TokenConfig::ParameterStore => Some(aws.get().await),
+        TokenConfig::ClientCredentials { .. } => None,
+    };
+    Ok(Arc::new(
+        ConnectorEffects::from_config(&connectors, ssm_config)
+            .map_err(|e| CliError::Invalid(e.to_string()))?,
+    ))
 }
 
 /// The report as a person reads it.
