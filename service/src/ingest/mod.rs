@@ -4,6 +4,7 @@
 //! (`decode` reads the CLI's input lines).
 
 pub mod append;
+pub mod basic_auth;
 pub mod decode;
 pub mod eventbridge;
 pub mod fields;

@@ -4,17 +4,17 @@
 //! idempotency key as the first attempt.
 
 use super::plan::item_key;
-use super::{invalid, RedriveError, RedriveResult, Target};
+use super::{RedriveError, RedriveResult, Target};
 use crate::ledger::{EventLog, StreamAppend};
 use crate::projector::Effects;
 use crate::views::{ViewKey, ViewStore};
 use chrono::{DateTime, Utc};
 use projections::account_sync::AccountSync;
-use projections::commands::{complete, CallResult, Command};
+use projections::commands::{complete_attempt, Attempt, CallResult, Command};
 use projections::order_sync::OrderSync;
 use projections::product_sync::ProductSync;
 use projections::projection::ViewItem as DomainItem;
-use projections::{EventId, NewEvent, Projection, RecordedEvent, SourceEventId, StreamId};
+use projections::{EventId, NewEvent, Projection, RecordedEvent, StreamId};
 
 /// Re-derives the failed call, makes it and records its outcome.
 #[allow(clippy::too_many_arguments)]
@@ -56,16 +56,9 @@ pub(super) async fn rerun_call(
             attempts: transient.attempts,
         },
     };
-    let mut outcomes = complete(&command, &result, now);
-    if let CallResult::Failed { .. } = result {
-        // A repeated failure is recorded per run (the original one's id is taken), so the
-        // audit shows every attempt.
-        for outcome in &mut outcomes {
-            outcome.source_event_id =
-                SourceEventId::parse(format!("{}:redrive:{run}", outcome.source_event_id))
-                    .map_err(|e| invalid("source_event_id", e))?;
-        }
-    }
+    // The run is the attempt: a repeated failure is recorded per run (the original one's
+    // key is taken), so the audit shows every attempt; a success keeps the decided ids.
+    let outcomes = complete_attempt(&command, &result, Attempt::Redrive(run), now);
     let recorded = append(log, outcomes).await?;
     Ok(match result {
         CallResult::Succeeded { .. } => RedriveResult::Synced { recorded },
