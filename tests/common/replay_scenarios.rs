@@ -12,7 +12,7 @@ use projections::correlation_view::CorrelationView;
 use projections::{Projection, Views};
 use std::path::PathBuf;
 use std::sync::Arc;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::ledger::dynamodb::DynamoDbLedger;
 use sync_ledger::ledger::{open_store, EventLog};
 use sync_ledger::replay::{canonical_json, snapshot, ViewDigest};
@@ -116,7 +116,9 @@ impl Store {
 
     pub async fn views(&self) -> Arc<dyn ViewStore> {
         match self.backend {
-            Backend::Sqlite => open_views(&StoreUrl::Sqlite(self.path())).await.unwrap(),
+            Backend::Sqlite => open_views(&StoreUrl::Sqlite(self.path()), &AwsConfig::lazy())
+                .await
+                .unwrap(),
             Backend::DynamoDb => Arc::new(DynamoViewStore::new(
                 moto().dynamodb().await,
                 DynamoViewStore::table_name(self.prefix()),
@@ -126,7 +128,9 @@ impl Store {
 
     pub async fn log(&self) -> Arc<dyn EventLog> {
         match self.backend {
-            Backend::Sqlite => open_store(&StoreUrl::Sqlite(self.path())).await.unwrap(),
+            Backend::Sqlite => open_store(&StoreUrl::Sqlite(self.path()), &AwsConfig::lazy())
+                .await
+                .unwrap(),
             Backend::DynamoDb => Arc::new(
                 DynamoDbLedger::open_with(&moto().sdk_config().await, self.prefix())
                     .await
