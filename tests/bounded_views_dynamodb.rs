@@ -1,9 +1,9 @@
 //! No view item grows with history, on DynamoDB (moto; issue 15 item 1): a smaller N than
 //! the embedded store's, with the same item-size assertion over every stored item.
 
-mod common;
 #[path = "common/bounded_views.rs"]
 mod bounded_views;
+mod common;
 
 use common::moto::{moto, unique_name};
 use std::sync::Arc;

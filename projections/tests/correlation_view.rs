@@ -256,19 +256,25 @@ fn a_link_relinked_thousands_of_times_keeps_a_small_item_and_full_pages_of_its_h
         assert_eq!(page.history.len(), HISTORY_PAGE);
         counterparts.extend(page.history.into_iter().map(|h| h.counterpart_id.unwrap()));
     }
-    counterparts.extend(item.history.iter().map(|h| h.counterpart_id.clone().unwrap()));
+    counterparts.extend(
+        item.history
+            .iter()
+            .map(|h| h.counterpart_id.clone().unwrap()),
+    );
     let expected: Vec<String> = (0..N).map(|i| format!("8a8b{i:04}")).collect();
     assert_eq!(counterparts, expected);
 
     let mut traces = Vec::new();
     for n in 0..item.trace_pages {
         let page: TracesPage =
-            serde_json::from_value(views.page(&traces_page_key(&key, n)).unwrap().clone())
-                .unwrap();
+            serde_json::from_value(views.page(&traces_page_key(&key, n)).unwrap().clone()).unwrap();
         traces.extend(page.correlation_ids);
     }
     traces.extend(item.correlation_ids.iter().copied());
     let expected: Vec<_> = log.events.iter().map(|e| e.correlation_id).collect();
     assert_eq!(traces, expected, "every trace, first seen first");
-    assert_eq!(views.pages.len() as u64, item.history_pages + item.trace_pages);
+    assert_eq!(
+        views.pages.len() as u64,
+        item.history_pages + item.trace_pages
+    );
 }

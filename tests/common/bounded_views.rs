@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use projections::commands::{CallResult, Command};
 use projections::correlation_view::CorrelationView;
-use projections::{CorrelationId, EventId, NewEvent, Projection, Source, SourceEventId, StreamId};
+use projections::{
+    CorrelationId, EventId, NewEvent, Projection, RecordedEvent, Source, SourceEventId, StreamId,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use sync_ledger::audit::{audit, AuditId, Resolved};
@@ -80,15 +82,16 @@ pub async fn largest_item(views: &dyn ViewStore, projection: &str) -> (usize, St
         .unwrap_or((0, String::new(), 0))
 }
 
-/// One CRM account relinked `n` times: every change is projected (none fails, as a too-large
-/// item did), no item is over [`ITEM_BOUND`], the link is the last one, and an audit from the
-/// entity id finds all `n` traces by paging through the spilled items.
-pub async fn a_link_relinked_n_times_projects_into_bounded_items(
+/// Records CRM account `id` relinked `n` times and projects the correlation view over it
+/// with the deployed runner, in batches of 100 (the worker's and the event source mapping's
+/// default batch size), asserting no event failed (a too-large item jammed the stream at
+/// about 1,000 relinks before the items were bounded). Returns the recorded events.
+pub async fn project_relinks(
     log: Arc<dyn EventLog>,
     views: Arc<dyn ViewStore>,
+    id: &str,
     n: usize,
-) {
-    let id = "001Dn00000RELINK";
+) -> Vec<RecordedEvent> {
     let (stream, events) = relinks(id, n);
     for chunk in events.chunks(500) {
         log.append(&stream, ExpectedVersion::Any, chunk.to_vec())
@@ -98,31 +101,46 @@ pub async fn a_link_relinked_n_times_projects_into_bounded_items(
     let effects = Arc::new(NoCalls::default());
     let deps = ProjectorDeps {
         log: log.clone(),
-        views: views.clone(),
+        views,
         effects: effects.clone(),
         settings: RunnerSettings::default(),
     };
     let projector = build("correlation", &deps).unwrap();
     let recorded = log.read_stream(&stream, 1).await.unwrap();
     assert_eq!(recorded.len(), n);
-    // Batches of 100, the worker's and the event source mapping's default batch size.
     for batch in recorded.chunks(100) {
         let outcome = projector.process(batch.to_vec()).await;
-        let failed: Vec<&EventStatus> = outcome
-            .statuses
-            .iter()
-            .filter(|s| s.is_failed())
-            .collect();
-        assert!(failed.is_empty(), "stream jammed at v{}: {failed:?}", batch[0].version);
+        let failed: Vec<&EventStatus> = outcome.statuses.iter().filter(|s| s.is_failed()).collect();
+        assert!(
+            failed.is_empty(),
+            "stream jammed at v{}: {failed:?}",
+            batch[0].version
+        );
     }
     assert_eq!(effects.0.load(Ordering::SeqCst), 0);
+    recorded
+}
+
+/// One CRM account relinked `n` times: every change is projected, no item is over
+/// [`ITEM_BOUND`], the link is the last one, an audit from the entity id finds all `n` traces
+/// by paging through the spilled items, and a wipe + replay rebuilds the same items.
+pub async fn a_link_relinked_n_times_projects_into_bounded_items(
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn ViewStore>,
+    n: usize,
+) {
+    let id = "001Dn00000RELINK";
+    let recorded = project_relinks(log.clone(), views.clone(), id, n).await;
 
     let (bytes, pk, items) = largest_item(views.as_ref(), CorrelationView::NAME).await;
     assert!(
         bytes <= ITEM_BOUND,
         "{pk} is {bytes} bytes, over {ITEM_BOUND} ({items} items)"
     );
-    assert!(items > 2, "the history was spilled into pages: {items} items");
+    assert!(
+        items > 2,
+        "the history was spilled into pages: {items} items"
+    );
 
     let report = audit(log.as_ref(), views.as_ref(), &AuditId::Entity(id.into()))
         .await
@@ -136,12 +154,19 @@ pub async fn a_link_relinked_n_times_projects_into_bounded_items(
         "the current link is the last one"
     );
     let traces: Vec<CorrelationId> = recorded.iter().map(|e| e.correlation_id).collect();
-    assert_eq!(matches[0].correlation_ids, traces, "every trace, first seen first");
+    assert_eq!(
+        matches[0].correlation_ids, traces,
+        "every trace, first seen first"
+    );
     assert_eq!(report.chains.len(), n);
 
     // `ledger replay` rebuilds the same items, pages included: once with every page of the
     // run in one flush (more than one commit holds on the large N), once in 500-event flushes.
-    let live = ViewDigest::of(&snapshot(views.as_ref(), CorrelationView::NAME).await.unwrap());
+    let live = ViewDigest::of(
+        &snapshot(views.as_ref(), CorrelationView::NAME)
+            .await
+            .unwrap(),
+    );
     for checkpoint_every in [n as u64, 500] {
         let mut request = ReplayRequest::new(ViewNamespace::live());
         request.projections = vec![CorrelationView::NAME.to_string()];
@@ -149,8 +174,14 @@ pub async fn a_link_relinked_n_times_projects_into_bounded_items(
         replay(log.clone(), views.clone(), &request, &mut Silent)
             .await
             .unwrap();
-        let rebuilt =
-            ViewDigest::of(&snapshot(views.as_ref(), CorrelationView::NAME).await.unwrap());
-        assert_eq!(rebuilt, live, "wipe + replay, flushing every {checkpoint_every}");
+        let rebuilt = ViewDigest::of(
+            &snapshot(views.as_ref(), CorrelationView::NAME)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            rebuilt, live,
+            "wipe + replay, flushing every {checkpoint_every}"
+        );
     }
 }

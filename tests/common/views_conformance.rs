@@ -470,7 +470,10 @@ pub async fn spilled_pages_commit_with_their_item_and_are_write_once(store: Stor
         .unwrap()
         .unwrap();
     assert_eq!(stored.state["history"], json!([1, 2]));
-    assert!(stored.last_version.is_empty(), "pages carry no ordering guard");
+    assert!(
+        stored.last_version.is_empty(),
+        "pages carry no ordering guard"
+    );
 
     // A writer that read the item before: its page 1 must not land without its item.
     let mut stale = vec![head(ExpectedRevision::Absent)];

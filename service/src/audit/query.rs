@@ -146,8 +146,9 @@ async fn link_item(
 }
 
 /// Every trace that touched the entity, first seen first: its spilled traces pages in order,
-/// then the item's tail, each id once (the fold dedupes within the tail only).
-async fn traces_of(
+/// then the item's tail, each id once (the fold dedupes within the tail only). Reads
+/// `item.trace_pages` items of ~5 KB each.
+pub async fn traces_of(
     views: &dyn ViewStore,
     side: Side,
     id: &str,
@@ -158,12 +159,13 @@ async fn traces_of(
     let mut seen = std::collections::HashSet::new();
     for n in 0..item.trace_pages {
         let page_key = traces_page_key(&item_key, n);
-        let page: TracesPage = read_state(views, &page_key).await?.ok_or_else(|| {
-            AuditError::UnreadableView {
-                pk: format!("{}#{page_key}", CorrelationView::NAME),
-                reason: format!("traces page {n} of {} is missing", item.trace_pages),
-            }
-        })?;
+        let page: TracesPage =
+            read_state(views, &page_key)
+                .await?
+                .ok_or_else(|| AuditError::UnreadableView {
+                    pk: format!("{}#{page_key}", CorrelationView::NAME),
+                    reason: format!("traces page {n} of {} is missing", item.trace_pages),
+                })?;
         traces.extend(page.correlation_ids.into_iter().filter(|c| seen.insert(*c)));
     }
     traces.extend(item.correlation_ids.iter().filter(|c| seen.insert(**c)));

@@ -5,8 +5,7 @@
 use super::ReplayError;
 use crate::ledger::EventLog;
 use crate::views::{
-    page_writes, ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite,
-    MAX_WRITES_PER_COMMIT,
+    page_writes, ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT,
 };
 use async_trait::async_trait;
 use projections::projection::{Apply, Projection, ViewItem as DomainItem};
