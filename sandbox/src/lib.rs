@@ -5,9 +5,12 @@
 
 mod admin;
 pub mod billing;
+mod billing_query;
 pub mod crm;
+mod crm_query;
 pub mod faults;
 mod oauth;
+mod query;
 pub mod runtime_api;
 mod secret;
 mod state;
@@ -367,6 +370,11 @@ fn router(state: SharedState) -> Router {
             patch(crm::upsert).get(crm::get_by_external_id),
         )
         .route("/services/data/{version}/composite", post(crm::composite))
+        .route("/services/data/{version}/query", get(crm_query::query))
+        .route(
+            "/services/data/{version}/query/{locator}",
+            get(crm_query::query_more),
+        )
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Crm),
@@ -391,6 +399,8 @@ fn router(state: SharedState) -> Router {
             put(billing::cancel_subscription),
         )
         .route("/v1/catalog/products", get(billing::list_products))
+        .route("/v1/action/query", post(billing_query::query))
+        .route("/v1/action/queryMore", post(billing_query::query_more))
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Billing),
@@ -491,6 +501,13 @@ fn route_label(path: &str) -> String {
             sobject.to_string(),
             field.to_string(),
             "{value}".into(),
+        ],
+        ["services", "data", _, "query", _locator] => vec![
+            "services".into(),
+            "data".into(),
+            "{version}".into(),
+            "query".into(),
+            "{locator}".into(),
         ],
         ["services", "data", _, rest @ ..] => {
             let mut v = vec!["services".to_string(), "data".into(), "{version}".into()];

@@ -5,6 +5,8 @@
 //! "Update an account", "Create a subscription", "Update a subscription", "Cancel a
 //! subscription", "List all products"; guide "Idempotent requests").
 
+mod query;
+
 use super::error::ConnectorError;
 use super::http::{ApiRequest, ApiResponse, ApiTransport, ClientConfig, IdempotencyKey};
 use super::token::TokenSource;
