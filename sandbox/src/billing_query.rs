@@ -40,6 +40,9 @@ fn account_fields(a: &AccountRecord) -> Map<String, Value> {
 
 impl Inner {
     fn zoql_open(&mut self, query: &Query) -> Result<Value, BillingError> {
+        if query.order_by_id {
+            return Err(malformed("invalid ZOQL: ORDER BY is not supported"));
+        }
         if !query.object.eq_ignore_ascii_case("Account") {
             return Err(malformed(format!(
                 "invalid object for query: {} (the sandbox answers Account)",

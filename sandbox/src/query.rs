@@ -28,6 +28,9 @@ pub(crate) struct Query {
     pub fields: Vec<String>,
     pub object: String,
     pub conditions: Vec<Condition>,
+    /// `ORDER BY Id [ASC]` (SOQL only; the sandbox keeps records in id order, so that is the
+    /// one order it offers).
+    pub order_by_id: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +210,17 @@ pub(crate) fn parse(text: &str) -> Result<Query, QueryError> {
             }
         }
     }
+    let mut order_by_id = false;
+    if keyword(tokens.get(at), "order") && keyword(tokens.get(at + 1), "by") {
+        if !keyword(tokens.get(at + 2), "id") {
+            return err("ORDER BY: the sandbox orders by Id only");
+        }
+        order_by_id = true;
+        at += 3;
+        if keyword(tokens.get(at), "asc") {
+            at += 1;
+        }
+    }
     if let Some(extra) = tokens.get(at) {
         return err(format!(
             "unexpected token {extra:?} (supported: SELECT ... FROM ... [WHERE a op v [AND ...]])"
@@ -216,6 +230,7 @@ pub(crate) fn parse(text: &str) -> Result<Query, QueryError> {
         fields,
         object,
         conditions,
+        order_by_id,
     })
 }
 
@@ -362,7 +377,8 @@ mod tests {
             ("SELECT FROM Account", "field name"),
             ("SELECT Id Account", "FROM"),
             ("SELECT Id FROM Account WHERE Name", "operator"),
-            ("SELECT Id FROM Account ORDER BY Id", "unexpected token"),
+            ("SELECT Id FROM Account ORDER BY Name", "Id only"),
+            ("SELECT Id FROM Account LIMIT 5", "unexpected token"),
             ("SELECT Id FROM Account WHERE Name = 'x", "unterminated"),
             ("DELETE Account", "SELECT"),
         ] {

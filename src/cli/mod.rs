@@ -8,6 +8,7 @@ pub mod demo;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
+pub mod reconcile;
 pub mod redrive;
 pub mod replay;
 pub mod sandbox;
@@ -52,6 +53,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Re-run the failed/deferred syncs of one correlation id (calls the external systems).
     Redrive(redrive::RedriveArgs),
+    /// Compare CRM, Billing and the view (accounts), record drift, --repair through the projectors.
+    Reconcile(reconcile::ReconcileArgs),
     /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
     Sandbox(sandbox::SandboxArgs),
     /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
@@ -82,6 +85,8 @@ pub enum CliError {
     Replay(#[from] sync_ledger::replay::ReplayError),
     #[error(transparent)]
     Audit(#[from] sync_ledger::audit::AuditError),
+    #[error(transparent)]
+    Reconcile(#[from] sync_ledger::reconcile::ReconcileError),
 }
 
 impl Cli {
@@ -108,6 +113,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Audit(args) => audit::run(&cli.store_url()?, args).await,
         Command::Serve(args) => serve::run(&cli.store_url()?, args).await,
         Command::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
+        Command::Reconcile(args) => reconcile::run(&cli.store_url()?, args).await,
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Worker(args) => worker::run(&cli.store_url()?, args).await,
         Command::Bench(args) => bench::run(args).await,
