@@ -81,6 +81,9 @@ struct Inbound {
     observed: bool,
     /// The view's link points at a record that no longer exists: do not write to it.
     forget_link: bool,
+    /// Both sides already agree (a reconciliation found the pair unlinked only): learn the
+    /// link and the values, call nothing.
+    adopt: bool,
 }
 
 fn inbound(event: &RecordedEvent, domain: &DomainEvent) -> Option<Inbound> {
@@ -104,6 +107,7 @@ fn inbound(event: &RecordedEvent, domain: &DomainEvent) -> Option<Inbound> {
             origin: origin.clone(),
             observed: false,
             forget_link: false,
+            adopt: false,
         }),
         DomainEvent::CrmAccountObserved(o) if stream.is(Side::Crm, entity::ACCOUNT) => {
             Some(observed(Side::Crm, o))
@@ -133,6 +137,7 @@ fn inbound(event: &RecordedEvent, domain: &DomainEvent) -> Option<Inbound> {
                 origin: origin.clone(),
                 observed: false,
                 forget_link: false,
+                adopt: false,
             })
         }
         _ => None,
@@ -151,11 +156,15 @@ fn observed(side: Side, o: &AccountObserved) -> Inbound {
         origin: None,
         observed: true,
         forget_link: o.forget_link,
+        adopt: o.adopt,
     }
 }
 
 fn react(view: &AccountView, change: &Inbound) -> Reaction {
     let (awaiting, first_sight) = (view.pending_echo.is_some(), view.last_seen.is_none());
+    if change.observed && change.adopt {
+        return Reaction::NoChange;
+    }
     if change.observed {
         return react_to_change(view, change);
     }

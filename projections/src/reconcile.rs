@@ -113,6 +113,8 @@ pub struct Drift {
     pub repair_from: Option<Side>,
     /// The repair must drop the view's link (its counterpart is gone).
     pub forget_link: bool,
+    /// An unlinked pair that agrees and names each other: the repair only records the link.
+    pub adopt: bool,
 }
 
 /// What the index keeps of one Billing account.
@@ -202,6 +204,7 @@ impl BillingIndex {
             newer: None,
             repair_from: from,
             forget_link: false,
+            adopt: false,
         };
         if let Some(linked) = view_link {
             let Some(billing) = self.claim(linked) else {
@@ -239,9 +242,14 @@ impl BillingIndex {
         match named.and_then(|b| self.claim(&b)) {
             Some(billing) => {
                 let newer = newer_side(crm, &billing);
+                let fields = differing_fields(crm, &billing);
+                let adopt = fields.is_empty()
+                    && crm.billing_id.as_deref() == Some(billing.id.as_str())
+                    && billing.crm_id.as_deref() == Some(crm.id.as_str());
                 Some(Drift {
                     newer: Some(newer),
-                    fields: differing_fields(crm, &billing),
+                    fields,
+                    adopt,
                     ..drift(
                         DriftKind::Unlinked,
                         Some(billing),
@@ -300,6 +308,7 @@ impl BillingIndex {
             newer: None,
             repair_from: from,
             forget_link: forget,
+            adopt: false,
         })
     }
 }
@@ -411,8 +420,22 @@ mod tests {
         for d in [&by_crm_field, &by_billing_field] {
             assert_eq!(d.kind, DriftKind::Unlinked);
             assert_eq!(d.repair_from, Some(Side::Crm));
+            assert!(
+                !d.adopt,
+                "one side does not name the other: the repair writes it"
+            );
         }
         assert!(idx.unclaimed().is_empty());
+    }
+
+    #[test]
+    fn an_unlinked_pair_that_agrees_and_names_each_other_is_adopted_without_a_write() {
+        let mut idx = index(vec![billing("B1", "Acme", Some("C1"), 1)]);
+        let d = idx
+            .compare_crm(&crm("C1", "Acme", Some("B1"), 1), None, Prefer::Newer)
+            .unwrap();
+        assert_eq!(d.kind, DriftKind::Unlinked);
+        assert!(d.adopt);
     }
 
     #[test]

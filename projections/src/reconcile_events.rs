@@ -27,6 +27,9 @@ pub struct AccountObserved {
     pub linked_id: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forget_link: bool,
+    /// The pair already agrees and names each other: take the link, call nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
     /// The run that observed it, the drift kind it repairs and the record's modstamp (the
     /// three make the event's dedupe key).
     pub run_id: String,

@@ -316,6 +316,31 @@ impl Inner {
         Ok(())
     }
 
+    /// Deletes a record (Salesforce moves it to the recycle bin; the sandbox forgets it) and
+    /// emits the CDC `DELETE` change event.
+    pub(crate) fn crm_delete(
+        &mut self,
+        config: &SandboxConfig,
+        sobject: &str,
+        id: &str,
+        writer: &Writer,
+    ) -> Result<(), CrmError> {
+        let record = self
+            .crm
+            .records
+            .get_mut(sobject)
+            .and_then(|r| r.remove(id))
+            .ok_or_else(|| {
+                CrmError::new(
+                    StatusCode::NOT_FOUND,
+                    "ENTITY_IS_DELETED",
+                    "The requested resource does not exist",
+                )
+            })?;
+        self.crm_emit(config, sobject, id, "DELETE", &Map::new(), &record, writer);
+        Ok(())
+    }
+
     /// Upsert by external id: `(status, body)` = 201 created / 200 updated.
     pub(crate) fn crm_upsert(
         &mut self,
@@ -542,6 +567,19 @@ pub(crate) async fn update(
     state
         .lock()
         .crm_update(&state.config, &sobject, &id, body, &writer)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /services/data/{v}/sobjects/{sobject}/{id}` — 204 No Content.
+pub(crate) async fn delete(
+    State(state): State<SharedState>,
+    Path((_v, sobject, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let writer = Writer::from_headers(&headers);
+    state
+        .lock()
+        .crm_delete(&state.config, &sobject, &id, &writer)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

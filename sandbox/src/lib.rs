@@ -363,7 +363,7 @@ fn router(state: SharedState) -> Router {
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{id}",
-            get(crm::get).patch(crm::update),
+            get(crm::get).patch(crm::update).delete(crm::delete),
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{field}/{value}",

@@ -97,10 +97,26 @@ pub fn drift_detected(run: &CorrelationId, drift: &Drift) -> (String, DomainEven
     (key, event)
 }
 
-/// The observed-state event that repairs `drift` (on the winning record's stream), or `None`
-/// when the drift is reported only.
-pub fn observed(run: &CorrelationId, drift: &Drift) -> Option<(StreamId, String, DomainEvent)> {
-    let side = drift.repair_from?;
+/// The observed-state events that repair `drift`: one on the winning record's stream, or
+/// one on each side's stream when the pair is adopted as it is; none when the drift is
+/// reported only.
+pub fn observed(run: &CorrelationId, drift: &Drift) -> Vec<(StreamId, String, DomainEvent)> {
+    let sides = match (drift.adopt, drift.repair_from) {
+        (true, _) => vec![Side::Crm, Side::Billing],
+        (false, Some(side)) => vec![side],
+        (false, None) => vec![],
+    };
+    sides
+        .into_iter()
+        .filter_map(|side| observed_on(run, drift, side))
+        .collect()
+}
+
+fn observed_on(
+    run: &CorrelationId,
+    drift: &Drift,
+    side: Side,
+) -> Option<(StreamId, String, DomainEvent)> {
     let payload = |id: &str, name: &str, currency: &Option<String>, linked: Option<String>, at| {
         AccountObserved {
             account_id: id.to_string(),
@@ -108,6 +124,7 @@ pub fn observed(run: &CorrelationId, drift: &Drift) -> Option<(StreamId, String,
             currency: currency.clone(),
             linked_id: linked,
             forget_link: drift.forget_link,
+            adopt: drift.adopt,
             run_id: run.to_string(),
             drift: drift.kind.as_str().to_string(),
             modstamp: rfc3339(at),

@@ -353,7 +353,7 @@ impl Run<'_> {
                 .event(self.stream.clone(), &key, self.cause, &event)
                 .map_err(|e| invalid("drift", e))?;
             if self.options.repair {
-                if let Some((stream, key, observed)) = observed(&self.ids.run, drift) {
+                for (stream, key, observed) in observed(&self.ids.run, drift) {
                     let repair = self
                         .ids
                         .event(stream, &key, Some(event.event_id), &observed)
@@ -367,10 +367,28 @@ impl Run<'_> {
             .append(&self.stream, ExpectedVersion::Any, detected)
             .await?;
         if !repairs.is_empty() {
+            // `repaired` counts drifts handed to the projectors (an adopted pair is one drift
+            // with an event on each side): the distinct causes among the new events.
             let appends = StreamAppend::per_stream_at_any_version(repairs);
-            for outcome in self.log.append_batch(appends).await? {
-                position.repaired += outcome?.iter().filter(|o| o.is_appended()).count() as u64;
+            let causes: Vec<Vec<Option<EventId>>> = appends
+                .iter()
+                .map(|a| a.events.iter().map(|e| e.causation_id).collect())
+                .collect();
+            let mut handed = std::collections::BTreeSet::new();
+            for (outcomes, causes) in self
+                .log
+                .append_batch(appends)
+                .await?
+                .into_iter()
+                .zip(causes)
+            {
+                for (outcome, cause) in outcomes?.iter().zip(causes) {
+                    if outcome.is_appended() {
+                        handed.insert(cause);
+                    }
+                }
             }
+            position.repaired += handed.len() as u64;
         }
         Ok(())
     }
