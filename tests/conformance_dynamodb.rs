@@ -13,7 +13,7 @@ use common::conformance::{probes, unique_stream};
 use common::moto::{moto, unique_name};
 use serde_json::json;
 use sync_ledger::ledger::dynamodb::{self, DynamoDbLedger};
-use sync_ledger::ledger::{EventLog, ExpectedVersion, FeedStart, LedgerError};
+use sync_ledger::ledger::{AppendFault, EventLog, ExpectedVersion, FeedStart, LedgerError};
 
 const SAMPLE: &str = include_str!("../src/cli/demo_sample.jsonl");
 
@@ -38,6 +38,12 @@ async fn fresh_store() -> FreshStore {
         ledger: DynamoDbLedger::open_with(&config, &prefix)
             .await
             .expect("open"),
+    }
+}
+
+impl FreshStore {
+    fn append_fault(&self) -> &AppendFault {
+        self.ledger.append_fault()
     }
 }
 

@@ -7,7 +7,7 @@ use common::conformance::{probes, unique_stream};
 use std::collections::HashSet;
 use std::ops::Deref;
 use sync_ledger::ledger::{
-    sqlite, EventLog, ExpectedVersion, FeedStart, LedgerError, SqliteLedger,
+    sqlite, AppendFault, EventLog, ExpectedVersion, FeedStart, LedgerError, SqliteLedger,
 };
 
 /// A migrated store that lives as long as its temp dir.
@@ -30,6 +30,12 @@ async fn fresh_store() -> FreshStore {
     FreshStore {
         ledger: SqliteLedger::open(&path).unwrap(),
         _dir: dir,
+    }
+}
+
+impl FreshStore {
+    fn append_fault(&self) -> &AppendFault {
+        self.ledger.append_fault()
     }
 }
 

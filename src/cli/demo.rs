@@ -38,17 +38,44 @@ const POISON: &str = r#"{"stream_id":"crm-account-001Dn00000BrokIAH","event_type
 const SKU: &str = "SKU-PLATFORM";
 
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Run in this directory and keep its store (`<dir>/ledger.db`) for `ledger serve
+    /// --store sqlite://<dir>/ledger.db`; the directory must not hold a store yet.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<std::path::PathBuf>,
+}
 
-pub async fn run(_args: &DemoArgs) -> Result<ExitCode, CliError> {
-    let dir = std::env::temp_dir().join(format!("sync-ledger-demo-{}", uuid::Uuid::new_v4()));
+pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
+    let dir = match &args.keep {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("sync-ledger-demo-{}", uuid::Uuid::new_v4())),
+    };
+    // The demo's story must be the whole store: never mix it into an existing one.
+    if args.keep.is_some() && dir.join("ledger.db").exists() {
+        return Err(CliError::Invalid(format!(
+            "--keep {}: already holds ledger.db; choose an empty or new directory",
+            dir.display()
+        )));
+    }
     std::fs::create_dir_all(&dir).map_err(|source| CliError::Io {
         path: dir.display().to_string(),
         source,
     })?;
     let result = run_in(&dir).await;
-    // Best effort: a leftover temp dir is harmless and must not hide the demo's result.
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.keep.is_some() {
+        if result.is_ok() {
+            let db = dir.join("ledger.db");
+            let db = db.canonicalize().unwrap_or(db);
+            println!(
+                "
+kept the store: ledger serve --store sqlite://{} (then open http://127.0.0.1:8080/)",
+                db.display()
+            );
+        }
+    } else {
+        // Best effort: a leftover temp dir is harmless and must not hide the demo's result.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 

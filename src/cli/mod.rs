@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod console;
 pub mod demo;
 pub mod events;
 pub mod ingest;
@@ -49,7 +50,7 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Print the causal chain of a correlation id, CRM id or Billing id (--json for machines).
     Audit(audit::AuditArgs),
-    /// Serve the audit API locally: GET /audit/{id}, as the audit_api Lambda answers it.
+    /// Serve the operator console and the audit API (GET /audit/{id}, as the audit_api Lambda).
     Serve(serve::ServeArgs),
     /// Re-run the failed/deferred syncs of one correlation id (calls the external systems).
     Redrive(redrive::RedriveArgs),

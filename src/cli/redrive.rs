@@ -69,17 +69,7 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
         print!("{}", render(&report));
         return Ok(ExitCode::SUCCESS);
     }
-    let connectors = ConnectorsConfig::from_env()?;
-    let aws = match (&connectors.tokens, store) {
-        (TokenConfig::ParameterStore, _) | (_, StoreUrl::DynamoDb { .. }) => {
-            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-        }
-        _ => None,
-    };
-    let effects: Arc<dyn Effects> = Arc::new(
-        ConnectorEffects::from_config(&connectors, aws.as_ref())
-            .map_err(|e| CliError::Invalid(e.to_string()))?,
-    );
+    let effects = connector_effects(store).await?;
     let report = redrive(log, views, effects, &request).await?;
     print!("{}", render(&report));
     Ok(if report.has_failures() {
@@ -87,6 +77,22 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The external systems a redrive calls, configured from the environment like `ledger worker`
+/// (also used by the console's Redrive action).
+pub async fn connector_effects(store: &StoreUrl) -> Result<Arc<dyn Effects>, CliError> {
+    let connectors = ConnectorsConfig::from_env()?;
+    let aws = match (&connectors.tokens, store) {
+        (TokenConfig::ParameterStore, _) | (_, StoreUrl::DynamoDb { .. }) => {
+            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+        }
+        _ => None,
+    };
+    Ok(Arc::new(
+        ConnectorEffects::from_config(&connectors, aws.as_ref())
+            .map_err(|e| CliError::Invalid(e.to_string()))?,
+    ))
 }
 
 /// The report as a person reads it.

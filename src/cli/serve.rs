@@ -1,7 +1,10 @@
-//! `ledger serve [--port N] [--bind ADDR]`: the audit HTTP API on this machine (`GET
-//! /audit/{id}`), answering exactly as the `audit_api` Lambda does, for local use. No auth:
-//! it binds to 127.0.0.1 unless told otherwise.
+//! `ledger serve [--port N] [--bind ADDR]`: the operator console (`/`, see `console/`) and the
+//! audit HTTP API (`GET /audit/{id}`, answering exactly as the `audit_api` Lambda does) on one
+//! port, over one store. Loopback by default; bound anywhere else it requires the bearer token
+//! in `LEDGER_CONSOLE_TOKEN` on every request, or refuses to start.
 
+use super::console::guard::{BearerToken, Csrf, TOKEN_VARIABLE};
+use super::console::{self, Console};
 use super::CliError;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -21,7 +24,7 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the address is printed).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Address to bind.
+    /// Address to bind. Anything but loopback requires LEDGER_CONSOLE_TOKEN.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
 }
@@ -46,8 +49,25 @@ async fn audit_route(State(stores): State<Stores>, Path(id): Path<String>) -> Re
 }
 
 pub async fn run(store: &StoreUrl, args: &ServeArgs) -> Result<ExitCode, CliError> {
+    // Checked before anything is opened: a console that would be open to the network
+    // without a token never starts.
+    let token = BearerToken::for_bind(args.bind, std::env::var(TOKEN_VARIABLE).ok())
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
     let log = open_store(store).await?;
     let views = open_views(store).await?;
+    // Redrive needs the external systems; without their configuration the console still
+    // serves every page and says why Redrive is unavailable.
+    let redrive = super::redrive::connector_effects(store)
+        .await
+        .map_err(|e| e.to_string());
+    let console = Console {
+        log: log.clone(),
+        views: views.clone(),
+        redrive,
+        csrf: Csrf::default(),
+        token,
+    };
+    let app = console::router(console, router(log, views));
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -59,8 +79,10 @@ pub async fn run(store: &StoreUrl, args: &ServeArgs) -> Result<ExitCode, CliErro
         path: addr.to_string(),
         source,
     })?;
-    println!("audit API listening on http://{local}/audit/{{id}} (Ctrl-C to stop)");
-    axum::serve(listener, router(log, views))
+    println!(
+        "audit API listening on http://{local}/audit/{{id}} and the console on http://{local}/ (Ctrl-C to stop)"
+    );
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             // Without a Ctrl-C handler the server runs until killed, which is fine too.
             let _ = tokio::signal::ctrl_c().await;

@@ -12,11 +12,13 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use sync_ledger::ledger::{
-    AppendOutcome, EventLog, ExpectedVersion, FeedStart, LedgerError, StreamAppend,
+    AppendFault, AppendOutcome, EventLog, ExistingEvent, ExpectedVersion, FeedStart, LedgerError,
+    StreamAppend,
 };
 
 /// Every body, by name: `conformance_tests!(fresh_store)` runs each one as a `#[tokio::test]`
-/// against the store `fresh_store().await` returns (anything that derefs to `dyn EventLog`).
+/// against the store `fresh_store().await` returns (anything that derefs to `dyn EventLog`
+/// and has an `append_fault()` method returning the store's `AppendFault` test seam).
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
@@ -38,6 +40,16 @@ macro_rules! conformance_tests {
             change_feed_resumes_after_a_position,
             unknown_event_types_and_fields_are_preserved_verbatim,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_retry_completes_an_append_that_failed_part_way() {
+            let store = $fresh().await;
+            $crate::common::conformance::a_retry_completes_an_append_that_failed_part_way(
+                &*store,
+                store.append_fault(),
+            )
+            .await;
+        }
     };
     (@each $fresh:path; $($name:ident,)*) => {
         $(
@@ -340,6 +352,88 @@ pub async fn append_of_250_events_is_gapless(log: &dyn EventLog) {
         ids,
         "stored in the order given"
     );
+}
+
+/// An append of more events than DynamoDB commits in one transaction fails after its first
+/// chunk (the seam stops it; DynamoDB keeps that chunk, SQLite rolls the whole append back).
+/// Every method is safe to retry: the same call again completes the append at the versions
+/// the first call would have given, reporting what the failed call did record as such.
+pub async fn a_retry_completes_an_append_that_failed_part_way(
+    log: &dyn EventLog,
+    fault: &AppendFault,
+) {
+    const EVENTS: usize = 120;
+    let stream = unique_stream("partial");
+    let events = probes(&stream, EVENTS);
+    let ids: Vec<EventId> = events.iter().map(|e| e.event_id).collect();
+
+    fault.fail_after_events(50);
+    let failed = log
+        .append(&stream, ExpectedVersion::NoStream, events.clone())
+        .await;
+    match &failed {
+        Err(e) => assert!(e.is_transient(), "an outage is transient: {e:?}"),
+        Ok(out) => panic!("the armed fault must fail the append, got {out:?}"),
+    }
+    let partial = log.read_stream(&stream, 1).await.unwrap();
+    let kept = partial.len();
+    assert!(kept < EVENTS, "the failed call did not finish: {kept}");
+    assert_eq!(versions(&partial), (1..=kept as u64).collect::<Vec<_>>());
+    assert_eq!(
+        partial.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        ids[..kept],
+        "what the failed call kept is a prefix of it"
+    );
+
+    // The caller retries the very same call.
+    let out = log
+        .append(&stream, ExpectedVersion::NoStream, events.clone())
+        .await
+        .expect("retrying the same append completes it");
+    assert_eq!(out.len(), EVENTS);
+    for (i, outcome) in out.iter().enumerate() {
+        let version = i as u64 + 1;
+        if i < kept {
+            assert_eq!(
+                outcome,
+                &AppendOutcome::AlreadyRecorded {
+                    existing: ExistingEvent {
+                        stream_id: stream.clone(),
+                        version,
+                        event_id: ids[i],
+                    }
+                },
+                "event {i} was recorded by the failed call"
+            );
+        } else {
+            assert_eq!(outcome, &AppendOutcome::Appended { version }, "event {i}");
+        }
+    }
+    let stored = log.read_stream(&stream, 1).await.unwrap();
+    assert_eq!(versions(&stored), (1..=EVENTS as u64).collect::<Vec<_>>());
+    assert_eq!(
+        stored.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        ids,
+        "stored in the order given"
+    );
+
+    // Once complete, the same call again records nothing and is no conflict ...
+    let again = log
+        .append(&stream, ExpectedVersion::NoStream, events.clone())
+        .await
+        .unwrap();
+    assert!(again.iter().all(|o| !o.is_appended()), "{again:?}");
+    // ... while a different call at the same expectation still is one, and records nothing.
+    let mut with_new = events;
+    with_new.push(probe(&stream, &unique_source_id("new")));
+    assert_wrong_expected(
+        log.append(&stream, ExpectedVersion::NoStream, with_new)
+            .await,
+        &stream,
+        ExpectedVersion::NoStream,
+        EVENTS as u64,
+    );
+    assert_eq!(log.read_stream(&stream, 1).await.unwrap().len(), EVENTS);
 }
 
 pub async fn events_for_another_stream_are_refused(log: &dyn EventLog) {

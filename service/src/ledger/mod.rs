@@ -1,6 +1,7 @@
 //! The `EventLog` port: the append-only ledger every other part writes to and reads from.
-//! Adapters live beside it (`sqlite` — the embedded default, `dynamodb`). This module holds
-//! the contract only: no storage code.
+//! Adapters live beside it (`sqlite` — the embedded default, `dynamodb`), and both follow the
+//! pure `append_rules`; `fault` is the test seam that stops an append part-way. This module
+//! holds the contract only: no storage code.
 
 pub mod dynamodb;
 
@@ -8,10 +9,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use projections::{CorrelationId, EventId, NewEvent, RecordedEvent, StreamId};
 
+pub mod append_rules;
+pub mod fault;
 pub mod migrate;
 pub mod open;
 pub mod sqlite;
 
+pub use fault::AppendFault;
 pub use open::{open_store, StoreError};
 pub use sqlite::SqliteLedger;
 
@@ -155,8 +159,13 @@ impl LedgerError {
 pub trait EventLog: Send + Sync {
     /// Append events to one stream. Versions are gapless and 1-based. Each event is deduped
     /// by `(source, source_event_id)`: a duplicate is reported as `AlreadyRecorded`, not an
-    /// error, and does not consume a version. Appends over 100 events are chunked: each chunk
-    /// is atomic, the whole call is not.
+    /// error, and does not consume a version. A store may commit a large call in chunks, each
+    /// atomic: DynamoDB commits at most 50 events per transaction (each event is two of
+    /// TransactWriteItems' 100 actions: the event and its dedupe marker) and at most ~4 MB
+    /// (its transaction size limit); the embedded store commits the whole call at once. A call
+    /// that fails after some chunks committed leaves those recorded, and retrying the same
+    /// call completes it at the versions the first try would have given, reporting the events
+    /// the failed try recorded as `AlreadyRecorded`.
     async fn append(
         &self,
         stream: &StreamId,

@@ -62,6 +62,10 @@ pub struct DedupeItem {
     pub version: u64,
     pub event_id: String,
     pub recorded_at: String,
+    /// The append call (`append_rules::call_id`) that recorded it, only when that call took
+    /// more than one transaction: a retry of the call resumes after its own committed chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append_call: Option<String>,
 }
 
 /// Ledger-wide facts the readers need: where `read_all` starts and how many shards it scans.
@@ -168,7 +172,28 @@ pub fn dedupe_item(event: &NewEvent, version: u64, recorded_at: &DateTime<Utc>) 
         version,
         event_id: event.event_id.to_string(),
         recorded_at: format_timestamp(recorded_at),
+        append_call: None,
     }
+}
+
+/// An upper bound of the size DynamoDB counts for an item (attribute names plus values)
+/// holding only strings and numbers, as ledger items do. A number is counted as its text plus
+/// one byte, which is at least DynamoDB's `ceil(significant digits / 2) + 1`.
+pub fn item_size_bound(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::N(n) => n.len() + 1,
+                    // Not written by the ledger; counted generously rather than refused.
+                    other => format!("{other:?}").len(),
+                }
+        })
+        .sum()
 }
 
 impl EventItem {
