@@ -16,8 +16,8 @@ use reconcile_world::Sizes;
 async fn drift_is_reported_exactly_and_repaired_through_the_projectors_on_dynamodb() {
     let w = sync_world_dynamodb::dynamodb_world().await;
     let sizes = Sizes {
-        linked: 40,
-        each: 5,
+        linked: 20,
+        each: 4,
     };
     reconcile_world::drift_is_reported_exactly_and_repaired_through_the_projectors(&w, sizes).await;
 }

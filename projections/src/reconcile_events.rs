@@ -84,8 +84,9 @@ pub struct DriftDetected {
     pub crm_id: Option<String>,
     #[serde(default)]
     pub billing_id: Option<String>,
-    pub crm: SideValues,
-    pub billing: SideValues,
+    /// Boxed: two sides' values would make this the catalogue's one outsized variant.
+    pub crm: Box<SideValues>,
+    pub billing: Box<SideValues>,
     /// The link the correlation view holds, if any.
     #[serde(default)]
     pub view_link: Option<String>,
