@@ -111,6 +111,8 @@ pub enum SandboxError {
     },
     #[error("crm {code}: {message}")]
     Crm { code: &'static str, message: String },
+    #[error("billing {code}: {message}")]
+    Billing { code: u64, message: String },
 }
 
 /// A running sandbox (a tokio task); it stops when this handle is dropped.
@@ -313,6 +315,45 @@ impl Sandbox {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// A person creates a Billing account in the Zuora UI (emits its callout); its id. For
+    /// seeding large tenants (benchmarks) without an HTTP call per account.
+    pub fn billing_user_create(
+        &self,
+        name: &str,
+        currency: &str,
+        crm_id: Option<&str>,
+    ) -> Result<String, SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        body.insert("currency".into(), Value::from(currency));
+        if let Some(crm) = crm_id {
+            body.insert("crmId".into(), Value::from(crm));
+        }
+        let (_, answer) = self
+            .state
+            .lock()
+            .billing_create_account(&self.state.config, &body, None)
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })?;
+        Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// A person renames a Billing account in the Zuora UI (emits its callout).
+    pub fn billing_user_update(&self, id: &str, name: &str) -> Result<(), SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        self.state
+            .lock()
+            .billing_update_account(&self.state.config, id, &body, None)
+            .map(|_| ())
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })
     }
 
     /// Adds or changes a catalog product (by SKU) and emits its callouts; returns it with ids.

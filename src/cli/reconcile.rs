@@ -179,7 +179,8 @@ pub fn render(report: &ReconcileReport) -> String {
     out
 }
 
-fn describe(drift: &Drift) -> String {
+/// One drift on one line: kind, both records, the view's link, which fields and side.
+pub fn describe(drift: &Drift) -> String {
     let crm = drift.crm.as_ref();
     let billing = drift.billing.as_ref();
     let side = |id: Option<&String>, name: Option<&String>| match (id, name) {
