@@ -172,6 +172,9 @@ pub fn render(report: &ReconcileReport) -> String {
             "  completed in {:.1}s\n",
             report.duration.as_secs_f64()
         )),
+        RunStatus::BudgetExhausted if report.dry_run => out.push_str(
+            "  stopped at --max-api-calls (a dry run keeps no checkpoint: counts cover what was read)\n",
+        ),
         RunStatus::BudgetExhausted => out.push_str(
             "  stopped at --max-api-calls: run the same command again to resume from the checkpoint\n",
         ),
