@@ -9,9 +9,9 @@ use projections::reconcile::{Drift, Prefer};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::connectors::config::{ConnectorsConfig, TokenConfig};
 use sync_ledger::ledger::open_store;
-use sync_ledger::projector::config::{ConnectorsConfig, TokenConfig};
 use sync_ledger::projector::effects::ConnectorEffects;
 use sync_ledger::reconcile::{reconcile, ReconcileOptions, ReconcileReport, RunStatus};
 use sync_ledger::views::open_views;
@@ -58,15 +58,14 @@ pub async fn run(store: &StoreUrl, args: &ReconcileArgs) -> Result<ExitCode, Cli
         ));
     }
     let connectors = ConnectorsConfig::from_env()?;
-    let log = open_store(store).await?;
-    let views = open_views(store).await?;
-    let aws = match (&connectors.tokens, store) {
-        (TokenConfig::ParameterStore, _) => {
-            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-        }
-        _ => None,
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await?;
+    let ssm_config = match connectors.tokens {
+        TokenConfig::ParameterStore => Some(aws.get().await),
+        TokenConfig::ClientCredentials { .. } => None,
     };
-    let (crm, billing) = ConnectorEffects::clients(&connectors, aws.as_ref())
+    let (crm, billing) = ConnectorEffects::clients(&connectors, ssm_config)
         .map_err(|e| CliError::Invalid(e.to_string()))?;
     let options = ReconcileOptions {
         dry_run: args.dry_run,
