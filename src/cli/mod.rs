@@ -10,6 +10,7 @@ pub mod demo;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
+pub mod reconcile;
 pub mod redrive;
 pub mod replay;
 pub mod sandbox;
@@ -54,6 +55,8 @@ pub enum LedgerCommand {
     Serve(serve::ServeArgs),
     /// Re-run the failed/deferred syncs of one correlation id (calls the external systems).
     Redrive(redrive::RedriveArgs),
+    /// Compare CRM, Billing and the view (accounts), record drift, --repair through the projectors.
+    Reconcile(reconcile::ReconcileArgs),
     /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
     Sandbox(sandbox::SandboxArgs),
     /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
@@ -86,6 +89,8 @@ pub enum CliError {
     Redrive(#[from] sync_ledger::redrive::RedriveError),
     #[error(transparent)]
     Audit(#[from] sync_ledger::audit::AuditError),
+    #[error(transparent)]
+    Reconcile(#[from] sync_ledger::reconcile::ReconcileError),
 }
 
 impl Cli {
@@ -112,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         LedgerCommand::Audit(args) => audit::run(&cli.store_url()?, args).await,
         LedgerCommand::Serve(args) => serve::run(&cli.store_url()?, args).await,
         LedgerCommand::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
+        LedgerCommand::Reconcile(args) => reconcile::run(&cli.store_url()?, args).await,
         LedgerCommand::Sandbox(args) => sandbox::run(args).await,
         LedgerCommand::Worker(args) => worker::run(&cli.store_url()?, args).await,
         LedgerCommand::Bench(args) => bench::run(args).await,
