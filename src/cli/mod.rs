@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod console;
 pub mod demo;
+pub mod dlq;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
@@ -57,6 +58,8 @@ pub enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
     Worker(worker::WorkerArgs),
+    /// Dead-letter queues: `drain --queue <url>` re-ingests the ingest DLQ's messages.
+    Dlq(dlq::DlqArgs),
     /// Measure throughput, latency and cost ratios against same-run baselines.
     Bench(bench::BenchArgs),
 }
@@ -111,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Worker(args) => worker::run(&cli.store_url()?, args).await,
+        Command::Dlq(args) => dlq::run(&cli.store_url()?, args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }
