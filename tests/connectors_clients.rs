@@ -16,7 +16,7 @@ use sync_ledger::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
     RatePlanSelection, SubscriptionAmendment,
 };
-use sync_ledger::connectors::crm::{AccountFields, OrderUpdate, PriceFields, ProductFields};
+use sync_ledger::connectors::crm::{CrmAccountBody, OrderUpdate, PriceFields, ProductFields};
 use sync_ledger::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
 use sync_ledger::connectors::token::{TokenError, TokenStore};
 use sync_ledger::connectors::{
@@ -333,7 +333,7 @@ async fn a_token_still_rejected_after_the_refresh_is_reported_without_looping() 
     let err = client
         .upsert_account(
             "A00000001",
-            &AccountFields {
+            &CrmAccountBody {
                 name: Some("Acme".into()),
                 currency: None,
             },
@@ -416,7 +416,7 @@ async fn every_call_carries_the_correlation_id() {
         .unwrap();
     crm.upsert_account(
         &account.account_id,
-        &AccountFields {
+        &CrmAccountBody {
             name: Some("Acme Ltd".into()),
             currency: Some("USD".into()),
         },
@@ -444,7 +444,7 @@ async fn every_call_carries_the_correlation_id() {
 async fn crm_upsert_by_billing_id_creates_then_updates_one_account() {
     let sandbox = sandbox().await;
     let client = crm(&sandbox);
-    let fields = AccountFields {
+    let fields = CrmAccountBody {
         name: Some("Acme Ltd".into()),
         currency: Some("EUR".into()),
     };
@@ -456,7 +456,7 @@ async fn crm_upsert_by_billing_id_creates_then_updates_one_account() {
     let second = client
         .upsert_account(
             "8ad0billing1",
-            &AccountFields {
+            &CrmAccountBody {
                 name: Some("Acme Group".into()),
                 currency: None,
             },
@@ -504,7 +504,7 @@ async fn crm_missing_records_and_required_fields_are_permanent_errors() {
         None
     );
     let err = client
-        .upsert_account("8ad0new", &AccountFields::default(), CorrelationId::new())
+        .upsert_account("8ad0new", &CrmAccountBody::default(), CorrelationId::new())
         .await
         .unwrap_err();
     assert!(!err.is_transient());

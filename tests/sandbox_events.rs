@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use sync_ledger::connectors::billing::{NewAccount, NewSubscription, RatePlanSelection};
-use sync_ledger::connectors::crm::{AccountFields, OrderUpdate};
+use sync_ledger::connectors::crm::{CrmAccountBody, OrderUpdate};
 use sync_ledger::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
 use sync_ledger::connectors::{
     ApiToken, BillingClient, ClientConfig, CrmClient, IdempotencyKey, ServiceName, TokenProvider,
@@ -85,7 +85,7 @@ async fn crm_changes_become_account_events_with_origin_only_on_our_writes() {
     let ours = crm
         .upsert_account(
             "8ad0billing7",
-            &AccountFields {
+            &CrmAccountBody {
                 name: Some("Initech".into()),
                 currency: Some("USD".into()),
             },
@@ -131,7 +131,7 @@ async fn our_crm_write_keeps_the_correlation_id_on_its_echo() {
     let correlation_id = CorrelationId::new();
     crm.upsert_account(
         "8ad0billing9",
-        &AccountFields {
+        &CrmAccountBody {
             name: Some("Umbrella".into()),
             currency: None,
         },

@@ -1,6 +1,7 @@
-//! The `ledger` command line: the `Command` enum (one variant per subcommand, one per line)
-//! and its dispatch. Each subcommand lives in its own file; none holds business logic —
-//! they parse arguments, call the library and print.
+//! The `ledger` command line: the `LedgerCommand` enum (one variant per subcommand, one per
+//! line) and its dispatch. Each subcommand lives in its own file; none holds business logic —
+//! they parse arguments, call the library and print. (`projections::commands::Command` is
+//! the domain's call on an external system, unrelated.)
 
 pub mod audit;
 pub mod bench;
@@ -33,11 +34,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: LedgerCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum LedgerCommand {
     /// Create or update the store's tables; safe to run any number of times.
     Migrate(migrate::MigrateArgs),
     /// Append events from a JSON-lines file (or - for stdin); duplicates are recorded once.
@@ -104,18 +105,18 @@ impl Cli {
 /// Runs the parsed command; the exit code says whether everything it was given succeeded.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
-        Command::Migrate(args) => migrate::run(&cli.store_url()?, args).await,
-        Command::Ingest(args) => ingest::run(&cli.store_url()?, args).await,
-        Command::Events(args) => events::run(&cli.store_url()?, args).await,
-        Command::Demo(args) => demo::run(args).await,
-        Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
-        Command::Audit(args) => audit::run(&cli.store_url()?, args).await,
-        Command::Serve(args) => serve::run(&cli.store_url()?, args).await,
-        Command::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
-        Command::Sandbox(args) => sandbox::run(args).await,
-        Command::Worker(args) => worker::run(&cli.store_url()?, args).await,
-        Command::Dlq(args) => dlq::run(&cli.store_url()?, args).await,
-        Command::Bench(args) => bench::run(args).await,
+        LedgerCommand::Migrate(args) => migrate::run(&cli.store_url()?, args).await,
+        LedgerCommand::Ingest(args) => ingest::run(&cli.store_url()?, args).await,
+        LedgerCommand::Events(args) => events::run(&cli.store_url()?, args).await,
+        LedgerCommand::Demo(args) => demo::run(args).await,
+        LedgerCommand::Replay(args) => replay::run(&cli.store_url()?, args).await,
+        LedgerCommand::Audit(args) => audit::run(&cli.store_url()?, args).await,
+        LedgerCommand::Serve(args) => serve::run(&cli.store_url()?, args).await,
+        LedgerCommand::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
+        LedgerCommand::Sandbox(args) => sandbox::run(args).await,
+        LedgerCommand::Worker(args) => worker::run(&cli.store_url()?, args).await,
+        LedgerCommand::Dlq(args) => dlq::run(&cli.store_url()?, args).await,
+        LedgerCommand::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -36,9 +36,10 @@ pub const CORRELATION_FIELD: &str = "Correlation_Id__c";
 pub const CALL_OPTIONS_HEADER: &str = "Sforce-Call-Options";
 const CALL_OPTIONS: &str = "client=sync-ledger";
 
-/// Account fields we write (`None` leaves a field untouched).
+/// The Account body we send on an upsert (`None` leaves a field untouched): the wire shape,
+/// not the domain's `projections::account_sync::AccountFields`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct AccountFields {
+pub struct CrmAccountBody {
     #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "CurrencyIsoCode", skip_serializing_if = "Option::is_none")]
@@ -110,7 +111,7 @@ impl CrmClient {
     pub async fn upsert_account(
         &self,
         billing_account_id: &str,
-        fields: &AccountFields,
+        fields: &CrmAccountBody,
         correlation_id: CorrelationId,
     ) -> Result<Upserted, ConnectorError> {
         self.upsert(
@@ -129,7 +130,7 @@ impl CrmClient {
     pub async fn update_account(
         &self,
         account_id: &str,
-        fields: &AccountFields,
+        fields: &CrmAccountBody,
         billing_account_id: Option<&str>,
         correlation_id: CorrelationId,
     ) -> Result<(), ConnectorError> {

@@ -7,7 +7,7 @@ use crate::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
     RatePlanSelection, SubscriptionAmendment,
 };
-use crate::connectors::crm::{AccountFields, OrderUpdate, PriceFields, ProductFields};
+use crate::connectors::crm::{CrmAccountBody, OrderUpdate, PriceFields, ProductFields};
 use crate::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
 use crate::connectors::{
     ApiToken, BillingClient, ClientConfig, ConnectorError, CrmClient, IdempotencyKey, ServiceName,
@@ -275,7 +275,7 @@ impl ConnectorEffects {
                 name,
                 currency,
             } => {
-                let fields = AccountFields {
+                let fields = CrmAccountBody {
                     name: Some(name.clone()),
                     currency: currency.clone(),
                 };

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use projections::account_sync::AccountSync;
 use projections::catalogue::RedriveRequested;
-use projections::commands::{complete, CallResult, Command};
+use projections::commands::{complete_attempt, Attempt, CallResult, Command};
 use projections::order_sync::OrderSync;
 use projections::product_sync::ProductSync;
 use projections::projection::ViewItem as DomainItem;
@@ -493,16 +493,9 @@ async fn rerun_call(
             attempts: transient.attempts,
         },
     };
-    let mut outcomes = complete(&command, &result, now);
-    if let CallResult::Failed { .. } = result {
-        // A repeated failure is recorded per run (the original one's id is taken), so the
-        // audit shows every attempt.
-        for outcome in &mut outcomes {
-            outcome.source_event_id =
-                SourceEventId::parse(format!("{}:redrive:{run}", outcome.source_event_id))
-                    .map_err(|e| invalid("source_event_id", e))?;
-        }
-    }
+    // The run is the attempt: a repeated failure is recorded per run (the original one's
+    // key is taken), so the audit shows every attempt; a success keeps the decided ids.
+    let outcomes = complete_attempt(&command, &result, Attempt::Redrive(run), now);
     let recorded = append(log, outcomes).await?;
     Ok(match result {
         CallResult::Succeeded { .. } => RedriveResult::Synced { recorded },

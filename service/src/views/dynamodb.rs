@@ -4,7 +4,7 @@
 
 use super::{
     check_checkpoint_name, check_commit, check_item_size, check_projection, Checkpoint,
-    ExpectedRevision, LastVersions, ViewError, ViewItem, ViewKey, ViewNamespace, ViewStore,
+    ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewRow, ViewStore,
     ViewWrite,
 };
 use async_trait::async_trait;
@@ -110,7 +110,7 @@ impl DynamoViewStore {
             .map_err(|e| ViewError::Store(format!("building put of {}: {e}", w.key)))
     }
 
-    fn decode_item(&self, item: &Item) -> Result<ViewItem, ViewError> {
+    fn decode_item(&self, item: &Item) -> Result<ViewRow, ViewError> {
         let stored_pk = string_attr(item, "pk", "?")?;
         let pk = stored_pk
             .strip_prefix(&self.namespace.key_prefix())
@@ -142,7 +142,7 @@ impl DynamoViewStore {
                 last_version.insert(stream, v);
             }
         }
-        Ok(ViewItem {
+        Ok(ViewRow {
             key,
             revision,
             last_version,
@@ -273,7 +273,7 @@ impl ViewStore for DynamoViewStore {
         })
     }
 
-    async fn get(&self, key: &ViewKey) -> Result<Option<ViewItem>, ViewError> {
+    async fn get(&self, key: &ViewKey) -> Result<Option<ViewRow>, ViewError> {
         let out = self
             .client
             .get_item()
@@ -361,7 +361,7 @@ impl ViewStore for DynamoViewStore {
         }
     }
 
-    async fn list(&self, projection: &str) -> Result<Vec<ViewItem>, ViewError> {
+    async fn list(&self, projection: &str) -> Result<Vec<ViewRow>, ViewError> {
         check_projection(projection)?;
         let items = self
             .scan_prefix(&self.stored_pk(&format!("{projection}#")))

@@ -145,10 +145,12 @@ impl fmt::Display for ViewKey {
 /// The last applied version of each source stream that fed an item.
 pub type LastVersions = BTreeMap<StreamId, u64>;
 
-/// A stored view item. `revision` counts the writes (1 after the first) and is the token of
-/// the optimistic condition; `last_version` says how far each source stream was applied.
+/// One view item as the store holds it (a row of the views table): the domain's
+/// `projections::ViewItem` with its state as JSON, plus the store's bookkeeping. `revision`
+/// counts the writes (1 after the first) and is the token of the optimistic condition;
+/// `last_version` says how far each source stream was applied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ViewItem {
+pub struct ViewRow {
     pub key: ViewKey,
     pub revision: u64,
     pub last_version: LastVersions,
@@ -156,7 +158,7 @@ pub struct ViewItem {
     pub updated_at: DateTime<Utc>,
 }
 
-impl ViewItem {
+impl ViewRow {
     /// Last applied version of `stream` (0 when the stream never fed this item).
     pub fn applied(&self, stream: &StreamId) -> u64 {
         self.last_version.get(stream).copied().unwrap_or(0)
@@ -174,7 +176,7 @@ pub enum ExpectedRevision {
 
 impl ExpectedRevision {
     /// What a writer expects after reading `item`.
-    pub fn of(item: Option<&ViewItem>) -> Self {
+    pub fn of(item: Option<&ViewRow>) -> Self {
         item.map_or(ExpectedRevision::Absent, |i| {
             ExpectedRevision::Exact(i.revision)
         })
@@ -202,7 +204,7 @@ impl ViewWrite {
     /// A write that replaces `current` (or creates the item when there is none).
     pub fn replacing(
         key: ViewKey,
-        current: Option<&ViewItem>,
+        current: Option<&ViewRow>,
         last_version: LastVersions,
         state: serde_json::Value,
     ) -> Self {
@@ -335,7 +337,7 @@ pub trait ViewStore: Send + Sync {
     fn in_namespace(&self, namespace: ViewNamespace) -> Arc<dyn ViewStore>;
 
     /// One item, read consistently (a writer's next `commit` is conditioned on it).
-    async fn get(&self, key: &ViewKey) -> Result<Option<ViewItem>, ViewError>;
+    async fn get(&self, key: &ViewKey) -> Result<Option<ViewRow>, ViewError>;
 
     /// Puts every write atomically, each only if its item is still at the expected revision;
     /// otherwise nothing is written and `Conflict` names the first item that moved. Returns
@@ -343,7 +345,7 @@ pub trait ViewStore: Send + Sync {
     async fn commit(&self, writes: Vec<ViewWrite>) -> Result<Vec<u64>, ViewError>;
 
     /// Every item of one projection, in `pk` order (replay verify, digests, ops).
-    async fn list(&self, projection: &str) -> Result<Vec<ViewItem>, ViewError>;
+    async fn list(&self, projection: &str) -> Result<Vec<ViewRow>, ViewError>;
 
     /// Deletes every item of one projection (a replay wipe); returns how many went.
     async fn delete_projection(&self, projection: &str) -> Result<usize, ViewError>;

@@ -4,7 +4,7 @@
 
 use super::{
     check_checkpoint_name, check_commit, check_item_size, check_projection, Checkpoint,
-    ExpectedRevision, LastVersions, ViewError, ViewItem, ViewKey, ViewNamespace, ViewStore,
+    ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewRow, ViewStore,
     ViewWrite,
 };
 use async_trait::async_trait;
@@ -135,7 +135,7 @@ impl Row {
         })
     }
 
-    fn decode(self, prefix: &str) -> Result<ViewItem, ViewError> {
+    fn decode(self, prefix: &str) -> Result<ViewRow, ViewError> {
         let pk = &self.stored_pk;
         let corrupt = |reason: String| ViewError::Corrupt {
             pk: pk.clone(),
@@ -147,7 +147,7 @@ impl Row {
             .map_err(|e| corrupt(format!("last_versions: {e}")))?;
         let revision = u64::try_from(self.revision)
             .map_err(|_| corrupt(format!("revision {} is negative", self.revision)))?;
-        Ok(ViewItem {
+        Ok(ViewRow {
             key,
             revision,
             last_version,
@@ -172,7 +172,7 @@ impl ViewStore for SqliteViewStore {
         })
     }
 
-    async fn get(&self, key: &ViewKey) -> Result<Option<ViewItem>, ViewError> {
+    async fn get(&self, key: &ViewKey) -> Result<Option<ViewRow>, ViewError> {
         let prefix = self.namespace.key_prefix();
         let stored_pk = format!("{prefix}{}", key.pk());
         self.with_conn(move |conn| {
@@ -254,7 +254,7 @@ impl ViewStore for SqliteViewStore {
         .await
     }
 
-    async fn list(&self, projection: &str) -> Result<Vec<ViewItem>, ViewError> {
+    async fn list(&self, projection: &str) -> Result<Vec<ViewRow>, ViewError> {
         check_projection(projection)?;
         let prefix = self.namespace.key_prefix();
         let (lower, upper) = prefix_range(&format!("{prefix}{projection}#"));

@@ -1,6 +1,7 @@
-//! The audit query as an HTTP answer (status + JSON body), shared by the `audit_api` Lambda
-//! and `ledger serve` so both answer alike: 200 report, 400 bad id, 404 unknown, 503/500 on
-//! store trouble. Error bodies name the reason, never store internals beyond it.
+//! The HTTP mapping of the audit query: `GET /audit/{id}` as a status + JSON body, shared by
+//! the `audit_api` Lambda and `ledger serve` so both answer alike: 200 report, 400 bad id,
+//! 404 unknown, 503/500 on store trouble. Error bodies name the reason, never store
+//! internals beyond it.
 
 use super::{audit, AuditError, AuditId};
 use crate::ledger::EventLog;
