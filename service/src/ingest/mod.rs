@@ -3,6 +3,7 @@
 //! `append` touches the `EventLog` port; the Lambda handler and the CLI feed bytes in.
 
 pub mod append;
+pub mod basic_auth;
 pub mod eventbridge;
 pub mod fields;
 pub mod raw;

@@ -200,6 +200,7 @@ pub fn batch_metrics(
         count(|s| matches!(s, EventStatus::AlreadyApplied)),
     );
     metrics.count("EventsGapFilled", outcome.gap_filled as u64);
+    metrics.count("CatalogLookups", outcome.catalog_lookups);
     metrics.count(
         "EventsFailedTransient",
         count(|s| {
@@ -383,7 +384,7 @@ mod tests {
         async fn process(&self, _: Vec<RecordedEvent>) -> BatchOutcome {
             BatchOutcome {
                 statuses: self.0.clone(),
-                gap_filled: 0,
+                ..BatchOutcome::default()
             }
         }
     }
@@ -454,6 +455,7 @@ mod tests {
                 failed(false),
             ],
             gap_filled: 2,
+            catalog_lookups: 3,
         };
         let doc = batch_metrics("account", 9, &outcome, 1).to_emf(0);
         assert_eq!(doc["Projection"], "account");
@@ -461,6 +463,7 @@ mod tests {
         assert_eq!(doc["EventsApplied"], 2);
         assert_eq!(doc["EventsAlreadyApplied"], 1);
         assert_eq!(doc["EventsGapFilled"], 2);
+        assert_eq!(doc["CatalogLookups"], 3);
         assert_eq!(doc["EventsFailedTransient"], 1);
         assert_eq!(doc["EventsFailedPermanent"], 1);
         assert_eq!(doc["SyncFailedAppended"], 1);
