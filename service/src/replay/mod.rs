@@ -5,6 +5,7 @@
 pub mod digest;
 pub mod fold;
 pub mod redrive;
+pub mod redrive_failed;
 pub mod registry;
 pub mod run;
 
