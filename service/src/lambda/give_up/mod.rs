@@ -17,6 +17,7 @@
 //! Give-up records are not given up on again: a projector that discards this consumer's own
 //! `SyncFailed` (it is down, say) would otherwise make each give-up cause the next.
 
+pub mod config;
 pub mod message;
 pub mod stream_range;
 

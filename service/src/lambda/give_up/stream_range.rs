@@ -49,6 +49,10 @@ impl DynamoStreamRange {
     pub fn new(client: aws_sdk_dynamodbstreams::Client) -> Self {
         Self { client }
     }
+
+    pub fn from_config(config: &aws_config::SdkConfig) -> Self {
+        Self::new(aws_sdk_dynamodbstreams::Client::new(config))
+    }
 }
 
 fn aged_out(code: Option<&str>) -> bool {
