@@ -503,9 +503,15 @@ fn every_function_runs_a_workspace_binary_built_by_cargo_lambda_for_arm64() {
         assert!(path.exists(), "{logical}: {} exists", path.display());
         deployed.insert(binary.to_string());
     }
-    let lambdas: BTreeSet<String> = ["ingest", "projector", "token_rotator", "audit_api"]
-        .map(String::from)
-        .into();
+    let lambdas: BTreeSet<String> = [
+        "ingest",
+        "projector",
+        "token_rotator",
+        "audit_api",
+        "give_up_consumer",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(
         deployed, lambdas,
         "every Lambda binary is deployed, the CLI is not"

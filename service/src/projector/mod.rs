@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod config;
 pub mod effects;
+pub mod names;
 pub mod registry;
 pub mod runner;
 

@@ -3,7 +3,7 @@
 //! after how many invocations, and the shard/sequence range of the discarded records. The
 //! records themselves are not in it; the consumer reads them back from the stream.
 
-use crate::projector::registry::view_name;
+use crate::projector::names::view_name;
 use serde::Deserialize;
 
 /// `requestContext` + `DDBStreamBatchInfo` of an on-failure destination record, as Lambda
