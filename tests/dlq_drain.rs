@@ -9,7 +9,7 @@ use common::ingest_fixtures::fixture;
 use common::moto::{moto, unique_name};
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::ledger::open_store;
 
 fn ledger(store: &str, args: &[&str]) -> Output {
@@ -99,7 +99,9 @@ async fn drain_records_each_message_once_then_deletes_it_and_keeps_what_the_ledg
     // Only the oversized message is left (in flight until its visibility timeout ends).
     assert_eq!(queue_depth(&sqs, &url).await, ("0".into(), "1".into()));
 
-    let log = open_store(&StoreUrl::parse(&store).unwrap()).await.unwrap();
+    let log = open_store(&StoreUrl::parse(&store).unwrap(), &AwsConfig::lazy())
+        .await
+        .unwrap();
     let events = log.read_all(None, None, 1000).await.unwrap();
     let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &events {

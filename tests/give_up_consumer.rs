@@ -17,7 +17,7 @@ use sync_ledger::lambda::give_up::{range_stream, GiveUpHandler};
 use sync_ledger::ledger::dynamodb::item::decode_event;
 use sync_ledger::ledger::dynamodb::{migrate_with, views_table, DynamoDbLedger};
 use sync_ledger::ledger::{EventLog, ExpectedVersion};
-use sync_ledger::replay::redrive::{plan, Pending};
+use sync_ledger::redrive::{plan, Pending};
 use sync_ledger::views::dynamodb::DynamoViewStore;
 use sync_ledger::views::ViewStore;
 

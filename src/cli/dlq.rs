@@ -12,7 +12,7 @@ use aws_sdk_sqs::types::Message;
 use chrono::Utc;
 use std::collections::HashSet;
 use std::process::ExitCode;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::ingest::{map_body, record, Channel, Ingested, Rejection};
 use sync_ledger::ledger::{open_store, EventLog};
 
@@ -67,9 +67,9 @@ pub async fn run(store: &StoreUrl, args: &DlqArgs) -> Result<ExitCode, CliError>
                     "--queue: {queue:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"
                 )));
             }
-            let log = open_store(store).await?;
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let sqs = aws_sdk_sqs::Client::new(&aws);
+            let aws = AwsConfig::lazy();
+            let log = open_store(store, &aws).await?;
+            let sqs = aws_sdk_sqs::Client::new(aws.get().await);
             let drained = drain(&sqs, queue, log.as_ref()).await?;
             println!(
                 "drained {queue}: {} received, {} appended, {} already recorded, {} rejected (IngestRejected), {} kept on the queue (outcome not recorded)",

@@ -1,7 +1,7 @@
 //! The give-up consumer's configuration, read once from the environment at start-up. A
 //! missing or invalid variable fails init with its name.
 
-use crate::config::{ConfigError, StoreUrl, STORE_ENV};
+use crate::config::{env_var, ConfigError, StoreUrl, Vars, STORE_ENV};
 
 /// What projector function names start with before the projection (`<Prefix>-projector-`).
 pub const FUNCTION_PREFIX_ENV: &str = "PROJECTOR_FUNCTION_PREFIX";
@@ -17,20 +17,12 @@ pub struct GiveUpConfig {
 
 impl GiveUpConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(env_var)
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &str, example: &str| {
-            lookup(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| ConfigError {
-                    variable: name.to_string(),
-                    value: String::new(),
-                    reason: format!("is required (e.g. {example})"),
-                })
-        };
-        let store = StoreUrl::parse(&required(STORE_ENV, "dynamodb://<table-prefix>")?)?;
+        let vars = Vars::new(lookup);
+        let store = vars.store()?;
         if !matches!(store, StoreUrl::DynamoDb { .. }) {
             return Err(ConfigError {
                 variable: STORE_ENV.to_string(),
@@ -38,7 +30,10 @@ impl GiveUpConfig {
                 reason: "must be dynamodb://<table-prefix>: given-up ranges are read from the events table's stream".to_string(),
             });
         }
-        let function_prefix = required(FUNCTION_PREFIX_ENV, "sync-ledger-projector-")?;
+        let function_prefix = vars.required(
+            FUNCTION_PREFIX_ENV,
+            "is required (e.g. sync-ledger-projector-: projector functions are this + the projection)",
+        )?;
         Ok(Self {
             store,
             function_prefix,

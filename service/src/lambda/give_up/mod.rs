@@ -264,3 +264,13 @@ fn range_event(
         &failed,
     ))
 }
+
+impl super::bootstrap::Handler for GiveUpHandler {
+    type Event = SqsEvent;
+    type Response = SqsBatchResponse;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, Self::Error> {
+        Ok(self.handle_sqs(event).await)
+    }
+}

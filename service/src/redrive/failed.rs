@@ -4,10 +4,9 @@
 //! never with the log; each trace is then planned (and redriven) on its own, as
 //! `--correlation` does.
 
-use super::redrive::{plan, Target};
-use super::ReplayError as RedriveError;
+use super::{plan, RedriveError, Target};
 use crate::ledger::EventLog;
-use crate::projector::registry::view_name;
+use crate::projector::names::view_name;
 use crate::views::ViewStore;
 use chrono::{DateTime, Utc};
 use projections::{CorrelationId, RecordedEvent};
@@ -115,7 +114,7 @@ impl FailedSummary {
 /// The reason a summary groups by: the kind of re-run and the recorded reason (a deferral's
 /// `waiting_for` names one entity, so deferrals group by kind alone).
 fn reason_of(target: &Target) -> String {
-    use super::redrive::Pending;
+    use super::Pending;
     match &target.pending {
         Pending::FailedCall { last_reason, .. } | Pending::GaveUp { last_reason } => {
             format!("{}: {last_reason}", target.what())
