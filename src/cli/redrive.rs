@@ -62,6 +62,7 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
         requested_by,
         reason: args.reason.clone(),
         dry_run: args.dry_run,
+        projection: None,
     };
     // Loaded only by what needs it (a DynamoDB store, Parameter Store tokens), then shared.
     let aws = AwsConfig::lazy();
@@ -239,6 +240,7 @@ async fn run_failed(
             requested_by: requested_by.clone(),
             reason: args.reason.clone(),
             dry_run: false,
+            projection: query.projection,
         };
         let report = redrive(log.clone(), views.clone(), effects.clone(), &request).await?;
         failures |= report.has_failures();

@@ -45,6 +45,8 @@ pub struct RedriveRequest {
     pub reason: Option<String>,
     /// List what would be re-run; record nothing, call nothing.
     pub dry_run: bool,
+    /// Only this projection's syncs (view name); `None`: every projection's.
+    pub projection: Option<&'static str>,
 }
 
 /// Why one event's sync is not done.
