@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bench;
 pub mod console;
 pub mod demo;
+pub mod dlq;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
@@ -61,6 +62,8 @@ pub enum LedgerCommand {
     Sandbox(sandbox::SandboxArgs),
     /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
     Worker(worker::WorkerArgs),
+    /// Dead-letter queues: `drain --queue <url>` re-ingests the ingest DLQ's messages.
+    Dlq(dlq::DlqArgs),
     /// Measure throughput, latency and cost ratios against same-run baselines.
     Bench(bench::BenchArgs),
 }
@@ -120,6 +123,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         LedgerCommand::Reconcile(args) => reconcile::run(&cli.store_url()?, args).await,
         LedgerCommand::Sandbox(args) => sandbox::run(args).await,
         LedgerCommand::Worker(args) => worker::run(&cli.store_url()?, args).await,
+        LedgerCommand::Dlq(args) => dlq::run(&cli.store_url()?, args).await,
         LedgerCommand::Bench(args) => bench::run(args).await,
     }
 }
