@@ -5,9 +5,12 @@
 
 mod admin;
 pub mod billing;
+mod billing_query;
 pub mod crm;
+mod crm_query;
 pub mod faults;
 mod oauth;
+mod query;
 pub mod runtime_api;
 mod secret;
 mod state;
@@ -110,6 +113,8 @@ pub enum SandboxError {
     },
     #[error("crm {code}: {message}")]
     Crm { code: &'static str, message: String },
+    #[error("billing {code}: {message}")]
+    Billing { code: u64, message: String },
 }
 
 /// A running sandbox (a tokio task); it stops when this handle is dropped.
@@ -314,6 +319,45 @@ impl Sandbox {
             .collect()
     }
 
+    /// A person creates a Billing account in the Zuora UI (emits its callout); its id. For
+    /// seeding large tenants (benchmarks) without an HTTP call per account.
+    pub fn billing_user_create(
+        &self,
+        name: &str,
+        currency: &str,
+        crm_id: Option<&str>,
+    ) -> Result<String, SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        body.insert("currency".into(), Value::from(currency));
+        if let Some(crm) = crm_id {
+            body.insert("crmId".into(), Value::from(crm));
+        }
+        let (_, answer) = self
+            .state
+            .lock()
+            .billing_create_account(&self.state.config, &body, None)
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })?;
+        Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// A person renames a Billing account in the Zuora UI (emits its callout).
+    pub fn billing_user_update(&self, id: &str, name: &str) -> Result<(), SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        self.state
+            .lock()
+            .billing_update_account(&self.state.config, id, &body, None)
+            .map(|_| ())
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })
+    }
+
     /// Adds or changes a catalog product (by SKU) and emits its callouts; returns it with ids.
     pub fn upsert_product(&self, product: Product) -> Product {
         self.state
@@ -362,13 +406,18 @@ fn router(state: SharedState) -> Router {
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{id}",
-            get(crm::get).patch(crm::update),
+            get(crm::get).patch(crm::update).delete(crm::delete),
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
             patch(crm::upsert).get(crm::get_by_external_id),
         )
         .route("/services/data/{version}/composite", post(crm::composite))
+        .route("/services/data/{version}/query", get(crm_query::query))
+        .route(
+            "/services/data/{version}/query/{locator}",
+            get(crm_query::query_more),
+        )
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Crm),
@@ -394,6 +443,8 @@ fn router(state: SharedState) -> Router {
         )
         .route("/v1/catalog/products", get(billing::list_products))
         .route("/v1/catalog/products/{key}", get(billing::get_product))
+        .route("/v1/action/query", post(billing_query::query))
+        .route("/v1/action/queryMore", post(billing_query::query_more))
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Billing),
@@ -494,6 +545,13 @@ fn route_label(path: &str) -> String {
             sobject.to_string(),
             field.to_string(),
             "{value}".into(),
+        ],
+        ["services", "data", _, "query", _locator] => vec![
+            "services".into(),
+            "data".into(),
+            "{version}".into(),
+            "query".into(),
+            "{locator}".into(),
         ],
         ["services", "data", _, rest @ ..] => {
             let mut v = vec!["services".to_string(), "data".into(), "{version}".into()];

@@ -15,6 +15,8 @@
 //! | `sync_world_dynamodb` | the same world on DynamoDB (moto) |
 //! | `console` | the console tests' story (ingest + worker) and `ledger serve` over it |
 //! | `cdp` | a small DevTools-protocol driver for headless Chromium (the console's browser test) |
+//! | `reconcile_world` | `ledger reconcile` scenarios on a sync world (either store) |
+//! | `bounded_views` | "no view item grows with history" bodies (both stores; console pages) |
 //! | `fault_world` | the fault suites' world (sandbox, embedded ledger, captured output) |
 //! | `ledger_run` | one run of the real `ledger` binary and its output checks |
 //! | `ingest_fixtures` | `tests/fixtures` files and the Lambda trigger envelopes around them |
@@ -30,6 +32,7 @@
 //! Each binary uses only part of this, so unused items are expected here.
 #![allow(dead_code)]
 
+pub mod bounded_views;
 pub mod cdp;
 pub mod conformance;
 pub mod console;
@@ -39,6 +42,7 @@ pub mod ingest_store;
 pub mod ledger_run;
 pub mod moto;
 pub mod params_extension;
+pub mod reconcile_world;
 pub mod replay_scenarios;
 pub mod runtime_api;
 pub mod sync_world;

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod effects;
+pub mod names;
 pub mod registry;
 pub mod runner;
 
