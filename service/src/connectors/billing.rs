@@ -9,7 +9,7 @@
 
 mod query;
 
-use super::error::ConnectorError;
+use super::error::{require, ConnectorError};
 use super::http::{ApiRequest, ApiResponse, ApiTransport, ClientConfig, IdempotencyKey};
 use super::token::TokenSource;
 use super::ORIGIN_MARKER;
@@ -590,21 +590,6 @@ impl BillingClient {
             reason: reason.to_string(),
         }
     }
-}
-
-fn require(
-    operation: &'static str,
-    field: &'static str,
-    value: &str,
-) -> Result<(), ConnectorError> {
-    if value.trim().is_empty() {
-        return Err(ConnectorError::InvalidRequest {
-            operation,
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    Ok(())
 }
 
 fn to_object<T: Serialize>(value: &T) -> Map<String, Value> {

@@ -8,7 +8,7 @@
 mod query;
 
 use super::billing::segment;
-use super::error::ConnectorError;
+use super::error::{require, ConnectorError};
 use super::http::{ApiRequest, ApiResponse, ApiTransport, ClientConfig};
 use super::token::TokenSource;
 use super::ORIGIN_MARKER;
@@ -433,21 +433,6 @@ fn upserted(status: u16, body: &Value) -> Option<Upserted> {
     let id = body["id"].as_str()?.to_string();
     let created = body["created"].as_bool().unwrap_or(status == 201);
     Some(Upserted { id, created })
-}
-
-fn require(
-    operation: &'static str,
-    field: &'static str,
-    value: &str,
-) -> Result<(), ConnectorError> {
-    if value.trim().is_empty() {
-        return Err(ConnectorError::InvalidRequest {
-            operation,
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    Ok(())
 }
 
 /// Salesforce errors: `[{"message": "..", "errorCode": "INVALID_FIELD", "fields": [..]}]`.
