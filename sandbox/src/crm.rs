@@ -54,7 +54,7 @@ pub(crate) struct CrmError {
 }
 
 impl CrmError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -84,7 +84,7 @@ pub(crate) enum Writer {
 }
 
 impl Writer {
-    fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let client = headers
             .get("sforce-call-options")
             .and_then(|v| v.to_str().ok())

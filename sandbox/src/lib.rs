@@ -6,6 +6,7 @@
 mod admin;
 pub mod billing;
 pub mod crm;
+mod crm_collections;
 pub mod faults;
 mod oauth;
 pub mod runtime_api;
@@ -367,6 +368,10 @@ fn router(state: SharedState) -> Router {
             patch(crm::upsert).get(crm::get_by_external_id),
         )
         .route("/services/data/{version}/composite", post(crm::composite))
+        .route(
+            "/services/data/{version}/composite/sobjects/{sobject}/{field}",
+            patch(crm_collections::upsert),
+        )
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Crm),
