@@ -18,7 +18,7 @@ use sync_ledger::connectors::billing::{
 };
 use sync_ledger::connectors::crm::{CrmAccountBody, OrderUpdate, PriceFields, ProductFields};
 use sync_ledger::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
-use sync_ledger::connectors::token::{TokenError, TokenStore};
+use sync_ledger::connectors::token::{SecretReader, TokenError};
 use sync_ledger::connectors::{
     ApiToken, BillingClient, ClientConfig, ConnectorError, CrmClient, IdempotencyKey, RetryPolicy,
     ServiceName, TokenProvider,
@@ -225,6 +225,139 @@ async fn an_idempotent_create_retried_after_a_timeout_creates_one_account() {
     assert_eq!(created_events, 1);
 }
 
+/// A subscription on Gold for Acme, made by `client`: (subscription number, Gold's plan).
+async fn gold_subscription(sandbox: &Sandbox, client: &BillingClient) -> (String, RatePlan) {
+    let gold = sandbox.upsert_product(gold_product());
+    let account = client
+        .create_account(&acme(), &key("account"), CorrelationId::new())
+        .await
+        .unwrap();
+    let plan = gold.product_rate_plans[0].clone();
+    let sub = client
+        .create_subscription(
+            &NewSubscription {
+                account_key: account.account_id,
+                contract_effective_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+                rate_plans: vec![RatePlanSelection {
+                    product_rate_plan_id: plan.id.clone(),
+                    charge_overrides: vec![],
+                }],
+                crm_order_id: None,
+                currency: None,
+            },
+            &key("subscription"),
+            CorrelationId::new(),
+        )
+        .await
+        .unwrap();
+    (sub.subscription_number, plan)
+}
+
+fn amendment(plan: &RatePlan, remove: &str, quantity: f64) -> SubscriptionAmendment {
+    SubscriptionAmendment {
+        contract_effective_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        add: vec![RatePlanSelection {
+            product_rate_plan_id: plan.id.clone(),
+            charge_overrides: vec![ChargeOverride {
+                product_rate_plan_charge_id: plan.product_rate_plan_charges[0].id.clone(),
+                quantity,
+            }],
+        }],
+        remove: vec![remove.to_string()],
+    }
+}
+
+#[tokio::test]
+async fn an_amend_retried_while_still_in_progress_gets_409_then_its_saved_answer_and_amends_once() {
+    let sandbox = sandbox().await;
+    let retry = RetryPolicy {
+        max_attempts: 12,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(200),
+        max_retry_after: Duration::from_secs(5),
+    };
+    let mut config = config(&sandbox, ServiceName::billing(), retry);
+    config.timeout = Duration::from_millis(300);
+    let client = BillingClient::new(config, oauth_tokens(&sandbox)).unwrap();
+    let (number, plan) = gold_subscription(&sandbox, &client).await;
+    let old = sandbox.billing_subscriptions()[0].rate_plans[0].id.clone();
+    // The amend is carried out, then stays in progress past the client's timeout: the
+    // client's retries with the same key meet 409 until the answer is saved.
+    sandbox.set_faults(
+        System::Billing,
+        Faults {
+            idempotency_hold_ms: 500,
+            ..Faults::default()
+        },
+    );
+    let key = key("amend");
+
+    client
+        .amend_subscription(
+            &number,
+            &amendment(&plan, &old, 4.0),
+            &key,
+            CorrelationId::new(),
+        )
+        .await
+        .expect("a retry gets the saved answer");
+
+    let sub = &sandbox.billing_subscriptions()[0];
+    assert_eq!(sub.version, 2, "created, then amended once: {sub:?}");
+    assert_eq!(sub.rate_plans.len(), 1);
+    assert_eq!(sub.rate_plans[0].charges[0].quantity, 4.0);
+    let amends: Vec<_> = sandbox
+        .call_log()
+        .into_iter()
+        .filter(|c| c.label() == "PUT /v1/subscriptions/{key}")
+        .collect();
+    assert!(
+        amends.iter().any(|c| c.status == 409),
+        "a retry met the request in progress: {amends:?}"
+    );
+    assert!(amends
+        .iter()
+        .all(|c| c.idempotency_key.as_deref() == Some(key.as_str())));
+    let amended = sandbox
+        .outbox()
+        .into_iter()
+        .filter(|e| e.event_type == "SubscriptionAmended")
+        .count();
+    assert_eq!(amended, 1);
+}
+
+#[tokio::test]
+async fn an_amend_key_reused_with_another_body_is_refused_with_422() {
+    let sandbox = sandbox().await;
+    let client = billing(&sandbox, fast_retries(3));
+    let (number, plan) = gold_subscription(&sandbox, &client).await;
+    let old = sandbox.billing_subscriptions()[0].rate_plans[0].id.clone();
+    let key = key("amend");
+    client
+        .amend_subscription(
+            &number,
+            &amendment(&plan, &old, 2.0),
+            &key,
+            CorrelationId::new(),
+        )
+        .await
+        .unwrap();
+
+    let err = client
+        .amend_subscription(
+            &number,
+            &amendment(&plan, &old, 9.0),
+            &key,
+            CorrelationId::new(),
+        )
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.status(), Some(422), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(sandbox.billing_subscriptions()[0].version, 2);
+}
+
 #[tokio::test]
 async fn the_same_idempotency_key_with_another_body_is_refused_permanently() {
     let sandbox = sandbox().await;
@@ -256,7 +389,7 @@ struct RotatingStore {
 }
 
 #[async_trait]
-impl TokenStore for RotatingStore {
+impl SecretReader for RotatingStore {
     async fn read(&self, _parameter: &str) -> Result<ApiToken, TokenError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(self.current.lock().unwrap().clone())
@@ -299,6 +432,7 @@ async fn an_expired_token_is_re_read_once_and_the_call_succeeds() {
                 name: Some("Acme Renamed".into()),
                 crm_id: None,
             },
+            &key("rename"),
             CorrelationId::new(),
         )
         .await
@@ -664,6 +798,7 @@ async fn subscriptions_are_created_amended_and_cancelled() {
                     }],
                 }],
                 crm_order_id: Some("801SB0000000007AAA".into()),
+                currency: None,
             },
             &key("subscription"),
             CorrelationId::new(),
@@ -686,6 +821,7 @@ async fn subscriptions_are_created_amended_and_cancelled() {
                 }],
                 remove: vec![old_plan.clone()],
             },
+            &key("amend"),
             CorrelationId::new(),
         )
         .await
@@ -698,6 +834,7 @@ async fn subscriptions_are_created_amended_and_cancelled() {
         .cancel_subscription(
             &sub.subscription_id,
             CancellationPolicy::SpecificDate(date),
+            &key("cancel"),
             CorrelationId::new(),
         )
         .await
@@ -708,6 +845,7 @@ async fn subscriptions_are_created_amended_and_cancelled() {
         .cancel_subscription(
             &sub.subscription_id,
             CancellationPolicy::EndOfCurrentTerm,
+            &key("cancel-again"),
             CorrelationId::new(),
         )
         .await

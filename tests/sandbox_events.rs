@@ -250,6 +250,7 @@ async fn billing_writes_and_catalog_changes_become_billing_events() {
                     charge_overrides: vec![],
                 }],
                 crm_order_id: Some("801SB0000000003AAA".into()),
+                currency: None,
             },
             &IdempotencyKey::parse("evt-2:create-subscription").unwrap(),
             CorrelationId::new(),

@@ -132,6 +132,9 @@ pub enum BillingCommand {
         subscription_id: String,
         crm_order_id: String,
         effective_date: Option<String>,
+        /// The order's currency: the rate plans added are the ones priced in it.
+        #[serde(default)]
+        currency: Option<String>,
         lines: Vec<PlanLine>,
     },
     /// `PUT /v1/subscriptions/{key}/cancel`; `subscription_id` is the number, as above.

@@ -1,9 +1,14 @@
 //! The simulated Billing system (Zuora v1 REST shape): accounts, subscriptions (create,
-//! amend, cancel), the product catalog, `Idempotency-Key` replay, and the callout
-//! notifications a real tenant would send. In-memory only.
-//! Shapes: Zuora v1 API reference (accounts, subscriptions, catalog), "Idempotent requests"
-//! guide (same key -> same saved answer; same key with another body -> 422). Callout bodies
-//! follow the callout template `ingest::zuora` reads (see `callout` below).
+//! amend, cancel; multi-currency), the product catalog (list, or one product by id or SKU),
+//! `Idempotency-Key` replay, and the callout notifications a real tenant would send.
+//! In-memory only.
+//! Shapes: Zuora v1 API reference (accounts, subscriptions, catalog: "List all products",
+//! "Retrieve a product" by id or SKU), "Idempotent requests" guide (same key -> the saved
+//! answer; 409 while the first request with that key is still in progress; same key with
+//! another request -> 422). The guide names POST and PATCH; we also honour the key on the
+//! mutating PUTs (account update, amend, cancel), so a client that sends it there is protected
+//! and one that relies on it alone is tested. Callout bodies follow the callout template
+//! `ingest::zuora` reads (see `callout` below).
 
 use super::state::{Inner, SharedState, System};
 use super::SandboxConfig;
@@ -42,6 +47,13 @@ pub struct SubscriptionRecord {
     pub cancelled_date: Option<String>,
     pub rate_plans: Vec<SubscriptionRatePlanRecord>,
     pub custom: Map<String, Value>,
+    /// ISO 4217; the account's unless the create named one (Multiple Currencies).
+    #[serde(default)]
+    pub currency: String,
+    /// 1 at creation, +1 per amendment or cancellation, as Zuora versions subscriptions:
+    /// how a test counts the amendments a subscription went through.
+    #[serde(default)]
+    pub version: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +127,8 @@ pub(crate) struct BillingState {
     pub subscriptions: BTreeMap<String, SubscriptionRecord>,
     pub products: Vec<Product>,
     idempotency: HashMap<String, SavedAnswer>,
+    /// Keys whose first request is still in progress, with that request's fingerprint.
+    in_flight: HashMap<String, String>,
     counter: u64,
 }
 
@@ -142,6 +156,10 @@ impl BillingState {
             .values()
             .find(|s| s.subscription_number == key)
             .map(|s| s.id.clone())
+    }
+
+    fn find_product(&self, key: &str) -> Option<&Product> {
+        self.products.iter().find(|p| p.id == key || p.sku == key)
     }
 
     fn find_rate_plan(&self, id: &str) -> Option<(&Product, &RatePlan)> {
@@ -226,6 +244,91 @@ fn text(body: &Map<String, Value>, field: &str) -> Option<String> {
     body.get(field).and_then(Value::as_str).map(str::to_string)
 }
 
+/// Runs a mutating request under Zuora idempotency rules. Without a key it just runs. With
+/// one: a key whose answer is saved replays it (success or failure) when the request is the
+/// same, and answers 422 when it is another; a key whose first request is still in progress
+/// answers 409 (`Faults::idempotency_hold_ms` keeps a request in progress after its work is
+/// done, as a slow Zuora commit would).
+async fn idempotent(
+    state: &SharedState,
+    headers: &HeaderMap,
+    route: &str,
+    raw: &[u8],
+    op: impl FnOnce(&mut Inner) -> Answer,
+) -> Response {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(key) = key else {
+        return answer(op(&mut state.lock()));
+    };
+    let fingerprint = hex::encode(Sha256::digest([route.as_bytes(), b"\n", raw].concat()));
+    let (result, hold) = {
+        let mut inner = state.lock();
+        let billing = &inner.billing;
+        let seen = billing
+            .idempotency
+            .get(&key)
+            .map(|saved| saved.fingerprint.as_str())
+            .or_else(|| billing.in_flight.get(&key).map(String::as_str));
+        if seen.is_some_and(|f| f != fingerprint) {
+            return BillingError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                50000020,
+                "The idempotency key was used with a different request",
+            )
+            .into_response();
+        }
+        if let Some(saved) = billing.idempotency.get(&key) {
+            return reply((saved.status, saved.body.clone()));
+        }
+        if billing.in_flight.contains_key(&key) {
+            return BillingError::new(
+                StatusCode::CONFLICT,
+                50000090,
+                "A request with this idempotency key is still in progress",
+            )
+            .into_response();
+        }
+        inner
+            .billing
+            .in_flight
+            .insert(key.clone(), fingerprint.clone());
+        let result = op(&mut inner).unwrap_or_else(|e| (e.status, e.body()));
+        let hold = inner.faults.billing.idempotency_hold_ms;
+        (result, hold)
+    };
+    // The request finishes even when its caller is gone (a killed client): the work is
+    // done, so its answer must be saved, as Zuora's would be.
+    let state = state.clone();
+    let finish = tokio::spawn(async move {
+        if hold > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(hold)).await;
+        }
+        let mut inner = state.lock();
+        inner.billing.in_flight.remove(&key);
+        inner.billing.idempotency.insert(
+            key,
+            SavedAnswer {
+                fingerprint,
+                status: result.0,
+                body: result.1.clone(),
+            },
+        );
+        result
+    });
+    match finish.await {
+        Ok(result) => reply(result),
+        Err(e) => BillingError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            50000060,
+            format!("the request did not finish: {e}"),
+        )
+        .into_response(),
+    }
+}
+
 fn correlation(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-correlation-id")
@@ -234,46 +337,6 @@ fn correlation(headers: &HeaderMap) -> Option<String> {
 }
 
 impl Inner {
-    /// Runs a create under Zuora idempotency rules: a repeated key replays the saved answer
-    /// (success or failure); the same key with a different request is refused with 422.
-    fn idempotent(
-        &mut self,
-        headers: &HeaderMap,
-        route: &str,
-        raw: &[u8],
-        op: impl FnOnce(&mut Inner) -> Answer,
-    ) -> (StatusCode, Value) {
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let Some(key) = key else {
-            return op(self).unwrap_or_else(|e| (e.status, e.body()));
-        };
-        let fingerprint = hex::encode(Sha256::digest([route.as_bytes(), b"\n", raw].concat()));
-        if let Some(saved) = self.billing.idempotency.get(&key) {
-            if saved.fingerprint != fingerprint {
-                let e = BillingError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    50000020,
-                    "The idempotency key was used with a different request",
-                );
-                return (e.status, e.body());
-            }
-            return (saved.status, saved.body.clone());
-        }
-        let (status, body) = op(self).unwrap_or_else(|e| (e.status, e.body()));
-        self.billing.idempotency.insert(
-            key,
-            SavedAnswer {
-                fingerprint,
-                status,
-                body: body.clone(),
-            },
-        );
-        (status, body)
-    }
-
     /// Emits a callout notification. Zuora callouts are templated; ours (the one
     /// `ingest::zuora` reads, see tests/fixtures/README.md) is
     /// `{"eventId", "eventType", "eventTime", "tenantId", "correlationId"?, "<object>": {..}}`
@@ -500,6 +563,35 @@ impl Inner {
         Ok(out)
     }
 
+    /// Zuora refuses a subscription in a currency one of its rate plans has no price in.
+    fn check_priced_in(
+        &self,
+        plans: &[SubscriptionRatePlanRecord],
+        currency: &str,
+    ) -> Result<(), BillingError> {
+        for plan in plans {
+            let (_, rate_plan) = self
+                .billing
+                .find_rate_plan(&plan.product_rate_plan_id)
+                .expect("resolved by rate_plans_from");
+            let priced = rate_plan
+                .product_rate_plan_charges
+                .iter()
+                .all(|c| c.pricing.iter().any(|p| p.currency == currency));
+            if !priced {
+                return Err(BillingError::new(
+                    StatusCode::BAD_REQUEST,
+                    53100320,
+                    format!(
+                        "The currency {currency} is not available for product rate plan '{}'",
+                        rate_plan.id
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn billing_create_subscription(
         &mut self,
         config: &SandboxConfig,
@@ -526,8 +618,17 @@ impl Inner {
             .cloned()
             .ok_or_else(|| BillingError::invalid("subscribeToRatePlans", "may not be empty"))?;
         let rate_plans = self.rate_plans_from(&plans)?;
+        let currency = match text(body, "currency") {
+            Some(currency) => {
+                self.check_priced_in(&rate_plans, &currency)?;
+                currency
+            }
+            None => self.billing.accounts[&account_id].currency.clone(),
+        };
         let id = self.billing.next_id();
         let sub = SubscriptionRecord {
+            currency,
+            version: 1,
             subscription_number: format!("A-S{:08}", self.billing.subscriptions.len() + 1),
             id: id.clone(),
             account_id,
@@ -607,6 +708,7 @@ impl Inner {
         sub.rate_plans.retain(|p| !remove.contains(&p.id));
         sub.rate_plans.extend(added);
         sub.custom.extend(custom_fields(body));
+        sub.version += 1;
         let data = Self::subscription_callout_data(sub);
         self.callout(
             config,
@@ -660,6 +762,7 @@ impl Inner {
         }
         sub.status = "Cancelled".into();
         sub.cancelled_date = Some(date.clone());
+        sub.version += 1;
         let data = Self::subscription_callout_data(sub);
         self.callout(
             config,
@@ -692,6 +795,8 @@ impl Inner {
             "accountId": s.account_id,
             "accountNumber": account_number,
             "status": s.status,
+            "version": s.version,
+            "currency": s.currency,
             "termType": "EVERGREEN",
             "contractEffectiveDate": s.contract_effective_date,
             "cancelledDate": s.cancelled_date,
@@ -808,13 +913,11 @@ pub(crate) async fn create_account(
     raw: Bytes,
 ) -> Response {
     let cid = correlation(&headers);
-    let mut inner = state.lock();
-    reply(
-        inner.idempotent(&headers, "POST /v1/accounts", &raw, |inner| {
-            let body = parse_body(&raw)?;
-            inner.billing_create_account(&state.config, &body, cid.as_deref())
-        }),
-    )
+    idempotent(&state, &headers, "POST /v1/accounts", &raw, |inner| {
+        let body = parse_body(&raw)?;
+        inner.billing_create_account(&state.config, &body, cid.as_deref())
+    })
+    .await
 }
 
 /// `GET /v1/accounts/{key}` (id or account number).
@@ -833,11 +936,12 @@ pub(crate) async fn update_account(
     raw: Bytes,
 ) -> Response {
     let cid = correlation(&headers);
-    answer(parse_body(&raw).and_then(|body| {
-        state
-            .lock()
-            .billing_update_account(&state.config, &key, &body, cid.as_deref())
-    }))
+    let route = format!("PUT /v1/accounts/{key}");
+    idempotent(&state, &headers, &route, &raw, |inner| {
+        let body = parse_body(&raw)?;
+        inner.billing_update_account(&state.config, &key, &body, cid.as_deref())
+    })
+    .await
 }
 
 /// `POST /v1/subscriptions`.
@@ -847,13 +951,11 @@ pub(crate) async fn create_subscription(
     raw: Bytes,
 ) -> Response {
     let cid = correlation(&headers);
-    let mut inner = state.lock();
-    reply(
-        inner.idempotent(&headers, "POST /v1/subscriptions", &raw, |inner| {
-            let body = parse_body(&raw)?;
-            inner.billing_create_subscription(&state.config, &body, cid.as_deref())
-        }),
-    )
+    idempotent(&state, &headers, "POST /v1/subscriptions", &raw, |inner| {
+        let body = parse_body(&raw)?;
+        inner.billing_create_subscription(&state.config, &body, cid.as_deref())
+    })
+    .await
 }
 
 /// `GET /v1/subscriptions/{key}`.
@@ -872,11 +974,12 @@ pub(crate) async fn amend_subscription(
     raw: Bytes,
 ) -> Response {
     let cid = correlation(&headers);
-    answer(parse_body(&raw).and_then(|body| {
-        state
-            .lock()
-            .billing_amend_subscription(&state.config, &key, &body, cid.as_deref())
-    }))
+    let route = format!("PUT /v1/subscriptions/{key}");
+    idempotent(&state, &headers, &route, &raw, |inner| {
+        let body = parse_body(&raw)?;
+        inner.billing_amend_subscription(&state.config, &key, &body, cid.as_deref())
+    })
+    .await
 }
 
 /// `PUT /v1/subscriptions/{key}/cancel`.
@@ -887,11 +990,12 @@ pub(crate) async fn cancel_subscription(
     raw: Bytes,
 ) -> Response {
     let cid = correlation(&headers);
-    answer(parse_body(&raw).and_then(|body| {
-        state
-            .lock()
-            .billing_cancel_subscription(&state.config, &key, &body, cid.as_deref())
-    }))
+    let route = format!("PUT /v1/subscriptions/{key}/cancel");
+    idempotent(&state, &headers, &route, &raw, |inner| {
+        let body = parse_body(&raw)?;
+        inner.billing_cancel_subscription(&state.config, &key, &body, cid.as_deref())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -925,4 +1029,21 @@ pub(crate) async fn list_products(
         ));
     }
     Json(body).into_response()
+}
+
+/// `GET /v1/catalog/products/{product-key}`: one product by id or SKU, with its rate plans,
+/// charges and prices, in the shape "List all products" lists it.
+pub(crate) async fn get_product(
+    State(state): State<SharedState>,
+    Path(key): Path<String>,
+) -> Response {
+    let inner = state.lock();
+    match inner.billing.find_product(&key) {
+        Some(product) => {
+            let mut body = json!(product);
+            body["success"] = json!(true);
+            Json(body).into_response()
+        }
+        None => BillingError::not_found("product", &key).into_response(),
+    }
 }

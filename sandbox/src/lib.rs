@@ -34,7 +34,9 @@ use url::Url;
 /// Header carrying the callout signature (scheme: `secret::CalloutSigner`).
 pub const CALLOUT_SIGNATURE_HEADER: &str = "X-Zuora-Signature";
 
-/// OAuth client credentials a simulated system accepts.
+/// An OAuth client registered with a simulated system: the id and secret its token endpoint
+/// accepts. (The caller-side credentials, with the token URL, are
+/// `connectors::oauth::ClientCredentials`.)
 #[derive(Debug, Clone)]
 pub struct RegisteredClient {
     pub client_id: String,
@@ -396,6 +398,7 @@ fn router(state: SharedState) -> Router {
             put(billing::cancel_subscription),
         )
         .route("/v1/catalog/products", get(billing::list_products))
+        .route("/v1/catalog/products/{key}", get(billing::get_product))
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Billing),
@@ -507,6 +510,14 @@ fn route_label(path: &str) -> String {
             v.extend(rest.iter().map(|s| s.to_string()));
             v
         }
+        ["v1", "catalog", "products", _key] => {
+            vec![
+                "v1".into(),
+                "catalog".into(),
+                "products".into(),
+                "{key}".into(),
+            ]
+        }
         _ => segments.iter().map(|s| s.to_string()).collect(),
     };
     format!("/{}", labelled.join("/"))
@@ -519,6 +530,10 @@ mod tests {
     #[test]
     fn route_labels_hide_ids_but_keep_object_types() {
         assert_eq!(route_label("/v1/accounts/8ad0x"), "/v1/accounts/{key}");
+        assert_eq!(
+            route_label("/v1/catalog/products/SKU-1"),
+            "/v1/catalog/products/{key}"
+        );
         assert_eq!(
             route_label("/v1/subscriptions/A-S1/cancel"),
             "/v1/subscriptions/{key}/cancel"

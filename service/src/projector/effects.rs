@@ -1,13 +1,17 @@
 //! The `Effects` port: executes one domain command on the CRM or Billing system and reports
 //! its result as the domain's `CallResult` (success or permanent failure) or a transient
 //! failure to retry by redelivery. It decides nothing and records nothing in the ledger.
+//! A command is re-executed after a crash or a redelivery with the same idempotency key, so
+//! every Billing write sends it, and an amend or a cancel that finds the subscription already
+//! in its target state reports the success of that same call instead of acting twice.
 
-use super::config::{ConnectorsConfig, TokenConfig};
+use super::catalog::{rate_plan_for, CatalogCache};
 use crate::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
-    RatePlanSelection, SubscriptionAmendment,
+    RatePlanSelection, SubscribedPlan, SubscriptionAmendment,
 };
 use super::bulk::plan_collections;
+use crate::connectors::config::{ConnectorsConfig, OAuthClient, TokenConfig};
 use crate::connectors::crm::{
     CollectionRecord, CrmAccountBody, OrderUpdate, PriceFields, ProductFields,
 };
@@ -21,6 +25,7 @@ use chrono::NaiveDate;
 use projections::commands::{
     BillingCommand, Call, CallResult, Command, CommandMeta, CrmAccountTarget, CrmCommand, PlanLine,
 };
+use projections::RecordedEvent;
 use std::sync::Arc;
 
 /// A call that failed in a way that may pass (throttling, 5xx, timeouts), after the
@@ -50,6 +55,15 @@ pub trait Effects: Send + Sync {
         }
         results
     }
+
+    /// Sees a delivered batch before it is applied (a catalog change clears what was
+    /// cached of the catalog).
+    fn observe(&self, _events: &[RecordedEvent]) {}
+
+    /// Billing catalog reads made so far; a batch's `CatalogLookups` metric is its growth.
+    fn catalog_lookups(&self) -> u64 {
+        0
+    }
 }
 
 /// `Effects` through the CRM and Billing HTTP clients. Creates carry the command's
@@ -60,6 +74,7 @@ pub struct ConnectorEffects {
     billing: BillingClient,
     pricebook_id: Option<String>,
     default_currency: String,
+    catalog: CatalogCache,
 }
 
 impl ConnectorEffects {
@@ -74,6 +89,7 @@ impl ConnectorEffects {
             billing,
             pricebook_id,
             default_currency,
+            catalog: CatalogCache::default(),
         }
     }
 
@@ -85,20 +101,19 @@ impl ConnectorEffects {
     ) -> Result<Self, ConnectorError> {
         let tokens: Arc<dyn TokenSource> = match (&config.tokens, aws) {
             (TokenConfig::ClientCredentials { crm, billing }, _) => {
-                let client =
-                    |c: &super::config::OAuthClient| -> Result<ClientCredentials, ConnectorError> {
-                        Ok(ClientCredentials {
-                            token_url: c.token_url.clone(),
-                            client_id: c.client_id.clone(),
-                            client_secret: ApiToken::new(c.client_secret.clone()).map_err(
-                                |_| ConnectorError::InvalidRequest {
-                                    operation: "token source",
-                                    field: "client_secret",
-                                    reason: "must not be empty".into(),
-                                },
-                            )?,
-                        })
-                    };
+                let client = |c: &OAuthClient| -> Result<ClientCredentials, ConnectorError> {
+                    Ok(ClientCredentials {
+                        token_url: c.token_url.clone(),
+                        client_id: c.client_id.clone(),
+                        client_secret: ApiToken::new(c.client_secret.clone()).map_err(|_| {
+                            ConnectorError::InvalidRequest {
+                                operation: "token source",
+                                field: "client_secret",
+                                reason: "must not be empty".into(),
+                            }
+                        })?,
+                    })
+                };
                 let store = ClientCredentialsStore::new([
                     (ServiceName::crm(), client(crm)?),
                     (ServiceName::billing(), client(billing)?),
@@ -175,7 +190,7 @@ impl ConnectorEffects {
                     crm_id: Some(crm_account_id.clone()),
                 };
                 self.billing
-                    .update_account(billing_account_id, &update, cid)
+                    .update_account(billing_account_id, &update, &idempotency_key(meta)?, cid)
                     .await?;
                 Ok(succeeded(billing_account_id.clone(), false))
             }
@@ -185,14 +200,17 @@ impl ConnectorEffects {
                 term_start_date,
                 lines,
                 order_number: _,
-                currency: _,
+                currency,
             } => {
-                let rate_plans = self.rate_plans(lines, cid).await?;
+                const OP: &str = "create_subscription";
+                let currency = self.currency(currency.as_deref());
+                let rate_plans = self.rate_plans(OP, lines, currency, cid).await?;
                 let subscription = NewSubscription {
                     account_key: billing_account_id.clone(),
                     contract_effective_date: effective_date(term_start_date.as_deref()),
                     rate_plans,
                     crm_order_id: Some(crm_order_id.clone()),
+                    currency: Some(currency.to_string()),
                 };
                 let created = self
                     .billing
@@ -206,20 +224,25 @@ impl ConnectorEffects {
                 subscription_id,
                 effective_date: date,
                 lines,
+                currency,
                 crm_order_id: _,
             } => {
-                let add = self.rate_plans(lines, cid).await?;
-                let remove = self
-                    .billing
-                    .subscription_rate_plan_ids(subscription_id, cid)
-                    .await?;
+                const OP: &str = "amend_subscription";
+                let currency = self.currency(currency.as_deref());
+                let add = self.rate_plans(OP, lines, currency, cid).await?;
+                let current = self.billing.get_subscription(subscription_id, cid).await?;
+                // A re-run of this command (after a crash or a lost answer) finds its own
+                // amendment done: amending again would be a second amendment.
+                if already_subscribed(&current.rate_plans, &add) {
+                    return Ok(succeeded(subscription_id.clone(), false));
+                }
                 let amendment = SubscriptionAmendment {
                     contract_effective_date: effective_date(date.as_deref()),
                     add,
-                    remove,
+                    remove: current.rate_plans.into_iter().map(|p| p.id).collect(),
                 };
                 self.billing
-                    .amend_subscription(subscription_id, &amendment, cid)
+                    .amend_subscription(subscription_id, &amendment, &idempotency_key(meta)?, cid)
                     .await?;
                 Ok(succeeded(subscription_id.clone(), false))
             }
@@ -232,51 +255,75 @@ impl ConnectorEffects {
                     Some(day) => CancellationPolicy::SpecificDate(day),
                     None => CancellationPolicy::EndOfCurrentTerm,
                 };
-                self.billing
-                    .cancel_subscription(subscription_id, policy, cid)
-                    .await?;
-                Ok(succeeded(subscription_id.clone(), false))
+                let cancelled = self
+                    .billing
+                    .cancel_subscription(subscription_id, policy, &idempotency_key(meta)?, cid)
+                    .await;
+                match cancelled {
+                    Ok(_) => Ok(succeeded(subscription_id.clone(), false)),
+                    // "Already cancelled" is the target state: the same call succeeded
+                    // before (a re-run after a crash, or a person cancelled it too).
+                    Err(e) if !e.is_transient() => {
+                        let current = self.billing.get_subscription(subscription_id, cid).await?;
+                        if current.status == "Cancelled" {
+                            Ok(succeeded(subscription_id.clone(), false))
+                        } else {
+                            Err(e)
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
             }
         }
     }
 
-    /// Subscription lines by product code (Billing product SKU): the product's first rate
-    /// plan, with the quantity on each of its charges.
+    /// The order's currency, or the configured default when the order names none.
+    fn currency<'a>(&'a self, currency: Option<&'a str>) -> &'a str {
+        currency
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or(&self.default_currency)
+    }
+
+    /// Subscription lines by product code (Billing product SKU): the product's rate plan
+    /// priced in `currency`, with the quantity on each of its charges. Products come from the
+    /// catalog cache: one product read per SKU on a miss, none in steady state.
     async fn rate_plans(
         &self,
+        operation: &'static str,
         lines: &[PlanLine],
+        currency: &str,
         cid: projections::CorrelationId,
     ) -> Result<Vec<RatePlanSelection>, ConnectorError> {
-        let catalog = self.billing.list_products(cid).await?;
-        lines
-            .iter()
-            .enumerate()
-            .map(|(i, line)| {
-                let plan = catalog
+        let mut selections = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            let invalid = |reason: String| ConnectorError::InvalidRequest {
+                operation,
+                field: "lines",
+                reason: format!("line {i}: product code {:?} {reason}", line.product_code),
+            };
+            let product = self
+                .catalog
+                .product(&self.billing, &line.product_code, cid)
+                .await?
+                .ok_or_else(|| invalid("is not in the Billing catalog".into()))?;
+            let plan = rate_plan_for(&product, currency).ok_or_else(|| {
+                invalid(format!(
+                    "has no rate plan priced in {currency} in the Billing catalog"
+                ))
+            })?;
+            selections.push(RatePlanSelection {
+                product_rate_plan_id: plan.id.clone(),
+                charge_overrides: plan
+                    .product_rate_plan_charges
                     .iter()
-                    .find(|p| p.sku == line.product_code)
-                    .and_then(|p| p.product_rate_plans.first())
-                    .ok_or_else(|| ConnectorError::InvalidRequest {
-                        operation: "create_subscription",
-                        field: "lines",
-                        reason: format!(
-                            "line {i}: product code {:?} has no rate plan in the Billing catalog",
-                            line.product_code
-                        ),
-                    })?;
-                Ok(RatePlanSelection {
-                    product_rate_plan_id: plan.id.clone(),
-                    charge_overrides: plan
-                        .product_rate_plan_charges
-                        .iter()
-                        .map(|c| ChargeOverride {
-                            product_rate_plan_charge_id: c.id.clone(),
-                            quantity: line.quantity,
-                        })
-                        .collect(),
-                })
-            })
-            .collect()
+                    .map(|c| ChargeOverride {
+                        product_rate_plan_charge_id: c.id.clone(),
+                        quantity: line.quantity,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(selections)
     }
 
     async fn crm(
@@ -357,6 +404,37 @@ impl ConnectorEffects {
             }
         }
     }
+}
+
+/// Whether a subscription's rate plans are exactly `wanted` (same catalog plans, same charge
+/// quantities, in any order): the state an amendment to `wanted` leaves.
+fn already_subscribed(current: &[SubscribedPlan], wanted: &[RatePlanSelection]) -> bool {
+    let key = |plan: &str, charges: Vec<(String, f64)>| {
+        let mut charges: Vec<(String, String)> = charges
+            .into_iter()
+            .map(|(c, q)| (c, format!("{q}")))
+            .collect();
+        charges.sort();
+        (plan.to_string(), charges)
+    };
+    let mut have: Vec<_> = current
+        .iter()
+        .map(|p| key(&p.product_rate_plan_id, p.quantities.clone()))
+        .collect();
+    let mut want: Vec<_> = wanted
+        .iter()
+        .map(|p| {
+            let charges = p
+                .charge_overrides
+                .iter()
+                .map(|c| (c.product_rate_plan_charge_id.clone(), c.quantity))
+                .collect();
+            key(&p.product_rate_plan_id, charges)
+        })
+        .collect();
+    have.sort();
+    want.sort();
+    have == want
 }
 
 fn succeeded(id: String, created: bool) -> CallResult {
@@ -533,5 +611,13 @@ impl Effects for ConnectorEffects {
             });
         }
         out
+    }
+
+    fn observe(&self, events: &[RecordedEvent]) {
+        self.catalog.observe(events);
+    }
+
+    fn catalog_lookups(&self) -> u64 {
+        self.catalog.lookups()
     }
 }

@@ -3,7 +3,7 @@
 //! the calls. Entry points (Lambda handler, `ledger worker`) live elsewhere and call `process`.
 
 pub mod bulk;
-pub mod config;
+pub mod catalog;
 pub mod effects;
 pub mod registry;
 pub mod runner;

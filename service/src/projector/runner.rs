@@ -43,6 +43,8 @@ pub struct BatchOutcome {
     pub statuses: Vec<EventStatus>,
     /// Events read from the log to fill gaps (applied although not delivered in this batch).
     pub gap_filled: usize,
+    /// Billing catalog reads the batch's calls made (0 in steady state: the catalog cache).
+    pub catalog_lookups: u64,
 }
 
 impl BatchOutcome {
@@ -432,8 +434,10 @@ where
     async fn process(&self, events: Vec<RecordedEvent>) -> BatchOutcome {
         let mut outcome = BatchOutcome {
             statuses: vec![EventStatus::Ignored; events.len()],
-            gap_filled: 0,
+            ..BatchOutcome::default()
         };
+        self.effects.observe(&events);
+        let lookups_before = self.effects.catalog_lookups();
         let groups = group_by_stream(&events);
         let prefetched = if self.settings.bulk_crm_writes {
             bulk::prefetch::<P>(self.views.as_ref(), self.effects.as_ref(), &events, &groups).await
@@ -482,6 +486,7 @@ where
                 };
             }
         }
+        outcome.catalog_lookups = self.effects.catalog_lookups() - lookups_before;
         outcome
     }
 }
