@@ -7,6 +7,7 @@ pub mod cost;
 pub mod lambda;
 pub mod latency;
 pub mod projector_batch;
+pub mod projector_io;
 pub mod replay;
 pub mod report;
 pub mod workload;
@@ -157,6 +158,7 @@ pub const BENCHES: &[&str] = &[
     lambda::NAME,
     cost::NAME,
     latency::NAME,
+    projector_io::NAME,
 ];
 
 /// The median of `samples` (which must not be empty).

@@ -111,6 +111,8 @@ pub enum SandboxError {
     },
     #[error("crm {code}: {message}")]
     Crm { code: &'static str, message: String },
+    #[error("billing {code}: {message}")]
+    Billing { code: u64, message: String },
 }
 
 /// A running sandbox (a tokio task); it stops when this handle is dropped.
@@ -282,6 +284,26 @@ impl Sandbox {
         fields: Map<String, Value>,
     ) -> Result<(), SandboxError> {
         crm::user_update(&self.state, sobject, id, fields).map_err(crm_error)
+    }
+
+    /// A person creates an account in the Billing UI: its callout is emitted (no origin
+    /// marker, no CRM id). Returns the Billing account id.
+    pub fn billing_user_create_account(
+        &self,
+        name: &str,
+        currency: &str,
+    ) -> Result<String, SandboxError> {
+        let body = serde_json::json!({"name": name, "currency": currency, "billCycleDay": 1});
+        let body = body.as_object().cloned().unwrap_or_default();
+        let (_, answer) = self
+            .state
+            .lock()
+            .billing_create_account(&self.state.config, &body, None)
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })?;
+        Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
     }
 
     /// All CRM records of one sObject type (with `Id`).
