@@ -31,7 +31,10 @@ async fn billing_user_creates(w: &World, name: &str, currency: &str) -> String {
         .json()
         .await
         .unwrap();
-    answer["accountId"].as_str().expect("account created").to_string()
+    answer["accountId"]
+        .as_str()
+        .expect("account created")
+        .to_string()
 }
 
 async fn crm_patch(w: &World, path: &str, body: &Value) -> (u16, Value) {
@@ -74,8 +77,14 @@ async fn billing_account_changes_reach_the_crm_in_one_collection_call_with_per_r
             "billing account {id} is in the CRM"
         );
         let types = w.types(&format!("billing-account-{id}")).await;
-        assert!(types.contains(&"AccountSynced".to_string()), "{id}: {types:?}");
-        assert!(!types.contains(&"SyncFailed".to_string()), "{id}: {types:?}");
+        assert!(
+            types.contains(&"AccountSynced".to_string()),
+            "{id}: {types:?}"
+        );
+        assert!(
+            !types.contains(&"SyncFailed".to_string()),
+            "{id}: {types:?}"
+        );
     }
     assert!(!crm.iter().any(|r| r["Billing_Account_Id__c"] == json!(bad)));
     let events = w.events(&format!("billing-account-{bad}")).await;
@@ -84,8 +93,14 @@ async fn billing_account_changes_reach_the_crm_in_one_collection_call_with_per_r
         .find(|e| e.event_type == "SyncFailed")
         .expect("the rejected record is its own SyncFailed");
     let reason = failed.payload["reason"].as_str().unwrap();
-    assert!(reason.contains("CurrencyIsoCode"), "names the field: {reason}");
-    assert!(reason.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"), "{reason}");
+    assert!(
+        reason.contains("CurrencyIsoCode"),
+        "names the field: {reason}"
+    );
+    assert!(
+        reason.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        "{reason}"
+    );
     assert_eq!(failed.causation_id, Some(events[0].event_id));
 
     // The CRM's change events for our writes come back as echoes and change nothing.
@@ -144,7 +159,12 @@ async fn a_retried_collection_creates_nothing_twice() {
             sync_ledger::connectors::ServiceName::crm(),
             sync_ledger::connectors::oauth::ClientCredentials {
                 token_url: w.sandbox.token_url(System::Crm),
-                client_id: w.sandbox.config().credentials(System::Crm).client_id.clone(),
+                client_id: w
+                    .sandbox
+                    .config()
+                    .credentials(System::Crm)
+                    .client_id
+                    .clone(),
                 client_secret: sync_ledger::connectors::ApiToken::new(
                     w.sandbox
                         .config()

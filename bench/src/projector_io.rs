@@ -62,7 +62,9 @@ pub async fn run(scale: Scale) -> Outcome {
             .target(Target::Value(Bound::AtMost(10.0))),
             Measurement::new(
                 NAME,
-                format!("accounts synced into the CRM per second ({CRM_LATENCY_MS} ms per CRM call)"),
+                format!(
+                    "accounts synced into the CRM per second ({CRM_LATENCY_MS} ms per CRM call)"
+                ),
                 per_second(&bulk),
                 "accounts/s",
             )

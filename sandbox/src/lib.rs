@@ -8,6 +8,7 @@ pub mod billing;
 pub mod crm;
 mod crm_collections;
 pub mod faults;
+pub mod limits;
 mod oauth;
 pub mod runtime_api;
 mod secret;
@@ -70,6 +71,8 @@ pub struct SandboxConfig {
     pub org_id: String,
     pub channel_id: String,
     pub tenant_id: String,
+    /// The CRM's daily API allocation and Billing's rate limit (`limits`).
+    pub limits: limits::ApiLimits,
 }
 
 impl Default for SandboxConfig {
@@ -88,6 +91,7 @@ impl Default for SandboxConfig {
             org_id: "00DSB0000000001AAA".into(),
             channel_id: "0YLSB0000000001AAA".into(),
             tenant_id: "sandbox".into(),
+            limits: limits::ApiLimits::default(),
         }
     }
 }
@@ -306,6 +310,16 @@ impl Sandbox {
         Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
     }
 
+    /// Sets the CRM API calls used today (as if other integrations had spent them).
+    pub fn set_crm_api_used(&self, used: u64) {
+        self.state.lock().usage.crm_used = used;
+    }
+
+    /// CRM API calls used today.
+    pub fn crm_api_used(&self) -> u64 {
+        self.state.lock().usage.crm_used
+    }
+
     /// All CRM records of one sObject type (with `Id`).
     pub fn crm_records(&self, sobject: &str) -> Vec<Map<String, Value>> {
         self.state
@@ -431,8 +445,11 @@ fn router(state: SharedState) -> Router {
         .with_state((state.clone(), System::Billing));
     // Faults hit the APIs only: token endpoints stay healthy so a fault test exercises
     // exactly the call under test. Every call, token requests included, is recorded.
+    // Limits count the calls that pass the faults (a refused call is not counted).
     let faulted = |router: Router, system: System| {
-        router.route_layer(from_fn_with_state((state.clone(), system), faults::apply))
+        router
+            .route_layer(from_fn_with_state((state.clone(), system), limits::apply))
+            .route_layer(from_fn_with_state((state.clone(), system), faults::apply))
     };
     let recorded = |router: Router, system: System| {
         router.route_layer(from_fn_with_state((state.clone(), system), record_call))

@@ -310,7 +310,10 @@ impl CrmClient {
             return Err(ConnectorError::InvalidRequest {
                 operation: OP,
                 field: "records",
-                reason: format!("{} records; at most {COLLECTION_LIMIT} a call", records.len()),
+                reason: format!(
+                    "{} records; at most {COLLECTION_LIMIT} a call",
+                    records.len()
+                ),
             });
         }
         let (sobject, field) = (first.sobject, first.external_id_field);
@@ -537,7 +540,12 @@ fn record_result(result: &Value) -> Result<Upserted, RecordError> {
             .to_string(),
         fields: error["fields"]
             .as_array()
-            .map(|f| f.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|f| {
+                f.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default(),
     })
 }

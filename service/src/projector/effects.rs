@@ -5,12 +5,12 @@
 //! every Billing write sends it, and an amend or a cancel that finds the subscription already
 //! in its target state reports the success of that same call instead of acting twice.
 
+use super::bulk::plan_collections;
 use super::catalog::{rate_plan_for, CatalogCache};
 use crate::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
     RatePlanSelection, SubscribedPlan, SubscriptionAmendment,
 };
-use super::bulk::plan_collections;
 use crate::connectors::config::{ConnectorsConfig, OAuthClient, TokenConfig};
 use crate::connectors::crm::{
     CollectionRecord, CrmAccountBody, OrderUpdate, PriceFields, ProductFields,
@@ -570,7 +570,9 @@ impl ConnectorEffects {
 }
 
 /// A connector result as the runner sees it: success, permanent failure, or transient.
-fn classify(result: Result<CallResult, ConnectorError>) -> Result<CallResult, TransientCallFailure> {
+fn classify(
+    result: Result<CallResult, ConnectorError>,
+) -> Result<CallResult, TransientCallFailure> {
     match result {
         Ok(result) => Ok(result),
         Err(e) if e.is_transient() => Err(TransientCallFailure {
