@@ -63,7 +63,7 @@ pub(crate) async fn upsert(
             Ok((_, answer)) => answer,
             Err(e) => {
                 failed = true;
-                failure(&e.code, &e.message, &e.fields)
+                failure(e.code, &e.message, &e.fields)
             }
         });
     }

@@ -99,6 +99,11 @@ pub struct CrmClient {
 }
 
 impl CrmClient {
+    /// The CRM API usage reported on the latest answer (none before the first call).
+    pub fn api_usage(&self) -> Option<super::limits::ApiUsage> {
+        self.transport.api_usage()
+    }
+
     pub fn new(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> Result<Self, ConnectorError> {
         Ok(Self {
             transport: ApiTransport::new(config, tokens, salesforce_errors)?,
