@@ -56,6 +56,9 @@ fn quick_bench_prints_every_ratio_with_its_target() {
         ("write units per appended event", None),
         ("read units per replayed event, whole log", None),
         ("read units per replayed event, last 10% of the log", None),
+        ("CRM read calls", Some("target ratio <= 1.05")),
+        ("Billing read calls", Some("target ratio <= 1.05")),
+        ("peak RSS growth per account", None),
     ] {
         let l = line(&text, label);
         assert!(l.contains(" ratio "), "{label}: no ratio in {l:?}");

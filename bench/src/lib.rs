@@ -8,6 +8,7 @@ pub mod lambda;
 pub mod latency;
 pub mod projector_batch;
 pub mod projector_io;
+pub mod reconcile;
 pub mod replay;
 pub mod report;
 pub mod workload;
@@ -159,6 +160,7 @@ pub const BENCHES: &[&str] = &[
     cost::NAME,
     latency::NAME,
     projector_io::NAME,
+    reconcile::NAME,
 ];
 
 /// The median of `samples` (which must not be empty).

@@ -5,11 +5,14 @@
 
 mod admin;
 pub mod billing;
+mod billing_query;
 pub mod crm;
 mod crm_collections;
+mod crm_query;
 pub mod faults;
 pub mod limits;
 mod oauth;
+mod query;
 pub mod runtime_api;
 mod secret;
 mod state;
@@ -351,6 +354,45 @@ impl Sandbox {
             .collect()
     }
 
+    /// A person creates a Billing account in the Zuora UI (emits its callout); its id. For
+    /// seeding large tenants (benchmarks) without an HTTP call per account.
+    pub fn billing_user_create(
+        &self,
+        name: &str,
+        currency: &str,
+        crm_id: Option<&str>,
+    ) -> Result<String, SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        body.insert("currency".into(), Value::from(currency));
+        if let Some(crm) = crm_id {
+            body.insert("crmId".into(), Value::from(crm));
+        }
+        let (_, answer) = self
+            .state
+            .lock()
+            .billing_create_account(&self.state.config, &body, None)
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })?;
+        Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// A person renames a Billing account in the Zuora UI (emits its callout).
+    pub fn billing_user_update(&self, id: &str, name: &str) -> Result<(), SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        self.state
+            .lock()
+            .billing_update_account(&self.state.config, id, &body, None)
+            .map(|_| ())
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })
+    }
+
     /// Adds or changes a catalog product (by SKU) and emits its callouts; returns it with ids.
     pub fn upsert_product(&self, product: Product) -> Product {
         self.state
@@ -399,7 +441,7 @@ fn router(state: SharedState) -> Router {
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{id}",
-            get(crm::get).patch(crm::update),
+            get(crm::get).patch(crm::update).delete(crm::delete),
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
@@ -409,6 +451,11 @@ fn router(state: SharedState) -> Router {
         .route(
             "/services/data/{version}/composite/sobjects/{sobject}/{field}",
             patch(crm_collections::upsert),
+        )
+        .route("/services/data/{version}/query", get(crm_query::query))
+        .route(
+            "/services/data/{version}/query/{locator}",
+            get(crm_query::query_more),
         )
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
@@ -435,6 +482,8 @@ fn router(state: SharedState) -> Router {
         )
         .route("/v1/catalog/products", get(billing::list_products))
         .route("/v1/catalog/products/{key}", get(billing::get_product))
+        .route("/v1/action/query", post(billing_query::query))
+        .route("/v1/action/queryMore", post(billing_query::query_more))
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Billing),
@@ -538,6 +587,13 @@ fn route_label(path: &str) -> String {
             sobject.to_string(),
             field.to_string(),
             "{value}".into(),
+        ],
+        ["services", "data", _, "query", _locator] => vec![
+            "services".into(),
+            "data".into(),
+            "{version}".into(),
+            "query".into(),
+            "{locator}".into(),
         ],
         ["services", "data", _, rest @ ..] => {
             let mut v = vec!["services".to_string(), "data".into(), "{version}".into()];

@@ -7,6 +7,8 @@
 //! subscription", "Cancel a subscription", "Retrieve a subscription", "List all products",
 //! "Retrieve a product"; guide "Idempotent requests").
 
+mod query;
+
 use super::error::ConnectorError;
 use super::http::{ApiRequest, ApiResponse, ApiTransport, ClientConfig, IdempotencyKey};
 use super::token::TokenSource;

@@ -5,6 +5,8 @@
 //! ("Insert or Update (Upsert) a Record Using an External ID": 201 created / 200 updated with
 //! `{id, success, errors, created}`; "Composite"; "Status Codes and Error Responses").
 
+mod query;
+
 use super::billing::segment;
 use super::error::ConnectorError;
 use super::http::{ApiRequest, ApiResponse, ApiTransport, ClientConfig};

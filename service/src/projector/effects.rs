@@ -99,6 +99,21 @@ impl ConnectorEffects {
         config: &ConnectorsConfig,
         aws: Option<&aws_config::SdkConfig>,
     ) -> Result<Self, ConnectorError> {
+        let (crm, billing) = Self::clients(config, aws)?;
+        Ok(Self::new(
+            crm,
+            billing,
+            config.pricebook_id.clone(),
+            config.default_currency.clone(),
+        ))
+    }
+
+    /// The two API clients of `config` over one token source (also what a reconciliation
+    /// reads through).
+    pub fn clients(
+        config: &ConnectorsConfig,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<(CrmClient, BillingClient), ConnectorError> {
         let tokens: Arc<dyn TokenSource> = match (&config.tokens, aws) {
             (TokenConfig::ClientCredentials { crm, billing }, _) => {
                 let client = |c: &OAuthClient| -> Result<ClientCredentials, ConnectorError> {
@@ -142,12 +157,7 @@ impl ConnectorEffects {
             ClientConfig::new(config.billing_base_url.clone(), ServiceName::billing()),
             tokens,
         )?;
-        Ok(Self::new(
-            crm,
-            billing,
-            config.pricebook_id.clone(),
-            config.default_currency.clone(),
-        ))
+        Ok((crm, billing))
     }
 
     async fn billing(

@@ -5,6 +5,7 @@
 pub mod bulk;
 pub mod catalog;
 pub mod effects;
+pub mod names;
 pub mod registry;
 pub mod runner;
 

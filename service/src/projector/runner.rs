@@ -6,7 +6,7 @@
 use super::bulk::{self, Prefetched};
 use super::effects::Effects;
 use crate::ledger::{EventLog, LedgerError, StreamAppend};
-use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
+use crate::views::{page_writes, ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
 use async_trait::async_trait;
 use chrono::Utc;
 use projections::commands::{complete, CallResult};
@@ -277,6 +277,7 @@ where
             }
             self.crash_point(CrashPoint::BeforeOutcomeAppend).await;
             self.append(outcomes).await?;
+            let pages = page_writes(P::NAME, item.take_spilled())?;
             let write = ViewWrite {
                 key: view_key.clone(),
                 expected: ExpectedRevision::of(stored.as_ref()),
@@ -285,7 +286,8 @@ where
                     .expect("projection states serialize to JSON"),
             };
             self.crash_point(CrashPoint::BeforeViewUpdate).await;
-            match self.views.commit(vec![write]).await {
+            let writes = std::iter::once(write).chain(pages).collect();
+            match self.views.commit(writes).await {
                 Ok(_) => return Ok(Step::Done(EventStatus::Applied)),
                 Err(ViewError::Conflict { .. }) if attempt <= self.settings.conflict_retries => {
                     tracing::debug!(pk = %view_key, attempt, "view item changed concurrently; re-reading");
@@ -389,11 +391,11 @@ pub(super) fn domain_item<P: Projection>(
 ) -> Result<DomainItem<P::State>, serde_json::Error> {
     Ok(match stored {
         None => DomainItem::new(key),
-        Some(stored) => DomainItem {
-            key: key.to_string(),
-            last_version: stored.last_version.clone(),
-            state: serde_json::from_value(stored.state.clone())?,
-        },
+        Some(stored) => DomainItem::stored(
+            key.to_string(),
+            stored.last_version.clone(),
+            serde_json::from_value(stored.state.clone())?,
+        ),
     })
 }
 
