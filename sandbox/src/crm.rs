@@ -14,6 +14,13 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+/// The currencies the org has enabled: `CurrencyIsoCode` is a restricted picklist in a
+/// multi-currency org, so any other code is rejected (Billing accepts any 3-letter code).
+pub const ORG_CURRENCIES: &[&str] = &[
+    "AUD", "BRL", "CAD", "CHF", "CNY", "DKK", "EUR", "GBP", "HKD", "INR", "JPY", "MXN", "NOK",
+    "NZD", "PLN", "SEK", "SGD", "USD", "ZAR",
+];
+
 /// The org's standard price book (seeded).
 pub const STANDARD_PRICEBOOK_ID: &str = "01sSB0000000001AAA";
 
@@ -91,7 +98,7 @@ pub(crate) enum Writer {
 }
 
 impl Writer {
-    fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let client = headers
             .get("sforce-call-options")
             .and_then(|v| v.to_str().ok())
@@ -234,6 +241,17 @@ impl Inner {
             );
             e.fields = missing;
             return Err(e);
+        }
+        if let Some(code) = record.get("CurrencyIsoCode").and_then(Value::as_str) {
+            if !ORG_CURRENCIES.contains(&code) {
+                let mut e = CrmError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    format!("Currency ISO Code: invalid currency code: {code}"),
+                );
+                e.fields = vec!["CurrencyIsoCode".into()];
+                return Err(e);
+            }
         }
         if sobject == "Order" {
             let account = record["AccountId"].as_str().unwrap_or_default();

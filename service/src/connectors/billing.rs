@@ -197,6 +197,11 @@ pub struct BillingClient {
 }
 
 impl BillingClient {
+    /// The Billing API usage reported on the latest answer (none before the first call).
+    pub fn api_usage(&self) -> Option<super::limits::ApiUsage> {
+        self.transport.api_usage()
+    }
+
     pub fn new(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> Result<Self, ConnectorError> {
         Ok(Self {
             transport: ApiTransport::new(config, tokens, zuora_reasons)?,
