@@ -5,10 +5,7 @@
 
 mod admin;
 pub mod billing;
-mod billing_query;
 pub mod crm;
-mod crm_collections;
-mod crm_query;
 pub mod faults;
 pub mod limits;
 mod oauth;
@@ -450,12 +447,12 @@ fn router(state: SharedState) -> Router {
         .route("/services/data/{version}/composite", post(crm::composite))
         .route(
             "/services/data/{version}/composite/sobjects/{sobject}/{field}",
-            patch(crm_collections::upsert),
+            patch(crm::collections::upsert),
         )
-        .route("/services/data/{version}/query", get(crm_query::query))
+        .route("/services/data/{version}/query", get(crm::query::query))
         .route(
             "/services/data/{version}/query/{locator}",
-            get(crm_query::query_more),
+            get(crm::query::query_more),
         )
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
@@ -482,8 +479,8 @@ fn router(state: SharedState) -> Router {
         )
         .route("/v1/catalog/products", get(billing::list_products))
         .route("/v1/catalog/products/{key}", get(billing::get_product))
-        .route("/v1/action/query", post(billing_query::query))
-        .route("/v1/action/queryMore", post(billing_query::query_more))
+        .route("/v1/action/query", post(billing::query::query))
+        .route("/v1/action/queryMore", post(billing::query::query_more))
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Billing),

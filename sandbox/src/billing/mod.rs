@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 
 mod catalog;
+pub(crate) mod query;
 pub(crate) use catalog::{get_product, list_products};
 mod subscriptions;
 pub(crate) use subscriptions::{

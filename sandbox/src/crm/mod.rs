@@ -14,7 +14,9 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+pub(crate) mod collections;
 mod composite;
+pub(crate) mod query;
 pub(crate) use composite::composite;
 
 /// The currencies the org has enabled: `CurrencyIsoCode` is a restricted picklist in a

@@ -5,8 +5,8 @@
 //! answers 200 with one UpsertResult per record, in request order; a malformed one (no
 //! `records`, more than 200 of them) answers 400 and writes nothing.
 
-use super::crm::{CrmError, Writer};
-use super::state::SharedState;
+use super::{CrmError, Writer};
+use crate::state::SharedState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
