@@ -7,6 +7,7 @@ pub mod cost;
 pub mod lambda;
 pub mod latency;
 pub mod projector_batch;
+pub mod projector_io;
 pub mod reconcile;
 pub mod replay;
 pub mod report;
@@ -158,6 +159,7 @@ pub const BENCHES: &[&str] = &[
     lambda::NAME,
     cost::NAME,
     latency::NAME,
+    projector_io::NAME,
     reconcile::NAME,
 ];
 

@@ -5,10 +5,9 @@
 
 mod admin;
 pub mod billing;
-mod billing_query;
 pub mod crm;
-mod crm_query;
 pub mod faults;
+pub mod limits;
 mod oauth;
 mod query;
 pub mod runtime_api;
@@ -72,6 +71,8 @@ pub struct SandboxConfig {
     pub org_id: String,
     pub channel_id: String,
     pub tenant_id: String,
+    /// The CRM's daily API allocation and Billing's rate limit (`limits`).
+    pub limits: limits::ApiLimits,
 }
 
 impl Default for SandboxConfig {
@@ -90,6 +91,7 @@ impl Default for SandboxConfig {
             org_id: "00DSB0000000001AAA".into(),
             channel_id: "0YLSB0000000001AAA".into(),
             tenant_id: "sandbox".into(),
+            limits: limits::ApiLimits::default(),
         }
     }
 }
@@ -288,6 +290,36 @@ impl Sandbox {
         crm::user_update(&self.state, sobject, id, fields).map_err(crm_error)
     }
 
+    /// A person creates an account in the Billing UI: its callout is emitted (no origin
+    /// marker, no CRM id). Returns the Billing account id.
+    pub fn billing_user_create_account(
+        &self,
+        name: &str,
+        currency: &str,
+    ) -> Result<String, SandboxError> {
+        let body = serde_json::json!({"name": name, "currency": currency, "billCycleDay": 1});
+        let body = body.as_object().cloned().unwrap_or_default();
+        let (_, answer) = self
+            .state
+            .lock()
+            .billing_create_account(&self.state.config, &body, None)
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })?;
+        Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Sets the CRM API calls used today (as if other integrations had spent them).
+    pub fn set_crm_api_used(&self, used: u64) {
+        self.state.lock().usage.crm_used = used;
+    }
+
+    /// CRM API calls used today.
+    pub fn crm_api_used(&self) -> u64 {
+        self.state.lock().usage.crm_used
+    }
+
     /// All CRM records of one sObject type (with `Id`).
     pub fn crm_records(&self, sobject: &str) -> Vec<Map<String, Value>> {
         self.state
@@ -413,10 +445,14 @@ fn router(state: SharedState) -> Router {
             patch(crm::upsert).get(crm::get_by_external_id),
         )
         .route("/services/data/{version}/composite", post(crm::composite))
-        .route("/services/data/{version}/query", get(crm_query::query))
+        .route(
+            "/services/data/{version}/composite/sobjects/{sobject}/{field}",
+            patch(crm::collections::upsert),
+        )
+        .route("/services/data/{version}/query", get(crm::query::query))
         .route(
             "/services/data/{version}/query/{locator}",
-            get(crm_query::query_more),
+            get(crm::query::query_more),
         )
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
@@ -443,8 +479,8 @@ fn router(state: SharedState) -> Router {
         )
         .route("/v1/catalog/products", get(billing::list_products))
         .route("/v1/catalog/products/{key}", get(billing::get_product))
-        .route("/v1/action/query", post(billing_query::query))
-        .route("/v1/action/queryMore", post(billing_query::query_more))
+        .route("/v1/action/query", post(billing::query::query))
+        .route("/v1/action/queryMore", post(billing::query::query_more))
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Billing),
@@ -455,8 +491,11 @@ fn router(state: SharedState) -> Router {
         .with_state((state.clone(), System::Billing));
     // Faults hit the APIs only: token endpoints stay healthy so a fault test exercises
     // exactly the call under test. Every call, token requests included, is recorded.
+    // Limits count the calls that pass the faults (a refused call is not counted).
     let faulted = |router: Router, system: System| {
-        router.route_layer(from_fn_with_state((state.clone(), system), faults::apply))
+        router
+            .route_layer(from_fn_with_state((state.clone(), system), limits::apply))
+            .route_layer(from_fn_with_state((state.clone(), system), faults::apply))
     };
     let recorded = |router: Router, system: System| {
         router.route_layer(from_fn_with_state((state.clone(), system), record_call))

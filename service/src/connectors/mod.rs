@@ -7,6 +7,7 @@ pub mod config;
 pub mod crm;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod oauth;
 pub mod params;
 pub mod query_page;

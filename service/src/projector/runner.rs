@@ -3,6 +3,7 @@
 //! and for each new event runs decide -> external calls -> outcome appends -> view update.
 //! It holds no domain logic (that is `projections`) and knows no storage engine.
 
+use super::bulk::{self, Prefetched};
 use super::effects::Effects;
 use crate::ledger::{EventLog, LedgerError, StreamAppend};
 use crate::views::{page_writes, ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
@@ -75,6 +76,9 @@ pub struct RunnerSettings {
     pub max_deliveries: u32,
     /// Re-reads of a view item that another writer changed under us, per event.
     pub conflict_retries: u32,
+    /// Send the CRM upserts of a batch's independent streams as sObject Collections
+    /// (`bulk`); off, every upsert is its own call (the sequential baseline of the bench).
+    pub bulk_crm_writes: bool,
 }
 
 impl Default for RunnerSettings {
@@ -82,6 +86,7 @@ impl Default for RunnerSettings {
         Self {
             max_deliveries: 3,
             conflict_retries: 5,
+            bulk_crm_writes: true,
         }
     }
 }
@@ -198,8 +203,9 @@ where
         &self,
         event: &RecordedEvent,
         gap_filled: &mut usize,
+        prefetched: &Prefetched,
     ) -> Result<EventStatus, ApplyError> {
-        let (expected, got) = match self.try_apply(event, event).await? {
+        let (expected, got) = match self.try_apply(event, event, prefetched).await? {
             Step::Done(status) => return Ok(status),
             Step::Gap { expected, got } => (expected, got),
         };
@@ -218,12 +224,12 @@ where
             }
             // Earlier versions go to the item of the delivered event: one stream feeds one
             // item, even where an earlier event's own key says the projection ignores it.
-            match self.try_apply(earlier, event).await? {
+            match self.try_apply(earlier, event, prefetched).await? {
                 Step::Done(_) => *gap_filled += 1,
                 Step::Gap { .. } => break,
             }
         }
-        match self.try_apply(event, event).await? {
+        match self.try_apply(event, event, prefetched).await? {
             Step::Done(status) => Ok(status),
             Step::Gap { expected, got } => Err(ApplyError::Unfillable {
                 stream: event.stream_id.clone(),
@@ -238,6 +244,7 @@ where
         &self,
         event: &RecordedEvent,
         keyed_by: &RecordedEvent,
+        prefetched: &Prefetched,
     ) -> Result<Step, ApplyError> {
         let Some(key) = P::key(keyed_by) else {
             return Ok(Step::Done(EventStatus::Ignored));
@@ -247,19 +254,12 @@ where
         loop {
             attempt += 1;
             let stored = self.views.get(&view_key).await?;
-            let mut item = match &stored {
-                None => DomainItem::new(key.clone()),
-                Some(stored) => DomainItem::stored(
-                    key.clone(),
-                    stored.last_version.clone(),
-                    serde_json::from_value(stored.state.clone()).map_err(|e| {
-                        ApplyError::UnreadableState {
-                            pk: view_key.pk(),
-                            reason: e.to_string(),
-                        }
-                    })?,
-                ),
-            };
+            let mut item = domain_item::<P>(&key, stored.as_ref()).map_err(|e| {
+                ApplyError::UnreadableState {
+                    pk: view_key.pk(),
+                    reason: e.to_string(),
+                }
+            })?;
             let now = Utc::now();
             let decision = match item.handle::<P>(event, now) {
                 Handled::AlreadyApplied => return Ok(Step::Done(EventStatus::AlreadyApplied)),
@@ -271,7 +271,7 @@ where
             // event and repeats nothing that took effect.
             let mut outcomes = decision.outcomes;
             for command in &decision.commands {
-                let result = self.call(event, command).await?;
+                let result = self.call(event, command, prefetched).await?;
                 self.crash_point(CrashPoint::AfterExternalCall).await;
                 outcomes.extend(complete(command, &result, now));
             }
@@ -309,8 +309,13 @@ where
         &self,
         event: &RecordedEvent,
         command: &projections::commands::Command,
+        prefetched: &Prefetched,
     ) -> Result<CallResult, ApplyError> {
-        match self.effects.execute(command).await {
+        let result = match prefetched.take(command) {
+            Some(made_in_bulk) => made_in_bulk,
+            None => self.effects.execute(command).await,
+        };
+        match result {
             Ok(result) => Ok(result),
             Err(transient) => {
                 let deliveries = self.count_delivery(event, &transient.reason).await?;
@@ -379,9 +384,24 @@ where
     }
 }
 
+/// The domain item held in `stored` (a new one under `key` when there is none).
+pub(super) fn domain_item<P: Projection>(
+    key: &str,
+    stored: Option<&crate::views::ViewRow>,
+) -> Result<DomainItem<P::State>, serde_json::Error> {
+    Ok(match stored {
+        None => DomainItem::new(key),
+        Some(stored) => DomainItem::stored(
+            key.to_string(),
+            stored.last_version.clone(),
+            serde_json::from_value(stored.state.clone())?,
+        ),
+    })
+}
+
 /// Delivery order grouped per stream (streams in order of first appearance), each stream's
 /// events sorted by version; duplicates stay so each delivered record gets a status.
-fn group_by_stream(events: &[RecordedEvent]) -> Vec<Vec<usize>> {
+pub(super) fn group_by_stream(events: &[RecordedEvent]) -> Vec<Vec<usize>> {
     let mut order: Vec<&StreamId> = Vec::new();
     let mut groups: HashMap<&StreamId, Vec<usize>> = HashMap::new();
     for (i, e) in events.iter().enumerate() {
@@ -420,7 +440,13 @@ where
         };
         self.effects.observe(&events);
         let lookups_before = self.effects.catalog_lookups();
-        for (n, group) in group_by_stream(&events).into_iter().enumerate() {
+        let groups = group_by_stream(&events);
+        let prefetched = if self.settings.bulk_crm_writes {
+            bulk::prefetch::<P>(self.views.as_ref(), self.effects.as_ref(), &events, &groups).await
+        } else {
+            Prefetched::default()
+        };
+        for (n, group) in groups.into_iter().enumerate() {
             if n > 0 {
                 self.crash_point(CrashPoint::MidBatch).await;
             }
@@ -443,7 +469,7 @@ where
                     version = event.version,
                 );
                 let result = self
-                    .apply(event, &mut outcome.gap_filled)
+                    .apply(event, &mut outcome.gap_filled, &prefetched)
                     .instrument(span.clone())
                     .await;
                 outcome.statuses[i] = match result {

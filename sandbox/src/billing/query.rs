@@ -6,9 +6,9 @@
 //! UpdatedDate` and custom `*__c` fields). Shapes: Zuora v1 API reference, "Actions: query,
 //! queryMore"; ZOQL reference.
 
-use super::billing::{AccountRecord, BillingError};
-use super::query::{self, Query, PAGE_SIZE};
-use super::state::{Inner, SharedState};
+use super::{AccountRecord, BillingError};
+use crate::query::{self, Query, PAGE_SIZE};
+use crate::state::{Inner, SharedState};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;

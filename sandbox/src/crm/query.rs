@@ -5,9 +5,9 @@
 //! `[{"message", "errorCode": "MALFORMED_QUERY"}]`. Shapes: Salesforce REST API Developer
 //! Guide, "Execute a SOQL Query" and "Query More Results".
 
-use super::crm::CrmError;
-use super::query::{self, Query, PAGE_SIZE};
-use super::state::{Inner, SharedState};
+use super::CrmError;
+use crate::query::{self, Query, PAGE_SIZE};
+use crate::state::{Inner, SharedState};
 use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -30,7 +30,7 @@ fn malformed(message: impl Into<String>) -> CrmError {
 impl Inner {
     fn soql_open(&mut self, version: &str, query: &Query) -> Result<Value, CrmError> {
         let records = self.crm.records.get(&query.object);
-        if records.is_none() && !super::crm::KNOWN_SOBJECTS.contains(&query.object.as_str()) {
+        if records.is_none() && !super::KNOWN_SOBJECTS.contains(&query.object.as_str()) {
             return Err(CrmError::new(
                 StatusCode::BAD_REQUEST,
                 "INVALID_TYPE",
