@@ -4,8 +4,9 @@
 //! Collections call, and each record's result becomes its own outcome event. Also the
 //! sandbox's collection endpoint as Salesforce documents it, and the client on a retry.
 
-#[path = "common/sync_world.rs"]
-mod sync_world;
+mod common;
+
+use common::sync_world;
 
 use projections::CorrelationId;
 use sandbox::System;
