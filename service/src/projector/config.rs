@@ -53,6 +53,8 @@ pub struct ConnectorsConfig {
     pub pricebook_id: Option<String>,
     /// Currency of a Billing account created for a CRM account that names none.
     pub default_currency: String,
+    /// Calls in flight per system (`BILLING_MAX_CONCURRENT_CALLS`, `CRM_MAX_CONCURRENT_CALLS`).
+    pub call_limits: super::limits::CallLimits,
 }
 
 /// The projector Lambda's whole configuration.
@@ -173,6 +175,7 @@ impl ConnectorsConfig {
             tokens,
             pricebook_id: lookup(CRM_PRICEBOOK_ENV).filter(|v| !v.trim().is_empty()),
             default_currency,
+            call_limits: super::limits::CallLimits::from_lookup(&lookup)?,
         })
     }
 

@@ -7,6 +7,7 @@
 
 use super::catalog::{rate_plan_for, CatalogCache};
 use super::config::{ConnectorsConfig, TokenConfig};
+use super::limits::{CallLimiter, CallLimits};
 use crate::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
     RatePlanSelection, SubscribedPlan, SubscriptionAmendment,
@@ -58,6 +59,7 @@ pub struct ConnectorEffects {
     pricebook_id: Option<String>,
     default_currency: String,
     catalog: CatalogCache,
+    limiter: CallLimiter,
 }
 
 impl ConnectorEffects {
@@ -73,7 +75,14 @@ impl ConnectorEffects {
             pricebook_id,
             default_currency,
             catalog: CatalogCache::default(),
+            limiter: CallLimiter::default(),
         }
+    }
+
+    /// The same effects with at most `limits` calls in flight per system.
+    pub fn with_limits(mut self, limits: CallLimits) -> Self {
+        self.limiter = CallLimiter::new(limits);
+        self
     }
 
     /// Clients for `config`; tokens from Parameter Store (`aws` must then be given) or from
@@ -131,7 +140,8 @@ impl ConnectorEffects {
             billing,
             config.pricebook_id.clone(),
             config.default_currency.clone(),
-        ))
+        )
+        .with_limits(config.call_limits))
     }
 
     async fn billing(
@@ -449,6 +459,8 @@ fn effective_date(text: Option<&str>) -> NaiveDate {
 #[async_trait]
 impl Effects for ConnectorEffects {
     async fn execute(&self, command: &Command) -> Result<CallResult, TransientCallFailure> {
+        // Held through the connector's own retries: a retry is still a call in flight.
+        let _slot = self.limiter.acquire(&command.call).await;
         let result = match &command.call {
             Call::Billing(call) => self.billing(call, &command.meta).await,
             Call::Crm(call) => self.crm(call, &command.meta).await,

@@ -4,9 +4,11 @@
 
 pub mod catalog;
 pub mod config;
+pub mod limits;
 pub mod effects;
 pub mod registry;
 pub mod runner;
+pub mod schedule;
 
 pub use effects::{Effects, TransientCallFailure};
 pub use registry::{build, build_selected, ProjectorDeps, UnknownProjection, PROJECTIONS};

@@ -4,14 +4,15 @@
 //! It holds no domain logic (that is `projections`) and knows no storage engine.
 
 use super::effects::Effects;
+use super::schedule::{independent_groups, Group};
 use crate::ledger::{EventLog, LedgerError, StreamAppend};
 use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::stream::{self, StreamExt};
 use projections::commands::{complete, CallResult};
 use projections::projection::{Handled, Projection, ViewItem as DomainItem};
 use projections::{NewEvent, RecordedEvent, StreamId};
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -75,6 +76,10 @@ pub struct RunnerSettings {
     pub max_deliveries: u32,
     /// Re-reads of a view item that another writer changed under us, per event.
     pub conflict_retries: u32,
+    /// Independent groups of a batch (streams sharing no view item) applied at once. The
+    /// external calls are bounded per system by the effects layer (`CallLimits`); this
+    /// bounds the store round trips and memory of one batch.
+    pub max_concurrent_groups: usize,
 }
 
 impl Default for RunnerSettings {
@@ -82,6 +87,8 @@ impl Default for RunnerSettings {
         Self {
             max_deliveries: 3,
             conflict_retries: 5,
+            // A batch holds at most 100 records (the template's BatchSize).
+            max_concurrent_groups: 100,
         }
     }
 }
@@ -377,30 +384,6 @@ where
     }
 }
 
-/// Delivery order grouped per stream (streams in order of first appearance), each stream's
-/// events sorted by version; duplicates stay so each delivered record gets a status.
-fn group_by_stream(events: &[RecordedEvent]) -> Vec<Vec<usize>> {
-    let mut order: Vec<&StreamId> = Vec::new();
-    let mut groups: HashMap<&StreamId, Vec<usize>> = HashMap::new();
-    for (i, e) in events.iter().enumerate() {
-        groups
-            .entry(&e.stream_id)
-            .or_insert_with(|| {
-                order.push(&e.stream_id);
-                Vec::new()
-            })
-            .push(i);
-    }
-    order
-        .into_iter()
-        .map(|s| {
-            let mut idx = groups.remove(s).unwrap_or_default();
-            idx.sort_by_key(|&i| (events[i].version, i));
-            idx
-        })
-        .collect()
-}
-
 #[async_trait]
 impl<P> Projector for Runner<P>
 where
@@ -411,25 +394,78 @@ where
         P::NAME
     }
 
+    /// Applies independent groups (streams sharing no view item) concurrently, at most
+    /// `max_concurrent_groups` at a time; the external calls are bounded further per system
+    /// by the effects layer. Inside a group streams run one after another, each in version
+    /// order, so no two tasks ever write the same view item.
+    ///
+    /// Batch-item failures: statuses stay in delivery order and the handler reports the
+    /// earliest failed record of the whole batch. Records after it in *other* streams may
+    /// already be applied here; they are redelivered with it and each comes back
+    /// `AlreadyApplied`, because the view item's per-stream last version (written in the same
+    /// conditional write as the state) says so, and their calls and outcomes are never
+    /// repeated. Nothing after a failure in its own stream is applied.
     async fn process(&self, events: Vec<RecordedEvent>) -> BatchOutcome {
+        self.effects.observe(&events);
+        let lookups_before = self.effects.catalog_lookups();
+        let groups = independent_groups(&events, P::key);
+        let events = &events;
+        let done: Vec<GroupResult> = stream::iter(groups.into_iter().enumerate())
+            .map(|(n, group)| self.apply_group(events, group, n == 0))
+            .buffer_unordered(self.settings.max_concurrent_groups.max(1))
+            .collect()
+            .await;
         let mut outcome = BatchOutcome {
             statuses: vec![EventStatus::Ignored; events.len()],
             ..BatchOutcome::default()
         };
-        self.effects.observe(&events);
-        let lookups_before = self.effects.catalog_lookups();
-        for (n, group) in group_by_stream(&events).into_iter().enumerate() {
-            if n > 0 {
+        for group in done {
+            outcome.gap_filled += group.gap_filled;
+            for (i, status) in group.statuses {
+                outcome.statuses[i] = status;
+            }
+        }
+        outcome.catalog_lookups = self.effects.catalog_lookups() - lookups_before;
+        outcome
+    }
+}
+
+/// What applying one group did: a status per delivered index of the group.
+struct GroupResult {
+    statuses: Vec<(usize, EventStatus)>,
+    gap_filled: usize,
+}
+
+impl<P> Runner<P>
+where
+    P: Projection + 'static,
+    P::State: Send + Sync,
+{
+    /// Applies one group's streams one after another, each stream in version order; a
+    /// failure stops its own stream only.
+    async fn apply_group(
+        &self,
+        events: &[RecordedEvent],
+        group: Group,
+        first_group: bool,
+    ) -> GroupResult {
+        let mut result = GroupResult {
+            statuses: Vec::new(),
+            gap_filled: 0,
+        };
+        for (n, run) in group.into_iter().enumerate() {
+            if !(first_group && n == 0) {
                 self.crash_point(CrashPoint::MidBatch).await;
             }
             let mut failed: Option<(String, bool)> = None;
-            for &i in &group {
+            for i in run {
                 let event = &events[i];
                 if let Some((reason, transient)) = &failed {
-                    outcome.statuses[i] = EventStatus::Failed {
+                    let status = EventStatus::Failed {
                         reason: format!("not applied: an earlier version failed: {reason}"),
                         transient: *transient,
                     };
+                    result.statuses.push((i, status));
                     continue;
                 }
                 let span = tracing::info_span!(
@@ -440,11 +476,11 @@ where
                     stream_id = %event.stream_id,
                     version = event.version,
                 );
-                let result = self
-                    .apply(event, &mut outcome.gap_filled)
+                let applied = self
+                    .apply(event, &mut result.gap_filled)
                     .instrument(span.clone())
                     .await;
-                outcome.statuses[i] = match result {
+                let status = match applied {
                     Ok(status) => status,
                     Err(e) => {
                         let transient = e.is_transient();
@@ -458,10 +494,10 @@ where
                         }
                     }
                 };
+                result.statuses.push((i, status));
             }
         }
-        outcome.catalog_lookups = self.effects.catalog_lookups() - lookups_before;
-        outcome
+        result
     }
 }
 
