@@ -6,15 +6,16 @@
 use super::effects::Effects;
 use super::schedule::{independent_groups, Group};
 use crate::ledger::{EventLog, LedgerError, StreamAppend};
-use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
+use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewRow, ViewStore, ViewWrite};
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use projections::commands::{complete, CallResult};
 use projections::projection::{Handled, Projection, ViewItem as DomainItem};
 use projections::{NewEvent, RecordedEvent, StreamId};
+use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
 /// What happened to one delivered event.
@@ -205,8 +206,9 @@ where
         &self,
         event: &RecordedEvent,
         gap_filled: &mut usize,
+        cache: &ItemCache,
     ) -> Result<EventStatus, ApplyError> {
-        let (expected, got) = match self.try_apply(event, event).await? {
+        let (expected, got) = match self.try_apply(event, event, cache).await? {
             Step::Done(status) => return Ok(status),
             Step::Gap { expected, got } => (expected, got),
         };
@@ -225,12 +227,12 @@ where
             }
             // Earlier versions go to the item of the delivered event: one stream feeds one
             // item, even where an earlier event's own key says the projection ignores it.
-            match self.try_apply(earlier, event).await? {
+            match self.try_apply(earlier, event, cache).await? {
                 Step::Done(_) => *gap_filled += 1,
                 Step::Gap { .. } => break,
             }
         }
-        match self.try_apply(event, event).await? {
+        match self.try_apply(event, event, cache).await? {
             Step::Done(status) => Ok(status),
             Step::Gap { expected, got } => Err(ApplyError::Unfillable {
                 stream: event.stream_id.clone(),
@@ -245,6 +247,7 @@ where
         &self,
         event: &RecordedEvent,
         keyed_by: &RecordedEvent,
+        cache: &ItemCache,
     ) -> Result<Step, ApplyError> {
         let Some(key) = P::key(keyed_by) else {
             return Ok(Step::Done(EventStatus::Ignored));
@@ -253,7 +256,12 @@ where
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let stored = self.views.get(&view_key).await?;
+            // The batch read's row, or the row this task last wrote: no other task of this
+            // batch writes the item (`schedule`). A conflict drops it and reads afresh.
+            let stored = match cache.take(&view_key) {
+                Some(known) => known,
+                None => self.views.get(&view_key).await?,
+            };
             let mut item = match &stored {
                 None => DomainItem::new(key.clone()),
                 Some(stored) => DomainItem {
@@ -292,8 +300,11 @@ where
                     .expect("projection states serialize to JSON"),
             };
             self.crash_point(CrashPoint::BeforeViewUpdate).await;
-            match self.views.commit(vec![write]).await {
-                Ok(_) => return Ok(Step::Done(EventStatus::Applied)),
+            match self.views.commit(vec![write.clone()]).await {
+                Ok(revisions) => {
+                    cache.written(write, revisions.first().copied());
+                    return Ok(Step::Done(EventStatus::Applied));
+                }
                 Err(ViewError::Conflict { .. }) if attempt <= self.settings.conflict_retries => {
                     tracing::debug!(pk = %view_key, attempt, "view item changed concurrently; re-reading");
                 }
@@ -409,9 +420,10 @@ where
         self.effects.observe(&events);
         let lookups_before = self.effects.catalog_lookups();
         let groups = independent_groups(&events, P::key);
+        let cache = &self.read_items(&events).await;
         let events = &events;
         let done: Vec<GroupResult> = stream::iter(groups.into_iter().enumerate())
-            .map(|(n, group)| self.apply_group(events, group, n == 0))
+            .map(|(n, group)| self.apply_group(events, group, n == 0, cache))
             .buffer_unordered(self.settings.max_concurrent_groups.max(1))
             .collect()
             .await;
@@ -430,6 +442,33 @@ where
     }
 }
 
+/// View items known current for this batch: read together at its start (one batch read
+/// instead of a read per event) and replaced by what each write put.
+#[derive(Default)]
+struct ItemCache(Mutex<HashMap<ViewKey, Option<ViewRow>>>);
+
+impl ItemCache {
+    /// The known row of `key` (`Some(None)`: known absent), forgotten once taken: a write
+    /// puts the new one back, a failed write leaves the next attempt to read the store.
+    fn take(&self, key: &ViewKey) -> Option<Option<ViewRow>> {
+        self.0.lock().expect("no panics under the lock").remove(key)
+    }
+
+    fn written(&self, write: ViewWrite, revision: Option<u64>) {
+        let row = ViewRow {
+            key: write.key.clone(),
+            revision: revision.unwrap_or_else(|| write.expected.next()),
+            last_version: write.last_version,
+            state: write.state,
+            updated_at: Utc::now(),
+        };
+        self.0
+            .lock()
+            .expect("no panics under the lock")
+            .insert(write.key, Some(row));
+    }
+}
+
 /// What applying one group did: a status per delivered index of the group.
 struct GroupResult {
     statuses: Vec<(usize, EventStatus)>,
@@ -441,6 +480,24 @@ where
     P: Projection + 'static,
     P::State: Send + Sync,
 {
+    /// The view items the delivered events map to, in one batch read. A failed read only
+    /// costs the per-event reads it would have saved.
+    async fn read_items(&self, events: &[RecordedEvent]) -> ItemCache {
+        let mut keys: Vec<ViewKey> = events
+            .iter()
+            .filter_map(|e| ViewKey::new(P::NAME, &P::key(e)?).ok())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        match self.views.get_many(&keys).await {
+            Ok(rows) => ItemCache(Mutex::new(keys.into_iter().zip(rows).collect())),
+            Err(e) => {
+                tracing::warn!(error = %e, items = keys.len(), "batch read of view items failed; reading per event");
+                ItemCache::default()
+            }
+        }
+    }
+
     /// Applies one group's streams one after another, each stream in version order; a
     /// failure stops its own stream only.
     async fn apply_group(
@@ -448,6 +505,7 @@ where
         events: &[RecordedEvent],
         group: Group,
         first_group: bool,
+        cache: &ItemCache,
     ) -> GroupResult {
         let mut result = GroupResult {
             statuses: Vec::new(),
@@ -477,7 +535,7 @@ where
                     version = event.version,
                 );
                 let applied = self
-                    .apply(event, &mut result.gap_filled)
+                    .apply(event, &mut result.gap_filled, cache)
                     .instrument(span.clone())
                     .await;
                 let status = match applied {
