@@ -18,7 +18,7 @@ use sync_ledger::connectors::billing::{
 };
 use sync_ledger::connectors::crm::{CrmAccountBody, OrderUpdate, PriceFields, ProductFields};
 use sync_ledger::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
-use sync_ledger::connectors::token::{TokenError, TokenStore};
+use sync_ledger::connectors::token::{SecretReader, TokenError};
 use sync_ledger::connectors::{
     ApiToken, BillingClient, ClientConfig, ConnectorError, CrmClient, IdempotencyKey, RetryPolicy,
     ServiceName, TokenProvider,
@@ -389,7 +389,7 @@ struct RotatingStore {
 }
 
 #[async_trait]
-impl TokenStore for RotatingStore {
+impl SecretReader for RotatingStore {
     async fn read(&self, _parameter: &str) -> Result<ApiToken, TokenError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(self.current.lock().unwrap().clone())

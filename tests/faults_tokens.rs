@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use sync_ledger::config::StoreUrl;
 use sync_ledger::connectors::{ApiToken, ServiceName};
-use sync_ledger::lambda::token_rotator::{
-    RotatorConfig, SaltSource, ServiceSettings, TokenRotator,
-};
+use sync_ledger::lambda::token_rotator::{RotatorConfig, SaltSource, TokenRotator};
 use sync_ledger::ledger::SqliteLedger;
+use sync_ledger::rotation::ServiceSettings;
 
 const BILLING_TOKEN: &str = "POST /oauth/token";
 const CRM_TOKEN: &str = "POST /services/oauth2/token";

@@ -8,7 +8,7 @@ use projections::{Projection, Views};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::ledger::open_store;
 use sync_ledger::replay::{canonical_json, snapshot, ViewDigest};
 use sync_ledger::views::{open_views, ViewKey, ViewNamespace, ViewStore, ViewWrite};
@@ -87,7 +87,9 @@ impl Store {
     }
 
     async fn views(&self) -> Arc<dyn ViewStore> {
-        open_views(&StoreUrl::Sqlite(self.path())).await.unwrap()
+        open_views(&StoreUrl::Sqlite(self.path()), &AwsConfig::lazy())
+            .await
+            .unwrap()
     }
 
     async fn digest(&self, projection: &str) -> ViewDigest {
@@ -100,7 +102,9 @@ impl Store {
 
     /// What the projection's items must hold: the pure in-memory fold of the whole log.
     async fn pure_fold<P: Projection>(&self) -> ViewDigest {
-        let log = open_store(&StoreUrl::Sqlite(self.path())).await.unwrap();
+        let log = open_store(&StoreUrl::Sqlite(self.path()), &AwsConfig::lazy())
+            .await
+            .unwrap();
         let events = log.read_all(None, None, usize::MAX).await.unwrap();
         let mut views = Views::<P::State>::default();
         for event in &events {
@@ -182,7 +186,7 @@ async fn rebuilt_views_equal_the_pure_fold_of_the_log() {
 #[tokio::test]
 async fn interrupted_replay_resumes_from_its_checkpoint() {
     let store = Store::with_events(20);
-    let total = open_store(&StoreUrl::Sqlite(store.path()))
+    let total = open_store(&StoreUrl::Sqlite(store.path()), &AwsConfig::lazy())
         .await
         .unwrap()
         .read_all(None, None, usize::MAX)
@@ -320,7 +324,9 @@ async fn replay_into_a_namespace_leaves_live_views_alone_until_switched() {
 #[tokio::test]
 async fn from_a_point_in_time_catches_up_views_restored_from_before_it() {
     let store = Store::with_events(6);
-    let log = open_store(&StoreUrl::Sqlite(store.path())).await.unwrap();
+    let log = open_store(&StoreUrl::Sqlite(store.path()), &AwsConfig::lazy())
+        .await
+        .unwrap();
     let events = log.read_all(None, None, usize::MAX).await.unwrap();
     let cut = &events[events.len() / 2];
     let cut_at = projections::envelope::format_timestamp(&cut.recorded_at);

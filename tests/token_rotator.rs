@@ -16,10 +16,9 @@ use std::time::Duration;
 use sync_ledger::config::StoreUrl;
 use sync_ledger::connectors::token::SsmStore;
 use sync_ledger::connectors::{ApiToken, BillingClient, ClientConfig, ServiceName, TokenProvider};
-use sync_ledger::lambda::token_rotator::{
-    RotatorConfig, SaltSource, ServiceSettings, TokenRotator,
-};
+use sync_ledger::lambda::token_rotator::{RotatorConfig, SaltSource, TokenRotator};
 use sync_ledger::ledger::EventLog;
+use sync_ledger::rotation::ServiceSettings;
 
 const SALT: &str = "per-deployment-salt";
 

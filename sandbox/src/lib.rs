@@ -33,7 +33,9 @@ use url::Url;
 /// Header carrying the callout signature (scheme: `secret::CalloutSigner`).
 pub const CALLOUT_SIGNATURE_HEADER: &str = "X-Zuora-Signature";
 
-/// OAuth client credentials a simulated system accepts.
+/// An OAuth client registered with a simulated system: the id and secret its token endpoint
+/// accepts. (The caller-side credentials, with the token URL, are
+/// `connectors::oauth::ClientCredentials`.)
 #[derive(Debug, Clone)]
 pub struct RegisteredClient {
     pub client_id: String,

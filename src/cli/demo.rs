@@ -18,16 +18,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use sync_ledger::audit::{audit, render_text, AuditId};
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::connectors::params::{EmbeddedParameters, ParameterStore};
 use sync_ledger::connectors::{
     ApiToken, BillingClient, ClientConfig, CrmClient, ServiceName, TokenProvider, TokenSource,
 };
-use sync_ledger::lambda::token_rotator::{ServiceSettings, TokenRotator};
 use sync_ledger::ledger::{migrate::migrate, open_store, EventLog};
 use sync_ledger::projector::effects::ConnectorEffects;
 use sync_ledger::projector::{build_selected, Effects, ProjectorDeps, RunnerSettings};
 use sync_ledger::replay::{self, snapshot, ReplayRequest, ViewDigest};
+use sync_ledger::rotation::{ServiceSettings, TokenRotation};
 use sync_ledger::views::{open_views, ViewNamespace, ViewStore};
 use sync_ledger::worker::{feed, StopWhen, WorkerSettings};
 
@@ -117,15 +117,17 @@ struct Demo {
     log: Arc<dyn EventLog>,
     views: Arc<dyn ViewStore>,
     sandbox: Sandbox,
-    rotator: TokenRotator,
+    rotator: TokenRotation,
     effects: Arc<dyn Effects>,
 }
 
 async fn run_in(dir: &std::path::Path) -> Result<ExitCode, CliError> {
     let store = StoreUrl::Sqlite(dir.join("ledger.db"));
-    migrate(&store).await?;
-    let log = open_store(&store).await?;
-    let views = open_views(&store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    migrate(&store, &aws).await?;
+    let log = open_store(&store, &aws).await?;
+    let views = open_views(&store, &aws).await?;
     let sandbox = Sandbox::start(SandboxConfig::default())
         .await
         .map_err(invalid)?;
@@ -159,7 +161,7 @@ async fn run_in(dir: &std::path::Path) -> Result<ExitCode, CliError> {
     }
     let params: Arc<EmbeddedParameters> = Arc::new(params);
     let salt = ApiToken::new(uuid::Uuid::new_v4().to_string()).map_err(invalid)?;
-    let rotator = TokenRotator::new(
+    let rotator = TokenRotation::new(
         log.clone(),
         params.clone(),
         reqwest::Client::new(),

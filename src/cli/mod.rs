@@ -83,6 +83,8 @@ pub enum CliError {
     #[error(transparent)]
     Replay(#[from] sync_ledger::replay::ReplayError),
     #[error(transparent)]
+    Redrive(#[from] sync_ledger::redrive::RedriveError),
+    #[error(transparent)]
     Audit(#[from] sync_ledger::audit::AuditError),
 }
 

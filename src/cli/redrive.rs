@@ -1,18 +1,18 @@
 //! `ledger redrive --correlation <id>`: re-runs the failed or deferred syncs of one trace
 //! against the external systems (configured like `ledger worker`: CRM_BASE_URL, ...), and
 //! prints what each re-run did. The one deliberate path that calls out again; `--dry-run`
-//! only lists. It parses, wires and prints; the logic is `replay::redrive`.
+//! only lists. It parses, wires and prints; the logic is `sync_ledger::redrive`.
 
 use super::CliError;
 use projections::CorrelationId;
 use std::process::ExitCode;
 use std::sync::Arc;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::connectors::config::{ConnectorsConfig, TokenConfig};
 use sync_ledger::ledger::open_store;
-use sync_ledger::projector::config::{ConnectorsConfig, TokenConfig};
 use sync_ledger::projector::effects::ConnectorEffects;
 use sync_ledger::projector::Effects;
-use sync_ledger::replay::redrive::{
+use sync_ledger::redrive::{
     plan, redrive, Pending, RedriveReport, RedriveRequest, RedriveResult, Redriven,
 };
 use sync_ledger::views::open_views;
@@ -47,8 +47,10 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
         reason: args.reason.clone(),
         dry_run: args.dry_run,
     };
-    let log = open_store(store).await?;
-    let views = open_views(store).await?;
+    // Loaded only by what needs it (a DynamoDB store, Parameter Store tokens), then shared.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await?;
     if args.dry_run {
         // A dry run needs no connector configuration: it reads the ledger only.
         let (_, targets) = plan(log.as_ref(), views.as_ref(), &correlation).await?;
@@ -69,7 +71,7 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
         print!("{}", render(&report));
         return Ok(ExitCode::SUCCESS);
     }
-    let effects = connector_effects(store).await?;
+    let effects = connector_effects(&aws).await?;
     let report = redrive(log, views, effects, &request).await?;
     print!("{}", render(&report));
     Ok(if report.has_failures() {
@@ -80,17 +82,16 @@ pub async fn run(store: &StoreUrl, args: &RedriveArgs) -> Result<ExitCode, CliEr
 }
 
 /// The external systems a redrive calls, configured from the environment like `ledger worker`
-/// (also used by the console's Redrive action).
-pub async fn connector_effects(store: &StoreUrl) -> Result<Arc<dyn Effects>, CliError> {
+/// (also used by the console's Redrive action). `aws` is loaded only for Parameter Store
+/// tokens.
+pub async fn connector_effects(aws: &AwsConfig) -> Result<Arc<dyn Effects>, CliError> {
     let connectors = ConnectorsConfig::from_env()?;
-    let aws = match (&connectors.tokens, store) {
-        (TokenConfig::ParameterStore, _) | (_, StoreUrl::DynamoDb { .. }) => {
-            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-        }
-        _ => None,
+    let ssm_config = match connectors.tokens {
+        TokenConfig::ParameterStore => Some(aws.get().await),
+        TokenConfig::ClientCredentials { .. } => None,
     };
     Ok(Arc::new(
-        ConnectorEffects::from_config(&connectors, aws.as_ref())
+        ConnectorEffects::from_config(&connectors, ssm_config)
             .map_err(|e| CliError::Invalid(e.to_string()))?,
     ))
 }

@@ -139,9 +139,9 @@ impl Stack {
         env.into_iter().collect()
     }
 
-    /// A value with `Ref`, `Fn::Sub` (parameters, pseudo parameters) and the `Ref`s of
-    /// resources whose reference is their name (KMS alias, table) resolved. Anything else
-    /// panics: a test must not run with a value it guessed.
+    /// A value with `Ref`, `Fn::Sub` (parameters, pseudo parameters), `Fn::If` on a template
+    /// condition, and the `Ref`s of resources whose reference is their name (KMS alias,
+    /// table) resolved. Anything else panics: a test must not run with a value it guessed.
     pub fn resolve(&self, value: &Value) -> String {
         match value {
             Value::String(s) => s.clone(),
@@ -152,10 +152,42 @@ impl Stack {
                 match (function.as_str(), arg) {
                     ("Ref", Value::String(name)) => self.reference(name),
                     ("Fn::Sub", Value::String(text)) => self.substitute(text),
+                    ("Fn::If", Value::Array(args)) if args.len() == 3 => {
+                        let condition = args[0].as_str().expect("Fn::If names a condition");
+                        let chosen = if self.condition(condition) {
+                            &args[1]
+                        } else {
+                            &args[2]
+                        };
+                        self.resolve(chosen)
+                    }
                     _ => panic!("cannot resolve {value} for a test"),
                 }
             }
             other => panic!("cannot resolve {other} for a test"),
+        }
+    }
+
+    /// A template condition (`Conditions.<name>`) as CloudFormation evaluates it for this
+    /// stack's parameters: `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`.
+    pub fn condition(&self, name: &str) -> bool {
+        let condition = &template()["Conditions"][name];
+        assert!(!condition.is_null(), "no condition {name} in template.yaml");
+        self.evaluate(condition)
+    }
+
+    fn evaluate(&self, condition: &Value) -> bool {
+        let Some((function, arg)) = condition.as_object().and_then(|m| m.iter().next()) else {
+            panic!("cannot evaluate condition {condition} for a test");
+        };
+        let args = || arg.as_array().map(Vec::as_slice).unwrap_or_default();
+        match function.as_str() {
+            "Fn::Equals" => self.resolve(&args()[0]) == self.resolve(&args()[1]),
+            "Fn::Not" => !self.evaluate(&args()[0]),
+            "Fn::And" => args().iter().all(|c| self.evaluate(c)),
+            "Fn::Or" => args().iter().any(|c| self.evaluate(c)),
+            "Condition" => self.condition(arg.as_str().expect("Condition names a condition")),
+            _ => panic!("cannot evaluate condition {condition} for a test"),
         }
     }
 

@@ -3,9 +3,11 @@
 //! calls and classify failures; they never decide what to sync (that is `projections`).
 
 pub mod billing;
+pub mod config;
 pub mod crm;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod oauth;
 pub mod params;
 pub mod token;

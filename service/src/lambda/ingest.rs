@@ -415,3 +415,20 @@ fn response(status: i64, body: Value) -> ApiGatewayV2httpResponse {
 fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("Lambda event types serialize to JSON")
 }
+
+impl super::bootstrap::Handler for IngestHandler {
+    type Event = Value;
+    type Response = Value;
+    type Error = IngestError;
+
+    async fn handle(&self, event: Value) -> Result<Value, IngestError> {
+        IngestHandler::handle(self, event).await
+    }
+}
+
+/// The callout secret is read at init.
+impl From<SecretError> for super::bootstrap::InitError {
+    fn from(e: SecretError) -> Self {
+        Self::secret(e)
+    }
+}

@@ -4,6 +4,10 @@
 //! Each batch is reported as one EMF line (`batch_metrics`), including the `SyncFailed`
 //! outcomes of this projection that the batch carries.
 
+mod config;
+
+pub use config::{ProjectorConfig, PROJECTION_ENV};
+
 use super::emf::Metrics;
 use crate::ledger::dynamodb::item::decode_event;
 use crate::projector::{BatchOutcome, EventStatus, Projector, PROJECTIONS};
@@ -227,6 +231,30 @@ pub fn batch_metrics(
     );
     metrics.count("SyncFailedAppended", sync_failed_appended as u64);
     metrics
+}
+
+impl super::bootstrap::Handler for ProjectorHandler {
+    type Event = Event;
+    type Response = DynamoDbEventResponse;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, Self::Error> {
+        Ok(self.handle_stream_event(event).await)
+    }
+}
+
+/// The connectors are built from configuration alone (no call is made at init).
+impl From<crate::connectors::error::ConnectorError> for super::bootstrap::InitError {
+    fn from(e: crate::connectors::error::ConnectorError) -> Self {
+        Self::config(e)
+    }
+}
+
+/// `PROJECTION` names no projection this build knows.
+impl From<crate::projector::UnknownProjection> for super::bootstrap::InitError {
+    fn from(e: crate::projector::UnknownProjection) -> Self {
+        Self::config(e)
+    }
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@
 //! in its target state reports the success of that same call instead of acting twice.
 
 use super::catalog::{rate_plan_for, CatalogCache};
-use super::config::{ConnectorsConfig, TokenConfig};
-use super::limits::{CallLimiter, CallLimits};
 use crate::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
     RatePlanSelection, SubscribedPlan, SubscriptionAmendment,
 };
+use crate::connectors::config::{ConnectorsConfig, OAuthClient, TokenConfig};
+use crate::connectors::limits::{CallLimiter, CallLimits};
 use crate::connectors::crm::{CrmAccountBody, OrderUpdate, PriceFields, ProductFields};
 use crate::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
 use crate::connectors::{
@@ -93,20 +93,19 @@ impl ConnectorEffects {
     ) -> Result<Self, ConnectorError> {
         let tokens: Arc<dyn TokenSource> = match (&config.tokens, aws) {
             (TokenConfig::ClientCredentials { crm, billing }, _) => {
-                let client =
-                    |c: &super::config::OAuthClient| -> Result<ClientCredentials, ConnectorError> {
-                        Ok(ClientCredentials {
-                            token_url: c.token_url.clone(),
-                            client_id: c.client_id.clone(),
-                            client_secret: ApiToken::new(c.client_secret.clone()).map_err(
-                                |_| ConnectorError::InvalidRequest {
-                                    operation: "token source",
-                                    field: "client_secret",
-                                    reason: "must not be empty".into(),
-                                },
-                            )?,
-                        })
-                    };
+                let client = |c: &OAuthClient| -> Result<ClientCredentials, ConnectorError> {
+                    Ok(ClientCredentials {
+                        token_url: c.token_url.clone(),
+                        client_id: c.client_id.clone(),
+                        client_secret: ApiToken::new(c.client_secret.clone()).map_err(|_| {
+                            ConnectorError::InvalidRequest {
+                                operation: "token source",
+                                field: "client_secret",
+                                reason: "must not be empty".into(),
+                            }
+                        })?,
+                    })
+                };
                 let store = ClientCredentialsStore::new([
                     (ServiceName::crm(), client(crm)?),
                     (ServiceName::billing(), client(billing)?),

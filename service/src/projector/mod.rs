@@ -3,8 +3,6 @@
 //! the calls. Entry points (Lambda handler, `ledger worker`) live elsewhere and call `process`.
 
 pub mod catalog;
-pub mod config;
-pub mod limits;
 pub mod effects;
 pub mod registry;
 pub mod runner;

@@ -310,8 +310,11 @@ pub fn check_checkpoint_name(name: &str) -> Result<(), ViewError> {
 }
 
 /// The views beside the ledger a `StoreUrl` names (`<path>` for SQLite, `<prefix>-views`
-/// for DynamoDB, whose client comes from the standard AWS configuration chain).
-pub async fn open_views(store: &StoreUrl) -> Result<Arc<dyn ViewStore>, ViewError> {
+/// for DynamoDB, whose client comes from the process's AWS configuration, loaded only then).
+pub async fn open_views(
+    store: &StoreUrl,
+    aws: &crate::config::AwsConfig,
+) -> Result<Arc<dyn ViewStore>, ViewError> {
     match store {
         StoreUrl::Sqlite(path) => {
             let path = path.clone();
@@ -320,13 +323,10 @@ pub async fn open_views(store: &StoreUrl) -> Result<Arc<dyn ViewStore>, ViewErro
                 .map_err(|e| ViewError::Store(format!("opening the views failed: {e}")))??;
             Ok(Arc::new(views))
         }
-        StoreUrl::DynamoDb { table_prefix } => {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Ok(Arc::new(dynamodb::DynamoViewStore::new(
-                aws_sdk_dynamodb::Client::new(&config),
-                dynamodb::DynamoViewStore::table_name(table_prefix),
-            )))
-        }
+        StoreUrl::DynamoDb { table_prefix } => Ok(Arc::new(dynamodb::DynamoViewStore::new(
+            aws_sdk_dynamodb::Client::new(aws.get().await),
+            dynamodb::DynamoViewStore::table_name(table_prefix),
+        ))),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The ingest Lambda's configuration, read once from the environment at start-up. A missing
 //! or invalid variable fails init with its name; nothing is read later, mid-batch.
 
-use crate::config::{ConfigError, StoreUrl, STORE_ENV};
+use crate::config::{ConfigError, StoreUrl, Vars};
 use crate::connectors::token::{ServiceName, TOKEN_PARAMETER_PREFIX};
 
 pub const SECRET_PARAM_ENV: &str = "CALLOUT_SECRET_PARAM";
@@ -23,23 +23,22 @@ pub struct IngestConfig {
 
 impl IngestConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(crate::config::env_var)
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let store = lookup(STORE_ENV).ok_or_else(|| ConfigError {
-            variable: STORE_ENV.to_string(),
-            value: String::new(),
-            reason: "is required (e.g. dynamodb://<table-prefix>)".to_string(),
-        })?;
-        let param = lookup(SECRET_PARAM_ENV).unwrap_or_else(|| DEFAULT_SECRET_PARAM.to_string());
+        let vars = Vars::new(lookup);
+        let store = vars.store()?;
+        let param = vars
+            .get(SECRET_PARAM_ENV)
+            .unwrap_or_else(|| DEFAULT_SECRET_PARAM.to_string());
         let callout_secret = token_parameter(SECRET_PARAM_ENV, &param)?;
-        let callout_basic_auth = lookup(BASIC_AUTH_PARAM_ENV)
-            .filter(|p| !p.trim().is_empty())
+        let callout_basic_auth = vars
+            .get(BASIC_AUTH_PARAM_ENV)
             .map(|p| token_parameter(BASIC_AUTH_PARAM_ENV, &p))
             .transpose()?;
         Ok(Self {
-            store: StoreUrl::parse(&store)?,
+            store,
             callout_secret,
             callout_basic_auth,
         })

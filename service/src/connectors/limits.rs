@@ -1,6 +1,6 @@
-//! How many calls the projector has in flight on each external system at once. The runner
-//! applies independent streams concurrently; these semaphores keep one projector process
-//! inside the systems' documented concurrency limits whatever the batch holds.
+//! How many calls one process has in flight on each external system at once. The projector
+//! applies independent streams concurrently; these semaphores (held by its effects) keep one
+//! process inside the systems' documented concurrency limits whatever the batch holds.
 //!
 //! Documented limits (per tenant, all callers together): Zuora v1 allows 40 concurrent
 //! subscribe/amend requests; Salesforce allows 25 concurrent long-running (> 20 s) requests

@@ -1,11 +1,11 @@
-//! The projector's configuration, read once from the environment at start-up (the Lambda
-//! main and `ledger worker` share it). A missing or invalid variable is named in the error;
-//! nothing is read later, mid-batch, and no secret value is ever part of an error.
+//! How the services reach the external systems (CRM and Billing base URLs, where API tokens
+//! come from, the pricebook and default currency), read once from the environment at
+//! start-up by the projector Lambda, `ledger worker` and `ledger redrive`. A missing or
+//! invalid variable is named in the error; no secret value is ever part of an error.
 
-use crate::config::{ConfigError, StoreUrl, STORE_ENV};
+use crate::config::{missing, ConfigError, Vars};
 use url::Url;
 
-pub const PROJECTION_ENV: &str = "PROJECTION";
 pub const CRM_BASE_URL_ENV: &str = "CRM_BASE_URL";
 pub const BILLING_BASE_URL_ENV: &str = "BILLING_BASE_URL";
 pub const CRM_PRICEBOOK_ENV: &str = "CRM_PRICEBOOK_ID";
@@ -57,26 +57,11 @@ pub struct ConnectorsConfig {
     pub call_limits: super::limits::CallLimits,
 }
 
-/// The projector Lambda's whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectorConfig {
-    pub projection: String,
-    pub store: StoreUrl,
-    pub connectors: ConnectorsConfig,
-}
-
-fn missing(variable: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        variable: variable.to_string(),
-        value: String::new(),
-        reason: reason.to_string(),
-    }
-}
-
-fn base_url(lookup: &impl Fn(&str) -> Option<String>, variable: &str) -> Result<Url, ConfigError> {
-    let value = lookup(variable)
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| missing(variable, "is required (the API's base URL)"))?;
+fn base_url<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    variable: &str,
+) -> Result<Url, ConfigError> {
+    let value = vars.required(variable, "is required (the API's base URL)")?;
     let mut url = Url::parse(value.trim()).map_err(|e| ConfigError {
         variable: variable.to_string(),
         value: value.clone(),
@@ -96,8 +81,8 @@ fn base_url(lookup: &impl Fn(&str) -> Option<String>, variable: &str) -> Result<
     Ok(url)
 }
 
-fn oauth_client(
-    lookup: &impl Fn(&str) -> Option<String>,
+fn oauth_client<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
     system: &str,
     base: &Url,
     default_path: &str,
@@ -105,12 +90,12 @@ fn oauth_client(
     let id_var = format!("{system}_CLIENT_ID");
     let secret_var = format!("{system}_CLIENT_SECRET");
     let url_var = format!("{system}_TOKEN_URL");
-    match (lookup(&id_var), lookup(&secret_var)) {
+    match (vars.get(&id_var), vars.get(&secret_var)) {
         (None, None) => Ok(None),
         (Some(_), None) => Err(missing(&secret_var, &format!("is required with {id_var}"))),
         (None, Some(_)) => Err(missing(&id_var, &format!("is required with {secret_var}"))),
         (Some(client_id), Some(client_secret)) => {
-            let token_url = match lookup(&url_var) {
+            let token_url = match vars.get(&url_var) {
                 Some(value) => Url::parse(&value).map_err(|e| ConfigError {
                     variable: url_var.clone(),
                     value: value.clone(),
@@ -133,14 +118,15 @@ fn oauth_client(
 
 impl ConnectorsConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(crate::config::env_var)
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let crm_base_url = base_url(&lookup, CRM_BASE_URL_ENV)?;
-        let billing_base_url = base_url(&lookup, BILLING_BASE_URL_ENV)?;
-        let crm = oauth_client(&lookup, "CRM", &crm_base_url, "services/oauth2/token")?;
-        let billing = oauth_client(&lookup, "BILLING", &billing_base_url, "oauth/token")?;
+        let vars = Vars::new(lookup);
+        let crm_base_url = base_url(&vars, CRM_BASE_URL_ENV)?;
+        let billing_base_url = base_url(&vars, BILLING_BASE_URL_ENV)?;
+        let crm = oauth_client(&vars, "CRM", &crm_base_url, "services/oauth2/token")?;
+        let billing = oauth_client(&vars, "BILLING", &billing_base_url, "oauth/token")?;
         let tokens = match (crm, billing) {
             (None, None) => TokenConfig::ParameterStore,
             (Some(crm), Some(billing)) => TokenConfig::ClientCredentials {
@@ -160,7 +146,9 @@ impl ConnectorsConfig {
                 ))
             }
         };
-        let default_currency = lookup(DEFAULT_CURRENCY_ENV).unwrap_or_else(|| "USD".to_string());
+        let default_currency = vars
+            .get(DEFAULT_CURRENCY_ENV)
+            .unwrap_or_else(|| "USD".to_string());
         if default_currency.len() != 3 || !default_currency.chars().all(|c| c.is_ascii_uppercase())
         {
             return Err(ConfigError {
@@ -173,9 +161,9 @@ impl ConnectorsConfig {
             crm_base_url,
             billing_base_url,
             tokens,
-            pricebook_id: lookup(CRM_PRICEBOOK_ENV).filter(|v| !v.trim().is_empty()),
+            pricebook_id: vars.get(CRM_PRICEBOOK_ENV),
             default_currency,
-            call_limits: super::limits::CallLimits::from_lookup(&lookup)?,
+            call_limits: super::limits::CallLimits::from_lookup(|name| vars.get(name))?,
         })
     }
 
@@ -191,109 +179,5 @@ impl ConnectorsConfig {
             ));
         }
         Ok(())
-    }
-}
-
-impl ProjectorConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let projection = lookup(PROJECTION_ENV)
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| {
-                missing(
-                    PROJECTION_ENV,
-                    "is required (account, order, product or correlation)",
-                )
-            })?;
-        let view_name = super::registry::view_name(&projection).ok_or_else(|| ConfigError {
-            variable: PROJECTION_ENV.to_string(),
-            value: projection.clone(),
-            reason: format!("must be one of {}", super::registry::known()),
-        })?;
-        let store = lookup(STORE_ENV)
-            .ok_or_else(|| missing(STORE_ENV, "is required (e.g. dynamodb://<table-prefix>)"))?;
-        let connectors = ConnectorsConfig::from_lookup(&lookup)?;
-        connectors.check_for(&[view_name])?;
-        Ok(Self {
-            projection,
-            store: StoreUrl::parse(&store)?,
-            connectors,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    const BASE: &[(&str, &str)] = &[
-        ("PROJECTION", "account"),
-        ("LEDGER_STORE", "dynamodb://prod"),
-        ("CRM_BASE_URL", "https://acme.my.salesforce.com"),
-        ("BILLING_BASE_URL", "https://rest.zuora.com/"),
-    ];
-
-    #[test]
-    fn a_complete_environment_reads_once_into_typed_config() {
-        let c = ProjectorConfig::from_lookup(env(BASE)).unwrap();
-        assert_eq!(c.projection, "account");
-        assert_eq!(
-            c.connectors.crm_base_url.as_str(),
-            "https://acme.my.salesforce.com/"
-        );
-        assert_eq!(c.connectors.tokens, TokenConfig::ParameterStore);
-        assert_eq!(c.connectors.default_currency, "USD");
-    }
-
-    #[test]
-    fn each_missing_or_bad_variable_is_named() {
-        for (drop, expected) in [
-            ("PROJECTION", "PROJECTION"),
-            ("LEDGER_STORE", "LEDGER_STORE"),
-            ("CRM_BASE_URL", "CRM_BASE_URL"),
-            ("BILLING_BASE_URL", "BILLING_BASE_URL"),
-        ] {
-            let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != drop).collect();
-            let e = ProjectorConfig::from_lookup(env(&pairs)).unwrap_err();
-            assert_eq!(e.variable, expected);
-        }
-        let mut pairs = BASE.to_vec();
-        pairs[0] = ("PROJECTION", "invoices");
-        let e = ProjectorConfig::from_lookup(env(&pairs)).unwrap_err();
-        assert!(e.to_string().contains("must be one of account"), "{e}");
-        pairs[0] = ("PROJECTION", "product");
-        let e = ProjectorConfig::from_lookup(env(&pairs)).unwrap_err();
-        assert_eq!(e.variable, "CRM_PRICEBOOK_ID");
-    }
-
-    #[test]
-    fn client_credentials_come_in_pairs_and_never_print_the_secret() {
-        let mut pairs = BASE.to_vec();
-        pairs.push(("CRM_CLIENT_ID", "crm-client"));
-        let e = ProjectorConfig::from_lookup(env(&pairs)).unwrap_err();
-        assert_eq!(e.variable, "CRM_CLIENT_SECRET");
-        pairs.push(("CRM_CLIENT_SECRET", "s3cret-value"));
-        pairs.push(("BILLING_CLIENT_ID", "billing-client"));
-        pairs.push(("BILLING_CLIENT_SECRET", "s3cret-value"));
-        let c = ProjectorConfig::from_lookup(env(&pairs)).unwrap();
-        let TokenConfig::ClientCredentials { crm, .. } = &c.connectors.tokens else {
-            panic!("expected client credentials");
-        };
-        assert_eq!(
-            crm.token_url.as_str(),
-            "https://acme.my.salesforce.com/services/oauth2/token"
-        );
-        assert!(!format!("{c:?}").contains("s3cret-value"));
     }
 }
