@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sync_ledger::ledger::sqlite::migrate;
-use sync_ledger::ledger::{ChangeFeed, EventLog, ExpectedVersion, FeedStart, SqliteLedger};
+use sync_ledger::ledger::{EventLog, ExpectedVersion, FeedStart, SqliteLedger};
 use sync_ledger::projections::account_sync::AccountSync;
 use sync_ledger::projections::commands::{BillingCommand, Call, CallResult, Command, CrmCommand};
 use sync_ledger::projections::order_sync::OrderSync;
@@ -29,9 +29,7 @@ use sync_ledger::projections::projection::Projection;
 use sync_ledger::projections::{
     CorrelationId, EventId, NewEvent, RecordedEvent, Source, SourceEventId, StreamId,
 };
-use sync_ledger::projector::{
-    Effects, Projector, Runner, RunnerSettings, TransientCallFailure,
-};
+use sync_ledger::projector::{Effects, Projector, Runner, RunnerSettings, TransientCallFailure};
 use sync_ledger::views::sqlite::SqliteViewStore;
 use sync_ledger::views::ViewStore;
 
@@ -106,13 +104,16 @@ struct AccountCase {
 }
 
 fn account_case() -> impl Strategy<Value = AccountCase> {
-    (1..=3usize, any::<bool>(), prop::collection::vec(any::<bool>(), 0..=2)).prop_map(
-        |(edits, linked, orders)| AccountCase {
+    (
+        1..=3usize,
+        any::<bool>(),
+        prop::collection::vec(any::<bool>(), 0..=2),
+    )
+        .prop_map(|(edits, linked, orders)| AccountCase {
             edits,
             linked,
             orders,
-        },
-    )
+        })
 }
 
 /// How the recorded events are delivered: shuffled by `seed`, every `dup_every`-th record
@@ -307,10 +308,7 @@ async fn run(
     let mut views = BTreeMap::new();
     for projection in [AccountSync::NAME, OrderSync::NAME] {
         for row in r.views.list(projection).await.unwrap() {
-            views.insert(
-                row.key.pk(),
-                (format!("{:?}", row.last_version), row.state),
-            );
+            views.insert(row.key.pk(), (format!("{:?}", row.last_version), row.state));
         }
     }
     let mut log: Vec<_> = r
@@ -381,7 +379,10 @@ async fn independent_streams_of_one_batch_have_their_calls_in_flight_together() 
     };
     let (_, sequential) = run(&accounts, &delivery, 1, Some(1)).await;
     let (_, concurrent) = run(&accounts, &delivery, 100, Some(1)).await;
-    assert_eq!(sequential, 1, "the sequential runner makes one call at a time");
+    assert_eq!(
+        sequential, 1,
+        "the sequential runner makes one call at a time"
+    );
     assert!(
         concurrent >= 4,
         "8 independent account creates had at most {concurrent} calls in flight"

@@ -485,5 +485,9 @@ pub async fn get_many_answers_each_key_in_order_across_read_chunks(store: Store)
 
     let other = store.in_namespace(ViewNamespace::named("rebuild").unwrap());
     let from_other = other.get_many(&keys[..3]).await.unwrap();
-    assert_eq!(from_other, vec![None, None, None], "namespaces are isolated");
+    assert_eq!(
+        from_other,
+        vec![None, None, None],
+        "namespaces are isolated"
+    );
 }

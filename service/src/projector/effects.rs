@@ -11,8 +11,8 @@ use crate::connectors::billing::{
     RatePlanSelection, SubscribedPlan, SubscriptionAmendment,
 };
 use crate::connectors::config::{ConnectorsConfig, OAuthClient, TokenConfig};
-use crate::connectors::limits::{CallLimiter, CallLimits};
 use crate::connectors::crm::{CrmAccountBody, OrderUpdate, PriceFields, ProductFields};
+use crate::connectors::limits::{CallLimiter, CallLimits};
 use crate::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
 use crate::connectors::{
     ApiToken, BillingClient, ClientConfig, ConnectorError, CrmClient, IdempotencyKey, ServiceName,

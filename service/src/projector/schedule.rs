@@ -117,7 +117,10 @@ mod tests {
             event("crm-account-c", 1, ""),
         ];
         let groups = independent_groups(&events, item);
-        assert_eq!(groups, vec![vec![vec![2, 0], vec![3]], vec![vec![1]], vec![vec![4]]]);
+        assert_eq!(
+            groups,
+            vec![vec![vec![2, 0], vec![3]], vec![vec![1]], vec![vec![4]]]
+        );
     }
 
     #[test]
