@@ -111,6 +111,11 @@ impl Store {
                 });
                 (format!("{}#{key}", P::NAME), canonical_json(&held))
             })
+            // Spilled pages are items of their own, without a per-stream guard.
+            .chain(views.pages.into_iter().map(|(key, state)| {
+                let held = serde_json::json!({"last_version": {}, "state": state});
+                (format!("{}#{key}", P::NAME), canonical_json(&held))
+            }))
             .collect();
         ViewDigest::of(&expected)
     }

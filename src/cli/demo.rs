@@ -357,6 +357,9 @@ async fn story(d: &Demo) -> Result<ExitCode, CliError> {
         let Some(crm_id) = item.key.key().strip_prefix("link#crm#") else {
             continue; // every link has a CRM-side and a Billing-side item: show one
         };
+        if crm_id.contains('#') {
+            continue; // a history or traces page of a link item
+        }
         let Ok(link) = serde_json::from_value::<LinkItem>(item.state) else {
             continue;
         };

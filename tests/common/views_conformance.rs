@@ -6,7 +6,8 @@ use serde_json::json;
 use std::sync::Arc;
 use sync_ledger::projections::StreamId;
 use sync_ledger::views::{
-    ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewStore, ViewWrite,
+    page_writes, ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewStore,
+    ViewWrite,
 };
 
 pub type Store = Arc<dyn ViewStore>;
@@ -45,6 +46,7 @@ macro_rules! all_views_conformance_tests {
             a_state_over_the_item_limit_is_refused_naming_the_item,
             bad_names_are_rejected_naming_the_field,
             get_many_answers_each_key_in_order_across_read_chunks,
+            spilled_pages_commit_with_their_item_and_are_write_once,
         );
     };
 }
@@ -490,4 +492,62 @@ pub async fn get_many_answers_each_key_in_order_across_read_chunks(store: Store)
         vec![None, None, None],
         "namespaces are isolated"
     );
+}
+
+/// An item and the pages it spilled go in one commit: a stale item writes none of its pages,
+/// and a page, once stored, is never overwritten (a second spill of it conflicts).
+pub async fn spilled_pages_commit_with_their_item_and_are_write_once(store: Store) {
+    use sync_ledger::projections::projection::Page;
+    let item = key("correlation", "link#crm#001A");
+    let page = |n: u64, entries: serde_json::Value| Page {
+        key: format!("link#crm#001A#history#{n}"),
+        state: json!({"page_of": "link#crm#001A", "history": entries}),
+    };
+    let head = |expected| ViewWrite {
+        key: item.clone(),
+        expected,
+        last_version: versions(&[("crm-account-001A", 32)]),
+        state: json!({"history_pages": 1}),
+    };
+    let mut writes = vec![head(ExpectedRevision::Absent)];
+    writes.extend(page_writes("correlation", vec![page(0, json!([1, 2]))]).unwrap());
+    assert_eq!(store.commit(writes).await.unwrap(), vec![1, 1]);
+    let stored = store
+        .get(&key("correlation", "link#crm#001A#history#0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state["history"], json!([1, 2]));
+    assert!(
+        stored.last_version.is_empty(),
+        "pages carry no ordering guard"
+    );
+
+    // A writer that read the item before: its page 1 must not land without its item.
+    let mut stale = vec![head(ExpectedRevision::Absent)];
+    stale.extend(page_writes("correlation", vec![page(1, json!([3]))]).unwrap());
+    assert!(matches!(
+        store.commit(stale).await,
+        Err(ViewError::Conflict { .. })
+    ));
+    assert!(store
+        .get(&key("correlation", "link#crm#001A#history#1"))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Page 0 again, with other contents: refused, the stored page and item unchanged.
+    let mut again = vec![head(ExpectedRevision::Exact(1))];
+    again.extend(page_writes("correlation", vec![page(0, json!([9]))]).unwrap());
+    assert!(matches!(
+        store.commit(again).await,
+        Err(ViewError::Conflict { .. })
+    ));
+    let page0 = store
+        .get(&key("correlation", "link#crm#001A#history#0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page0.state["history"], json!([1, 2]));
+    assert_eq!(store.get(&item).await.unwrap().unwrap().revision, 1);
 }

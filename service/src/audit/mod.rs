@@ -9,7 +9,7 @@ pub mod render;
 
 pub use chain::{build_chain, Chain, Node};
 pub use http::{answer, Answer};
-pub use query::{audit, AuditId, AuditReport, EntityMatch, Resolved};
+pub use query::{audit, traces_of, AuditId, AuditReport, EntityMatch, Resolved};
 pub use render::render_text;
 
 use crate::ledger::LedgerError;

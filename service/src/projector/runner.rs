@@ -6,7 +6,9 @@
 use super::effects::Effects;
 use super::schedule::{independent_groups, Group};
 use crate::ledger::{EventLog, LedgerError, StreamAppend};
-use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewRow, ViewStore, ViewWrite};
+use crate::views::{
+    page_writes, ExpectedRevision, ViewError, ViewKey, ViewRow, ViewStore, ViewWrite,
+};
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
@@ -264,16 +266,16 @@ where
             };
             let mut item = match &stored {
                 None => DomainItem::new(key.clone()),
-                Some(stored) => DomainItem {
-                    key: key.clone(),
-                    last_version: stored.last_version.clone(),
-                    state: serde_json::from_value(stored.state.clone()).map_err(|e| {
+                Some(stored) => DomainItem::stored(
+                    key.clone(),
+                    stored.last_version.clone(),
+                    serde_json::from_value(stored.state.clone()).map_err(|e| {
                         ApplyError::UnreadableState {
                             pk: view_key.pk(),
                             reason: e.to_string(),
                         }
                     })?,
-                },
+                ),
             };
             let now = Utc::now();
             let decision = match item.handle::<P>(event, now) {
@@ -292,6 +294,7 @@ where
             }
             self.crash_point(CrashPoint::BeforeOutcomeAppend).await;
             self.append(outcomes).await?;
+            let pages = page_writes(P::NAME, item.take_spilled())?;
             let write = ViewWrite {
                 key: view_key.clone(),
                 expected: ExpectedRevision::of(stored.as_ref()),
@@ -300,8 +303,10 @@ where
                     .expect("projection states serialize to JSON"),
             };
             self.crash_point(CrashPoint::BeforeViewUpdate).await;
-            match self.views.commit(vec![write.clone()]).await {
+            let writes = std::iter::once(write.clone()).chain(pages).collect();
+            match self.views.commit(writes).await {
                 Ok(revisions) => {
+                    // The item's write goes first; its pages are never read back by key.
                     cache.written(write, revisions.first().copied());
                     return Ok(Step::Done(EventStatus::Applied));
                 }

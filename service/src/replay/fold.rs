@@ -5,7 +5,7 @@
 use super::ReplayError;
 use crate::ledger::EventLog;
 use crate::views::{
-    ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT,
+    page_writes, ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT,
 };
 use async_trait::async_trait;
 use projections::projection::{Apply, Projection, ViewItem as DomainItem};
@@ -76,6 +76,47 @@ impl<P: Projection> Rebuilder<P> {
         }
     }
 
+    /// Commits items (each with its pages, the item first) in one transaction; returns how
+    /// many items were written and remembers their new revisions.
+    async fn commit_groups(
+        &mut self,
+        groups: Vec<(String, Vec<ViewWrite>)>,
+    ) -> Result<usize, ReplayError> {
+        let keys: Vec<String> = groups.iter().map(|(key, _)| key.clone()).collect();
+        let mut heads = Vec::with_capacity(groups.len());
+        let mut writes = Vec::new();
+        for (_, group) in groups {
+            heads.push(writes.len());
+            writes.extend(group);
+        }
+        let revisions = match self.views.commit(writes).await {
+            Ok(revisions) => revisions,
+            Err(ViewError::Conflict { pk, .. }) => return Err(ReplayError::Concurrent { pk }),
+            Err(e) => return Err(e.into()),
+        };
+        for (key, head) in keys.iter().zip(heads) {
+            if let Some(cached) = self.cache.get_mut(key) {
+                cached.expected = ExpectedRevision::Exact(revisions[head]);
+            }
+        }
+        Ok(keys.len())
+    }
+
+    /// Stores a spilled page unless the same page is already there (pages are write-once).
+    async fn put_page(&self, page: ViewWrite) -> Result<(), ReplayError> {
+        if let Some(stored) = self.views.get(&page.key).await? {
+            if stored.state == page.state {
+                return Ok(());
+            }
+            return Err(ReplayError::Concurrent { pk: page.key.pk() });
+        }
+        match self.views.commit(vec![page]).await {
+            Ok(_) => Ok(()),
+            Err(ViewError::Conflict { pk, .. }) => Err(ReplayError::Concurrent { pk }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn load(&mut self, key: &str) -> Result<&mut Cached<P::State>, ReplayError> {
         if !self.cache.contains_key(key) {
             let view_key = ViewKey::new(P::NAME, key)?;
@@ -91,16 +132,16 @@ impl<P: Projection> Rebuilder<P> {
                 },
                 Some(stored) => Cached {
                     expected: ExpectedRevision::Exact(stored.revision),
-                    item: DomainItem {
-                        key: key.to_string(),
-                        last_version: stored.last_version,
-                        state: serde_json::from_value(stored.state).map_err(|e| {
+                    item: DomainItem::stored(
+                        key,
+                        stored.last_version,
+                        serde_json::from_value(stored.state).map_err(|e| {
                             ReplayError::UnreadableState {
                                 pk: view_key.pk(),
                                 reason: e.to_string(),
                             }
                         })?,
-                    },
+                    ),
                 },
             };
             self.cache.insert(key.to_string(), cached);
@@ -163,30 +204,44 @@ where
 
     async fn flush(&mut self) -> Result<usize, ReplayError> {
         let dirty: Vec<String> = std::mem::take(&mut self.dirty).into_iter().collect();
+        // Each item goes with the pages it spilled, in one commit, so a page exists exactly
+        // when the item state that spilled it does (the live runner's rule too).
+        let mut groups: Vec<(String, Vec<ViewWrite>)> = Vec::with_capacity(dirty.len());
+        for key in dirty {
+            let cached = self.cache.get_mut(&key).expect("dirty items are cached");
+            let mut writes = vec![ViewWrite {
+                key: ViewKey::new(P::NAME, &key)?,
+                expected: cached.expected,
+                last_version: cached.item.last_version.clone(),
+                state: serde_json::to_value(&cached.item.state)
+                    .expect("projection states serialize to JSON"),
+            }];
+            writes.extend(page_writes(P::NAME, cached.item.take_spilled())?);
+            groups.push((key, writes));
+        }
         let mut written = 0;
-        for chunk in dirty.chunks(MAX_WRITES_PER_COMMIT) {
-            let mut writes = Vec::with_capacity(chunk.len());
-            for key in chunk {
-                let cached = &self.cache[key];
-                writes.push(ViewWrite {
-                    key: ViewKey::new(P::NAME, key)?,
-                    expected: cached.expected,
-                    last_version: cached.item.last_version.clone(),
-                    state: serde_json::to_value(&cached.item.state)
-                        .expect("projection states serialize to JSON"),
-                });
-            }
-            let revisions = match self.views.commit(writes).await {
-                Ok(revisions) => revisions,
-                Err(ViewError::Conflict { pk, .. }) => return Err(ReplayError::Concurrent { pk }),
-                Err(e) => return Err(e.into()),
-            };
-            for (key, revision) in chunk.iter().zip(revisions) {
-                if let Some(cached) = self.cache.get_mut(key) {
-                    cached.expected = ExpectedRevision::Exact(revision);
+        let mut batch: Vec<(String, Vec<ViewWrite>)> = Vec::new();
+        let mut batch_writes = 0;
+        for (key, mut writes) in groups {
+            if writes.len() > MAX_WRITES_PER_COMMIT {
+                // More pages than one commit holds (a very long run between flushes): store
+                // the pages first, each only if absent or identical, so a rerun after a crash
+                // between them and the item rewrites nothing differently.
+                let head = writes.remove(0);
+                for page in writes {
+                    self.put_page(page).await?;
                 }
+                writes = vec![head];
             }
-            written += chunk.len();
+            if batch_writes + writes.len() > MAX_WRITES_PER_COMMIT {
+                written += self.commit_groups(std::mem::take(&mut batch)).await?;
+                batch_writes = 0;
+            }
+            batch_writes += writes.len();
+            batch.push((key, writes));
+        }
+        if !batch.is_empty() {
+            written += self.commit_groups(batch).await?;
         }
         if self.cache.len() > CACHE_LIMIT {
             // Remembering the evicted keys (a few bytes each) keeps every never-seen key

@@ -220,6 +220,27 @@ impl ViewWrite {
     }
 }
 
+/// The writes that store the pages an item spilled (`Projection::spill`), to go in the same
+/// commit as the item. Each is conditioned on the page being absent: a page exists only if the
+/// item state that spilled it was committed, and then the events that spilled it are already
+/// applied and never spill it again, so a second write of the same page is a bug to surface.
+pub fn page_writes(
+    projection: &str,
+    pages: Vec<projections::projection::Page>,
+) -> Result<Vec<ViewWrite>, ViewError> {
+    pages
+        .into_iter()
+        .map(|page| {
+            Ok(ViewWrite {
+                key: ViewKey::new(projection, &page.key)?,
+                expected: ExpectedRevision::Absent,
+                last_version: LastVersions::new(),
+                state: page.state,
+            })
+        })
+        .collect()
+}
+
 /// A feed reader's resumable position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
