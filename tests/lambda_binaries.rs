@@ -146,6 +146,7 @@ fn binary_path(binary: &str) -> &'static str {
         "projector" => env!("CARGO_BIN_EXE_projector"),
         "token_rotator" => env!("CARGO_BIN_EXE_token_rotator"),
         "audit_api" => env!("CARGO_BIN_EXE_audit_api"),
+        "give_up_consumer" => env!("CARGO_BIN_EXE_give_up_consumer"),
         other => panic!("{other} is not a Lambda binary"),
     }
 }
@@ -154,9 +155,14 @@ fn binary_path(binary: &str) -> &'static str {
 /// message, the EventBridge event (as the rule's target writes it) in `body`. Record shape:
 /// the AWS SQS event sample (tests/fixtures/aws/sqs_record.json).
 fn sqs_event(stack: &TestStack, bodies: &[(&str, String)]) -> Value {
+    queue_event(stack, "SalesforceEventsQueue", bodies)
+}
+
+/// The SQS event Lambda's poller delivers from the template's queue `logical`.
+fn queue_event(stack: &TestStack, logical: &str, bodies: &[(&str, String)]) -> Value {
     let queue = stack
         .stack
-        .resolve(&template()["Resources"]["SalesforceEventsQueue"]["Properties"]["QueueName"]);
+        .resolve(&template()["Resources"][logical]["Properties"]["QueueName"]);
     let record: Value = serde_json::from_str(&fixture("aws/sqs_record.json")).unwrap();
     let records: Vec<Value> = bodies
         .iter()
@@ -736,6 +742,130 @@ async fn audit_api_function_answers_a_signed_query_and_refuses_an_unsigned_one()
     assert_eq!(refused["statusCode"], 403, "{refused}");
     eprintln!(
         "audit_api (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
+        lambda.init_duration(),
+        lambda.peak_rss_kib()
+    );
+}
+
+/// A projector mapping that exhausts its retries sends the batch's range to
+/// `ProjectorFailureQueue` (the on-failure destination record Lambda documents); the consumer
+/// the template puts on that queue reads the range back from the stream and records one
+/// `SyncFailed` per event, naming the projection from the function ARN — once, however often
+/// SQS delivers the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn give_up_consumer_function_records_a_projectors_give_up_once() {
+    let stack = TestStack::deploy().await;
+    record_fixture(&stack, "salesforce/account_change_create.json").await;
+    let filter = projector_filter("ProjectorOrderFunction");
+    let records: Vec<Value> = stream_records(&stack)
+        .await
+        .into_iter()
+        .filter(|r| filter_matches(&filter, r))
+        .collect();
+    assert!(!records.is_empty());
+    let ledger = stack.ledger().await;
+    let shard = moto()
+        .dynamodb_streams()
+        .await
+        .describe_stream()
+        .stream_arn(ledger.stream_arn())
+        .send()
+        .await
+        .unwrap()
+        .stream_description()
+        .and_then(|d| {
+            d.shards()
+                .first()
+                .and_then(|s| s.shard_id().map(str::to_string))
+        })
+        .expect("a shard");
+    let sequence = |r: &Value| {
+        r["dynamodb"]["SequenceNumber"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let body = json!({
+        "requestContext": {
+            "requestId": "316aa6d0-8154-4b3a-9af7-85d5f4a6bc81",
+            "functionArn": format!(
+                "arn:aws:lambda:{}:{}:function:{}",
+                stack.stack.region,
+                stack.stack.account_id,
+                stack.function_name("ProjectorOrderFunction")
+            ),
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 11
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2026-12-05T20:13:49.717Z",
+        "DDBStreamBatchInfo": {
+            "shardId": shard,
+            "startSequenceNumber": sequence(&records[0]),
+            "endSequenceNumber": sequence(records.last().unwrap()),
+            "approximateArrivalOfFirstRecord": "2026-12-05T20:13:19Z",
+            "approximateArrivalOfLastRecord": "2026-12-05T20:13:19Z",
+            "batchSize": records.len(),
+            "streamArn": ledger.stream_arn()
+        }
+    })
+    .to_string();
+
+    let lambda = stack
+        .spawn("GiveUpConsumerFunction", "give_up_consumer")
+        .await;
+    // SQS delivers at least once: the same message twice in one batch, then again.
+    for batch in [
+        vec![("m-1", body.clone()), ("m-1-again", body.clone())],
+        vec![("m-1", body.clone())],
+    ] {
+        let answer = lambda
+            .invoke(queue_event(&stack, "ProjectorFailureQueue", &batch))
+            .await
+            .unwrap()
+            .expect_response();
+        assert_eq!(
+            answer,
+            json!({"batchItemFailures": []}),
+            "{}",
+            lambda.logs()
+        );
+    }
+    let events = ledger.read_all(None, None, 1000).await.unwrap();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "SyncFailed")
+        .collect();
+    assert_eq!(
+        failed.len(),
+        records.len(),
+        "one SyncFailed per given-up event"
+    );
+    for f in &failed {
+        assert_eq!(f.payload["projection"], "order-sync", "{}", f.payload);
+        assert_eq!(f.payload["reason"], "gave up after 11 deliveries");
+        assert!(f
+            .source_event_id
+            .as_str()
+            .ends_with(":on-failure:order-sync:gave-up"));
+    }
+    // A message that is not a projector's give-up stays on the queue (batch item failure).
+    let answer = lambda
+        .invoke(queue_event(
+            &stack,
+            "ProjectorFailureQueue",
+            &[("m-bad", "{}".to_string())],
+        ))
+        .await
+        .unwrap()
+        .expect_response();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-bad"}]})
+    );
+    eprintln!(
+        "give_up_consumer (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
         lambda.init_duration(),
         lambda.peak_rss_kib()
     );

@@ -169,6 +169,8 @@ fn evidence(side: Side, domain: &DomainEvent) -> Evidence {
         {
             crm_order_id.clone()
         }
+        DomainEvent::CrmAccountObserved(o) if side == Side::Crm => o.linked_id.clone(),
+        DomainEvent::BillingAccountObserved(o) if side == Side::Billing => o.linked_id.clone(),
         DomainEvent::CrmAccountDeleted(_) => return Evidence::Deleted,
         _ => None,
     };

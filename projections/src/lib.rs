@@ -16,6 +16,8 @@ pub mod ids;
 pub mod order_sync;
 pub mod product_sync;
 pub mod projection;
+pub mod reconcile;
+pub mod reconcile_events;
 pub mod upcast;
 
 pub use catalogue::{DomainEvent, EventType};

@@ -34,6 +34,9 @@ pub struct AccountRecord {
     pub bill_cycle_day: u64,
     /// Custom fields (`*__c`), e.g. `Origin__c`.
     pub custom: Map<String, Value>,
+    /// Zuora `UpdatedDate`: stamped by every write (RFC 3339, ms, strictly increasing).
+    #[serde(default)]
+    pub updated_date: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,9 +133,23 @@ pub(crate) struct BillingState {
     /// Keys whose first request is still in progress, with that request's fingerprint.
     in_flight: HashMap<String, String>,
     counter: u64,
+    /// Last `UpdatedDate` handed out (ms since the epoch).
+    last_updated: i64,
+    /// Open ZOQL query cursors (`query.rs`).
+    pub(crate) cursors: crate::query::Cursors,
 }
 
 impl BillingState {
+    /// The next `UpdatedDate`: strictly increasing, so `WHERE UpdatedDate > :since` never
+    /// misses a write made in the same millisecond.
+    fn next_updated_date(&mut self) -> String {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.last_updated = now.max(self.last_updated + 1);
+        chrono::DateTime::from_timestamp_millis(self.last_updated)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+    }
+
     fn next_id(&mut self) -> String {
         self.counter += 1;
         format!("8ad0{:028x}", self.counter)
@@ -181,7 +198,7 @@ pub(crate) struct BillingError {
 }
 
 impl BillingError {
-    fn new(status: StatusCode, code: u64, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: u64, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -445,6 +462,7 @@ impl Inner {
                 .and_then(Value::as_u64)
                 .unwrap_or(1),
             custom: custom_fields(body),
+            updated_date: self.billing.next_updated_date(),
         };
         let answer = json!({
             "success": true,
@@ -469,6 +487,7 @@ impl Inner {
             .billing
             .account_key(key)
             .ok_or_else(|| BillingError::not_found("account", key))?;
+        let updated_date = self.billing.next_updated_date();
         let account = self
             .billing
             .accounts
@@ -484,6 +503,7 @@ impl Inner {
             account.crm_id = Some(crm_id);
         }
         account.custom.extend(custom_fields(body));
+        account.updated_date = updated_date;
         let data = Self::account_callout_data(account);
         self.callout(config, "AccountUpdated", "account", data, correlation_id);
         Ok((StatusCode::OK, json!({"success": true})))

@@ -14,6 +14,13 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+/// The currencies the org has enabled: `CurrencyIsoCode` is a restricted picklist in a
+/// multi-currency org, so any other code is rejected (Billing accepts any 3-letter code).
+pub const ORG_CURRENCIES: &[&str] = &[
+    "AUD", "BRL", "CAD", "CHF", "CNY", "DKK", "EUR", "GBP", "HKD", "INR", "JPY", "MXN", "NOK",
+    "NZD", "PLN", "SEK", "SGD", "USD", "ZAR",
+];
+
 /// The org's standard price book (seeded).
 pub const STANDARD_PRICEBOOK_ID: &str = "01sSB0000000001AAA";
 
@@ -22,6 +29,11 @@ pub(crate) struct CrmState {
     pub records: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
     next_id: u64,
     commit: u64,
+    /// Last `SystemModstamp` handed out (ms since the epoch): strictly increasing, so
+    /// `WHERE SystemModstamp > :since` never misses a write made in the same millisecond.
+    last_modstamp: i64,
+    /// Open SOQL query cursors (`query.rs`).
+    pub(crate) cursors: crate::query::Cursors,
 }
 
 impl Default for CrmState {
@@ -30,6 +42,8 @@ impl Default for CrmState {
             records: BTreeMap::new(),
             next_id: 2,
             commit: 0,
+            last_modstamp: 0,
+            cursors: Default::default(),
         };
         let mut book = Map::new();
         book.insert("Id".into(), json!(STANDARD_PRICEBOOK_ID));
@@ -54,7 +68,7 @@ pub(crate) struct CrmError {
 }
 
 impl CrmError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -84,7 +98,7 @@ pub(crate) enum Writer {
 }
 
 impl Writer {
-    fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let client = headers
             .get("sforce-call-options")
             .and_then(|v| v.to_str().ok())
@@ -105,6 +119,16 @@ impl Writer {
         }
     }
 }
+
+/// The sObject types the org knows (a query on another is `INVALID_TYPE`).
+pub(crate) const KNOWN_SOBJECTS: &[&str] = &[
+    "Account",
+    "Contact",
+    "Order",
+    "Product2",
+    "PricebookEntry",
+    "Pricebook2",
+];
 
 fn id_prefix(sobject: &str) -> &'static str {
     match sobject {
@@ -131,6 +155,19 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, CrmError> {
             "JSON_PARSER_ERROR",
             format!("malformed JSON: {e}"),
         )),
+    }
+}
+
+/// The read-only audit field every write stamps (Salesforce `SystemModstamp`).
+pub const MODSTAMP_FIELD: &str = "SystemModstamp";
+
+impl CrmState {
+    /// The next `SystemModstamp`, in Salesforce's format (`2024-01-01T00:00:00.000+0000`).
+    fn next_modstamp(&mut self) -> Value {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.last_modstamp = now.max(self.last_modstamp + 1);
+        let at = chrono::DateTime::from_timestamp_millis(self.last_modstamp).unwrap_or_default();
+        json!(at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
     }
 }
 
@@ -205,6 +242,17 @@ impl Inner {
             e.fields = missing;
             return Err(e);
         }
+        if let Some(code) = record.get("CurrencyIsoCode").and_then(Value::as_str) {
+            if !ORG_CURRENCIES.contains(&code) {
+                let mut e = CrmError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    format!("Currency ISO Code: invalid currency code: {code}"),
+                );
+                e.fields = vec!["CurrencyIsoCode".into()];
+                return Err(e);
+            }
+        }
         if sobject == "Order" {
             let account = record["AccountId"].as_str().unwrap_or_default();
             if !self
@@ -231,16 +279,19 @@ impl Inner {
         writer: &Writer,
     ) -> Result<String, CrmError> {
         self.crm_resolve_parents(&mut body)?;
+        body.remove(MODSTAMP_FIELD);
         self.crm_validate(sobject, &body)?;
         let id = format!("{}SB{:010}AAA", id_prefix(sobject), self.crm.next_id);
         self.crm.next_id += 1;
         let mut record = body.clone();
         record.insert("Id".into(), json!(id));
+        let mut stored = record.clone();
+        stored.insert(MODSTAMP_FIELD.into(), self.crm.next_modstamp());
         self.crm
             .records
             .entry(sobject.to_string())
             .or_default()
-            .insert(id.clone(), record.clone());
+            .insert(id.clone(), stored);
         self.crm_emit(config, sobject, &id, "CREATE", &body, &record, writer);
         Ok(id)
     }
@@ -254,6 +305,7 @@ impl Inner {
         writer: &Writer,
     ) -> Result<(), CrmError> {
         self.crm_resolve_parents(&mut body)?;
+        body.remove(MODSTAMP_FIELD);
         let Some(existing) = self
             .crm
             .records
@@ -272,12 +324,38 @@ impl Inner {
             record.insert(k.clone(), v.clone());
         }
         self.crm_validate(sobject, &record)?;
+        record.insert(MODSTAMP_FIELD.into(), self.crm.next_modstamp());
         self.crm
             .records
             .entry(sobject.to_string())
             .or_default()
             .insert(id.to_string(), record.clone());
         self.crm_emit(config, sobject, id, "UPDATE", &body, &record, writer);
+        Ok(())
+    }
+
+    /// Deletes a record (Salesforce moves it to the recycle bin; the sandbox forgets it) and
+    /// emits the CDC `DELETE` change event.
+    pub(crate) fn crm_delete(
+        &mut self,
+        config: &SandboxConfig,
+        sobject: &str,
+        id: &str,
+        writer: &Writer,
+    ) -> Result<(), CrmError> {
+        let record = self
+            .crm
+            .records
+            .get_mut(sobject)
+            .and_then(|r| r.remove(id))
+            .ok_or_else(|| {
+                CrmError::new(
+                    StatusCode::NOT_FOUND,
+                    "ENTITY_IS_DELETED",
+                    "The requested resource does not exist",
+                )
+            })?;
+        self.crm_emit(config, sobject, id, "DELETE", &Map::new(), &record, writer);
         Ok(())
     }
 
@@ -507,6 +585,19 @@ pub(crate) async fn update(
     state
         .lock()
         .crm_update(&state.config, &sobject, &id, body, &writer)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /services/data/{v}/sobjects/{sobject}/{id}` — 204 No Content.
+pub(crate) async fn delete(
+    State(state): State<SharedState>,
+    Path((_v, sobject, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let writer = Writer::from_headers(&headers);
+    state
+        .lock()
+        .crm_delete(&state.config, &sobject, &id, &writer)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -5,9 +5,14 @@
 
 mod admin;
 pub mod billing;
+mod billing_query;
 pub mod crm;
+mod crm_collections;
+mod crm_query;
 pub mod faults;
+pub mod limits;
 mod oauth;
+mod query;
 pub mod runtime_api;
 mod secret;
 mod state;
@@ -69,6 +74,8 @@ pub struct SandboxConfig {
     pub org_id: String,
     pub channel_id: String,
     pub tenant_id: String,
+    /// The CRM's daily API allocation and Billing's rate limit (`limits`).
+    pub limits: limits::ApiLimits,
 }
 
 impl Default for SandboxConfig {
@@ -87,6 +94,7 @@ impl Default for SandboxConfig {
             org_id: "00DSB0000000001AAA".into(),
             channel_id: "0YLSB0000000001AAA".into(),
             tenant_id: "sandbox".into(),
+            limits: limits::ApiLimits::default(),
         }
     }
 }
@@ -110,6 +118,8 @@ pub enum SandboxError {
     },
     #[error("crm {code}: {message}")]
     Crm { code: &'static str, message: String },
+    #[error("billing {code}: {message}")]
+    Billing { code: u64, message: String },
 }
 
 /// A running sandbox (a tokio task); it stops when this handle is dropped.
@@ -283,6 +293,36 @@ impl Sandbox {
         crm::user_update(&self.state, sobject, id, fields).map_err(crm_error)
     }
 
+    /// A person creates an account in the Billing UI: its callout is emitted (no origin
+    /// marker, no CRM id). Returns the Billing account id.
+    pub fn billing_user_create_account(
+        &self,
+        name: &str,
+        currency: &str,
+    ) -> Result<String, SandboxError> {
+        let body = serde_json::json!({"name": name, "currency": currency, "billCycleDay": 1});
+        let body = body.as_object().cloned().unwrap_or_default();
+        let (_, answer) = self
+            .state
+            .lock()
+            .billing_create_account(&self.state.config, &body, None)
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })?;
+        Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Sets the CRM API calls used today (as if other integrations had spent them).
+    pub fn set_crm_api_used(&self, used: u64) {
+        self.state.lock().usage.crm_used = used;
+    }
+
+    /// CRM API calls used today.
+    pub fn crm_api_used(&self) -> u64 {
+        self.state.lock().usage.crm_used
+    }
+
     /// All CRM records of one sObject type (with `Id`).
     pub fn crm_records(&self, sobject: &str) -> Vec<Map<String, Value>> {
         self.state
@@ -312,6 +352,45 @@ impl Sandbox {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// A person creates a Billing account in the Zuora UI (emits its callout); its id. For
+    /// seeding large tenants (benchmarks) without an HTTP call per account.
+    pub fn billing_user_create(
+        &self,
+        name: &str,
+        currency: &str,
+        crm_id: Option<&str>,
+    ) -> Result<String, SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        body.insert("currency".into(), Value::from(currency));
+        if let Some(crm) = crm_id {
+            body.insert("crmId".into(), Value::from(crm));
+        }
+        let (_, answer) = self
+            .state
+            .lock()
+            .billing_create_account(&self.state.config, &body, None)
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })?;
+        Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// A person renames a Billing account in the Zuora UI (emits its callout).
+    pub fn billing_user_update(&self, id: &str, name: &str) -> Result<(), SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        self.state
+            .lock()
+            .billing_update_account(&self.state.config, id, &body, None)
+            .map(|_| ())
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })
     }
 
     /// Adds or changes a catalog product (by SKU) and emits its callouts; returns it with ids.
@@ -362,13 +441,22 @@ fn router(state: SharedState) -> Router {
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{id}",
-            get(crm::get).patch(crm::update),
+            get(crm::get).patch(crm::update).delete(crm::delete),
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
             patch(crm::upsert).get(crm::get_by_external_id),
         )
         .route("/services/data/{version}/composite", post(crm::composite))
+        .route(
+            "/services/data/{version}/composite/sobjects/{sobject}/{field}",
+            patch(crm_collections::upsert),
+        )
+        .route("/services/data/{version}/query", get(crm_query::query))
+        .route(
+            "/services/data/{version}/query/{locator}",
+            get(crm_query::query_more),
+        )
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Crm),
@@ -394,6 +482,8 @@ fn router(state: SharedState) -> Router {
         )
         .route("/v1/catalog/products", get(billing::list_products))
         .route("/v1/catalog/products/{key}", get(billing::get_product))
+        .route("/v1/action/query", post(billing_query::query))
+        .route("/v1/action/queryMore", post(billing_query::query_more))
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Billing),
@@ -404,8 +494,11 @@ fn router(state: SharedState) -> Router {
         .with_state((state.clone(), System::Billing));
     // Faults hit the APIs only: token endpoints stay healthy so a fault test exercises
     // exactly the call under test. Every call, token requests included, is recorded.
+    // Limits count the calls that pass the faults (a refused call is not counted).
     let faulted = |router: Router, system: System| {
-        router.route_layer(from_fn_with_state((state.clone(), system), faults::apply))
+        router
+            .route_layer(from_fn_with_state((state.clone(), system), limits::apply))
+            .route_layer(from_fn_with_state((state.clone(), system), faults::apply))
     };
     let recorded = |router: Router, system: System| {
         router.route_layer(from_fn_with_state((state.clone(), system), record_call))
@@ -494,6 +587,13 @@ fn route_label(path: &str) -> String {
             sobject.to_string(),
             field.to_string(),
             "{value}".into(),
+        ],
+        ["services", "data", _, "query", _locator] => vec![
+            "services".into(),
+            "data".into(),
+            "{version}".into(),
+            "query".into(),
+            "{locator}".into(),
         ],
         ["services", "data", _, rest @ ..] => {
             let mut v = vec!["services".to_string(), "data".into(), "{version}".into()];

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod lambda;
 pub mod ledger;
 pub mod projector;
+pub mod reconcile;
 pub mod redrive;
 pub mod replay;
 pub mod rotation;

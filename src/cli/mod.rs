@@ -7,9 +7,11 @@ pub mod audit;
 pub mod bench;
 pub mod console;
 pub mod demo;
+pub mod dlq;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
+pub mod reconcile;
 pub mod redrive;
 pub mod replay;
 pub mod sandbox;
@@ -54,10 +56,14 @@ pub enum LedgerCommand {
     Serve(serve::ServeArgs),
     /// Re-run the failed/deferred syncs of one correlation id (calls the external systems).
     Redrive(redrive::RedriveArgs),
+    /// Compare CRM, Billing and the view (accounts), record drift, --repair through the projectors.
+    Reconcile(reconcile::ReconcileArgs),
     /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
     Sandbox(sandbox::SandboxArgs),
     /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
     Worker(worker::WorkerArgs),
+    /// Dead-letter queues: `drain --queue <url>` re-ingests the ingest DLQ's messages.
+    Dlq(dlq::DlqArgs),
     /// Measure throughput, latency and cost ratios against same-run baselines.
     Bench(bench::BenchArgs),
 }
@@ -86,6 +92,8 @@ pub enum CliError {
     Redrive(#[from] sync_ledger::redrive::RedriveError),
     #[error(transparent)]
     Audit(#[from] sync_ledger::audit::AuditError),
+    #[error(transparent)]
+    Reconcile(#[from] sync_ledger::reconcile::ReconcileError),
 }
 
 impl Cli {
@@ -112,8 +120,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         LedgerCommand::Audit(args) => audit::run(&cli.store_url()?, args).await,
         LedgerCommand::Serve(args) => serve::run(&cli.store_url()?, args).await,
         LedgerCommand::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
+        LedgerCommand::Reconcile(args) => reconcile::run(&cli.store_url()?, args).await,
         LedgerCommand::Sandbox(args) => sandbox::run(args).await,
         LedgerCommand::Worker(args) => worker::run(&cli.store_url()?, args).await,
+        LedgerCommand::Dlq(args) => dlq::run(&cli.store_url()?, args).await,
         LedgerCommand::Bench(args) => bench::run(args).await,
     }
 }

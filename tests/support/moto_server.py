@@ -22,6 +22,9 @@ Patches (each proved through the real endpoint by tests/moto_patches.rs):
       condition checks and writes could interleave with another request. DynamoDB and
       DynamoDB Streams requests are serialised with one lock, as DynamoDB's own
       serialisable transactions would behave.
+  (e) GetShardIterator for a shard the stream does not hold failed an `assert` (HTTP 500);
+      it now answers ResourceNotFoundException (400) as DynamoDB Streams does for a shard
+      trimmed away after the 24 h retention.
 
 Debug endpoint: GET /_ledger/patch-stats returns, per table, the transactions seen, how
 many were cancelled, and the items copied by the last one's undo log.
@@ -268,6 +271,28 @@ def _record_stats(transact_items, copied, cancelled):
 
 
 DynamoDBBackend.transact_write_items = _transact_write_items
+
+
+# --- (e) GetShardIterator of an unknown shard: ResourceNotFoundException ------------------
+
+from moto.dynamodb.exceptions import ResourceNotFoundException
+from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+
+_original_get_shard_iterator = DynamoDBStreamsBackend.get_shard_iterator
+
+
+def _get_shard_iterator(self, arn, shard_id, shard_iterator_type, sequence_number=None):
+    table = self._get_table_from_arn(arn)
+    if table.stream_shard is None or table.stream_shard.id != shard_id:
+        raise ResourceNotFoundException(
+            f"Requested resource not found: Shard: {shard_id} in Stream: {arn} not found"
+        )
+    return _original_get_shard_iterator(
+        self, arn, shard_id, shard_iterator_type, sequence_number
+    )
+
+
+DynamoDBStreamsBackend.get_shard_iterator = _get_shard_iterator
 
 
 # --- (d) serialise DynamoDB requests, and the debug endpoint ---------------------------

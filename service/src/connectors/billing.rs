@@ -7,7 +7,9 @@
 //! subscription", "Cancel a subscription", "Retrieve a subscription", "List all products",
 //! "Retrieve a product"; guide "Idempotent requests").
 
-use super::error::ConnectorError;
+mod query;
+
+use super::error::{require, ConnectorError};
 use super::http::{ApiRequest, ApiResponse, ApiTransport, ClientConfig, IdempotencyKey};
 use super::token::TokenSource;
 use super::ORIGIN_MARKER;
@@ -195,6 +197,11 @@ pub struct BillingClient {
 }
 
 impl BillingClient {
+    /// The Billing API usage reported on the latest answer (none before the first call).
+    pub fn api_usage(&self) -> Option<super::limits::ApiUsage> {
+        self.transport.api_usage()
+    }
+
     pub fn new(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> Result<Self, ConnectorError> {
         Ok(Self {
             transport: ApiTransport::new(config, tokens, zuora_reasons)?,
@@ -588,21 +595,6 @@ impl BillingClient {
             reason: reason.to_string(),
         }
     }
-}
-
-fn require(
-    operation: &'static str,
-    field: &'static str,
-    value: &str,
-) -> Result<(), ConnectorError> {
-    if value.trim().is_empty() {
-        return Err(ConnectorError::InvalidRequest {
-            operation,
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    Ok(())
 }
 
 fn to_object<T: Serialize>(value: &T) -> Map<String, Value> {

@@ -1,116 +1,86 @@
-//! How many calls one process has in flight on each external system at once. The projector
-//! applies independent streams concurrently; these semaphores (held by its effects) keep one
-//! process inside the systems' documented concurrency limits whatever the batch holds.
-//!
-//! Documented limits (per tenant, all callers together): Zuora v1 allows 40 concurrent
-//! subscribe/amend requests; Salesforce allows 25 concurrent long-running (> 20 s) requests
-//! in production orgs. The defaults take half of each: two projectors (account and order
-//! sync) call both systems, one invocation per stream shard each.
+//! API usage the systems report on every answer: Salesforce's `Sforce-Limit-Info:
+//! api-usage=N/M` (calls used in the last 24 hours of the org's daily allocation) and Zuora's
+//! `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`. Each client keeps the latest
+//! reading (one small value, replaced on every answer) for the projector to report and for a
+//! budget to consult.
 
-use crate::config::ConfigError;
-use projections::commands::Call;
-use std::sync::Arc;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use reqwest::header::HeaderMap;
+use std::sync::Mutex;
 
-pub const BILLING_MAX_CONCURRENT_ENV: &str = "BILLING_MAX_CONCURRENT_CALLS";
-pub const CRM_MAX_CONCURRENT_ENV: &str = "CRM_MAX_CONCURRENT_CALLS";
-
-/// Zuora's documented tenant-wide concurrency limit for subscribe/amend calls.
-pub const BILLING_DOCUMENTED_LIMIT: usize = 40;
-/// Salesforce's documented limit of concurrent long-running requests per org.
-pub const CRM_DOCUMENTED_LIMIT: usize = 25;
-
-/// Calls in flight per system.
+/// One reading of a system's API allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallLimits {
-    pub billing: usize,
-    pub crm: usize,
+pub struct ApiUsage {
+    /// Requests used of `limit` in the current window (CRM: the last 24 hours).
+    pub used: u64,
+    pub limit: u64,
+    /// Seconds until the window resets, where the system says (Zuora).
+    pub reset_secs: Option<u64>,
 }
 
-impl Default for CallLimits {
-    fn default() -> Self {
-        Self {
-            billing: BILLING_DOCUMENTED_LIMIT / 2,
-            crm: CRM_DOCUMENTED_LIMIT / 2,
+impl ApiUsage {
+    pub fn remaining(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
+
+    /// Remaining allowance as a percentage of the limit (0 when the limit is 0).
+    pub fn remaining_percent(&self) -> f64 {
+        if self.limit == 0 {
+            0.0
+        } else {
+            self.remaining() as f64 * 100.0 / self.limit as f64
         }
     }
-}
 
-impl CallLimits {
-    /// `BILLING_MAX_CONCURRENT_CALLS` / `CRM_MAX_CONCURRENT_CALLS`, each 1..=the documented
-    /// limit; the defaults when unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        Ok(Self {
-            billing: read(
-                &lookup,
-                BILLING_MAX_CONCURRENT_ENV,
-                defaults.billing,
-                BILLING_DOCUMENTED_LIMIT,
-            )?,
-            crm: read(
-                &lookup,
-                CRM_MAX_CONCURRENT_ENV,
-                defaults.crm,
-                CRM_DOCUMENTED_LIMIT,
-            )?,
+    /// `Sforce-Limit-Info: api-usage=25/15000` (other `name=N/M` parts may come first).
+    pub fn from_sforce_limit_info(headers: &HeaderMap) -> Option<Self> {
+        let value = headers.get("sforce-limit-info")?.to_str().ok()?;
+        let usage = value
+            .split(',')
+            .find_map(|part| part.trim().strip_prefix("api-usage="))?;
+        let (used, limit) = usage.split_once('/')?;
+        Some(Self {
+            used: used.trim().parse().ok()?,
+            limit: limit.trim().parse().ok()?,
+            reset_secs: None,
         })
     }
-}
 
-fn read(
-    lookup: &impl Fn(&str) -> Option<String>,
-    variable: &str,
-    default: usize,
-    documented: usize,
-) -> Result<usize, ConfigError> {
-    let Some(value) = lookup(variable).filter(|v| !v.trim().is_empty()) else {
-        return Ok(default);
-    };
-    match value.trim().parse::<usize>() {
-        Ok(n) if (1..=documented).contains(&n) => Ok(n),
-        _ => Err(ConfigError {
-            variable: variable.to_string(),
-            value,
-            reason: format!(
-                "must be a whole number from 1 to {documented} (the system's documented concurrency limit)"
-            ),
-        }),
+    /// Zuora's `RateLimit-Limit` (its first number: `40000` or `40000, 40000;window=3600`),
+    /// `RateLimit-Remaining` and `RateLimit-Reset`.
+    pub fn from_rate_limit_headers(headers: &HeaderMap) -> Option<Self> {
+        let number = |name: &str| -> Option<u64> {
+            let text = headers.get(name)?.to_str().ok()?;
+            let first = text.split([',', ';']).next()?.trim();
+            first.parse().ok()
+        };
+        let limit = number("ratelimit-limit")?;
+        let remaining = number("ratelimit-remaining")?;
+        Some(Self {
+            used: limit.saturating_sub(remaining),
+            limit,
+            reset_secs: number("ratelimit-reset"),
+        })
+    }
+
+    /// Whichever of the two shapes `headers` carries.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        Self::from_sforce_limit_info(headers).or_else(|| Self::from_rate_limit_headers(headers))
     }
 }
 
-/// One semaphore per system, shared by every call of the process.
-#[derive(Debug, Clone)]
-pub struct CallLimiter {
-    billing: Arc<Semaphore>,
-    crm: Arc<Semaphore>,
-}
+/// The latest reading of one client.
+#[derive(Debug, Default)]
+pub struct UsageGauge(Mutex<Option<ApiUsage>>);
 
-impl CallLimiter {
-    pub fn new(limits: CallLimits) -> Self {
-        Self {
-            billing: Arc::new(Semaphore::new(limits.billing.max(1))),
-            crm: Arc::new(Semaphore::new(limits.crm.max(1))),
+impl UsageGauge {
+    pub fn observe(&self, headers: &HeaderMap) {
+        if let Some(usage) = ApiUsage::from_headers(headers) {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
         }
     }
 
-    /// Waits for a free slot on the system `call` goes to; the slot frees when the permit
-    /// is dropped (after the call, its retries included).
-    pub async fn acquire(&self, call: &Call) -> SemaphorePermit<'_> {
-        let semaphore = match call {
-            Call::Billing(_) => &self.billing,
-            Call::Crm(_) => &self.crm,
-        };
-        semaphore
-            .acquire()
-            .await
-            .expect("the limiter never closes its semaphores")
-    }
-}
-
-impl Default for CallLimiter {
-    fn default() -> Self {
-        Self::new(CallLimits::default())
+    pub fn latest(&self) -> Option<ApiUsage> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -118,26 +88,41 @@ impl Default for CallLimiter {
 mod tests {
     use super::*;
 
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
     #[test]
-    fn limits_default_inside_the_documented_ones_and_reject_more() {
-        let none = |_: &str| None;
+    fn reads_salesforce_api_usage() {
+        let usage = ApiUsage::from_headers(&headers(&[(
+            "sforce-limit-info",
+            "per-app-api-usage=5/250(appName=x), api-usage=18/15000",
+        )]))
+        .unwrap();
         assert_eq!(
-            CallLimits::from_lookup(none).unwrap(),
-            CallLimits {
-                billing: 20,
-                crm: 12
-            }
+            (usage.used, usage.limit, usage.remaining()),
+            (18, 15000, 14982)
         );
-        let set = |k: &str| (k == BILLING_MAX_CONCURRENT_ENV).then(|| "41".to_string());
-        let e = CallLimits::from_lookup(set).unwrap_err();
-        assert_eq!(e.variable, BILLING_MAX_CONCURRENT_ENV);
-        assert!(e.reason.contains("1 to 40"), "{e}");
-        let set = |k: &str| (k == CRM_MAX_CONCURRENT_ENV).then(|| "0".to_string());
-        assert_eq!(
-            CallLimits::from_lookup(set).unwrap_err().variable,
-            CRM_MAX_CONCURRENT_ENV
+        assert!(
+            ApiUsage::from_headers(&headers(&[("sforce-limit-info", "api-usage=x/1")])).is_none()
         );
-        let set = |k: &str| (k == CRM_MAX_CONCURRENT_ENV).then(|| "25".to_string());
-        assert_eq!(CallLimits::from_lookup(set).unwrap().crm, 25);
+    }
+
+    #[test]
+    fn reads_zuora_rate_limits() {
+        let usage = ApiUsage::from_headers(&headers(&[
+            ("ratelimit-limit", "40000, 40000;window=3600"),
+            ("ratelimit-remaining", "39990"),
+            ("ratelimit-reset", "120"),
+        ]))
+        .unwrap();
+        assert_eq!(usage.used, 10);
+        assert_eq!(usage.reset_secs, Some(120));
+        assert!((usage.remaining_percent() - 99.975).abs() < 1e-9);
+        assert_eq!(ApiUsage::from_headers(&HeaderMap::new()), None);
     }
 }

@@ -5,14 +5,17 @@
 //! every Billing write sends it, and an amend or a cancel that finds the subscription already
 //! in its target state reports the success of that same call instead of acting twice.
 
+use super::bulk::plan_collections;
 use super::catalog::{rate_plan_for, CatalogCache};
 use crate::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
     RatePlanSelection, SubscribedPlan, SubscriptionAmendment,
 };
+use crate::connectors::concurrency::{CallLimiter, CallLimits};
 use crate::connectors::config::{ConnectorsConfig, OAuthClient, TokenConfig};
-use crate::connectors::crm::{CrmAccountBody, OrderUpdate, PriceFields, ProductFields};
-use crate::connectors::limits::{CallLimiter, CallLimits};
+use crate::connectors::crm::{
+    CollectionRecord, CrmAccountBody, OrderUpdate, PriceFields, ProductFields,
+};
 use crate::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
 use crate::connectors::{
     ApiToken, BillingClient, ClientConfig, ConnectorError, CrmClient, IdempotencyKey, ServiceName,
@@ -39,6 +42,20 @@ pub struct TransientCallFailure {
 pub trait Effects: Send + Sync {
     /// Makes the call with the command's idempotency key and correlation id.
     async fn execute(&self, command: &Command) -> Result<CallResult, TransientCallFailure>;
+
+    /// Makes several independent calls; one result per command, in order. Connectors send
+    /// CRM upserts by external id as sObject Collections (see `bulk`); by default each
+    /// command is one call.
+    async fn execute_many(
+        &self,
+        commands: &[Command],
+    ) -> Vec<Result<CallResult, TransientCallFailure>> {
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            results.push(self.execute(command).await);
+        }
+        results
+    }
 
     /// Sees a delivered batch before it is applied (a catalog change clears what was
     /// cached of the catalog).
@@ -91,6 +108,22 @@ impl ConnectorEffects {
         config: &ConnectorsConfig,
         aws: Option<&aws_config::SdkConfig>,
     ) -> Result<Self, ConnectorError> {
+        let (crm, billing) = Self::clients(config, aws)?;
+        Ok(Self::new(
+            crm,
+            billing,
+            config.pricebook_id.clone(),
+            config.default_currency.clone(),
+        )
+        .with_limits(config.call_limits))
+    }
+
+    /// The two API clients of `config` over one token source (also what a reconciliation
+    /// reads through).
+    pub fn clients(
+        config: &ConnectorsConfig,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<(CrmClient, BillingClient), ConnectorError> {
         let tokens: Arc<dyn TokenSource> = match (&config.tokens, aws) {
             (TokenConfig::ClientCredentials { crm, billing }, _) => {
                 let client = |c: &OAuthClient| -> Result<ClientCredentials, ConnectorError> {
@@ -134,13 +167,7 @@ impl ConnectorEffects {
             ClientConfig::new(config.billing_base_url.clone(), ServiceName::billing()),
             tokens,
         )?;
-        Ok(Self::new(
-            crm,
-            billing,
-            config.pricebook_id.clone(),
-            config.default_currency.clone(),
-        )
-        .with_limits(config.call_limits))
+        Ok((crm, billing))
     }
 
     async fn billing(
@@ -383,14 +410,7 @@ impl ConnectorEffects {
                 active,
                 billing_rate_plan_id: _,
             } => {
-                let pricebook_id =
-                    self.pricebook_id
-                        .clone()
-                        .ok_or_else(|| ConnectorError::InvalidRequest {
-                            operation: "upsert_price",
-                            field: "CRM_PRICEBOOK_ID",
-                            reason: "is not configured".into(),
-                        })?;
+                let pricebook_id = self.pricebook_id()?;
                 let price = PriceFields {
                     billing_price_id: external_id.clone(),
                     billing_product_id: billing_product_id.clone(),
@@ -455,6 +475,137 @@ fn effective_date(text: Option<&str>) -> NaiveDate {
         .unwrap_or_else(|| chrono::Utc::now().date_naive())
 }
 
+impl ConnectorEffects {
+    /// `command` as one record of a collection upsert (`bulk::collection_sobject` said it
+    /// can be one).
+    fn collection_record(&self, command: &Command) -> Result<CollectionRecord, ConnectorError> {
+        let cid = command.meta.correlation_id;
+        match &command.call {
+            Call::Crm(CrmCommand::UpsertAccount {
+                billing_account_id,
+                name,
+                currency,
+                ..
+            }) => Ok(CollectionRecord::account(
+                billing_account_id,
+                &CrmAccountBody {
+                    name: Some(name.clone()),
+                    currency: currency.clone(),
+                },
+                cid,
+            )),
+            Call::Crm(CrmCommand::UpsertProduct {
+                billing_product_id,
+                product_code,
+                name,
+                active,
+            }) => Ok(CollectionRecord::product(
+                &ProductFields {
+                    billing_product_id: billing_product_id.clone(),
+                    name: name.clone(),
+                    product_code: product_code.clone(),
+                    active: *active,
+                },
+                cid,
+            )),
+            Call::Crm(CrmCommand::UpsertPricebookEntry {
+                external_id,
+                billing_product_id,
+                currency,
+                unit_price,
+                active,
+                billing_rate_plan_id: _,
+            }) => Ok(CollectionRecord::price(
+                &PriceFields {
+                    billing_price_id: external_id.clone(),
+                    billing_product_id: billing_product_id.clone(),
+                    pricebook_id: self.pricebook_id()?,
+                    currency: currency.clone(),
+                    unit_price: *unit_price,
+                    active: *active,
+                },
+                cid,
+            )),
+            _ => Err(ConnectorError::InvalidRequest {
+                operation: "upsert_collection",
+                field: "call",
+                reason: "only CRM upserts by external id travel in a collection".into(),
+            }),
+        }
+    }
+
+    fn pricebook_id(&self) -> Result<String, ConnectorError> {
+        self.pricebook_id
+            .clone()
+            .ok_or_else(|| ConnectorError::InvalidRequest {
+                operation: "upsert_price",
+                field: "CRM_PRICEBOOK_ID",
+                reason: "is not configured".into(),
+            })
+    }
+
+    /// One collection call for `commands[indices]`; each command's result in `results`.
+    async fn collection(
+        &self,
+        commands: &[Command],
+        indices: &[usize],
+        results: &mut [Option<Result<CallResult, TransientCallFailure>>],
+    ) {
+        let mut records = Vec::with_capacity(indices.len());
+        let mut sent = Vec::with_capacity(indices.len());
+        for &i in indices {
+            match self.collection_record(&commands[i]) {
+                Ok(record) => {
+                    records.push(record);
+                    sent.push(i);
+                }
+                Err(e) => results[i] = Some(classify(Err(e))),
+            }
+        }
+        let Some(&first) = sent.first() else { return };
+        // The call's own correlation id is the first record's; each record carries its own.
+        let cid = commands[first].meta.correlation_id;
+        match self.crm.upsert_collection(&records, cid).await {
+            Ok(answers) => {
+                for (i, answer) in sent.into_iter().zip(answers) {
+                    results[i] = Some(match answer {
+                        Ok(upserted) => Ok(succeeded(upserted.id, upserted.created)),
+                        // A rejected record is permanent: it is that event's SyncFailed,
+                        // naming the field, and the other records stand.
+                        Err(rejected) => Ok(CallResult::Failed {
+                            reason: format!("crm upsert_collection: {rejected}"),
+                            attempts: 1,
+                        }),
+                    });
+                }
+            }
+            Err(e) => {
+                let failure = classify(Err(e));
+                for i in sent {
+                    results[i] = Some(failure.clone());
+                }
+            }
+        }
+    }
+}
+
+/// A connector result as the runner sees it: success, permanent failure, or transient.
+fn classify(
+    result: Result<CallResult, ConnectorError>,
+) -> Result<CallResult, TransientCallFailure> {
+    match result {
+        Ok(result) => Ok(result),
+        Err(e) if e.is_transient() => Err(TransientCallFailure {
+            reason: e.to_string(),
+            attempts: e.attempts(),
+        }),
+        Err(e) => Ok(CallResult::Failed {
+            reason: e.to_string(),
+            attempts: e.attempts(),
+        }),
+    }
+}
+
 #[async_trait]
 impl Effects for ConnectorEffects {
     async fn execute(&self, command: &Command) -> Result<CallResult, TransientCallFailure> {
@@ -464,17 +615,26 @@ impl Effects for ConnectorEffects {
             Call::Billing(call) => self.billing(call, &command.meta).await,
             Call::Crm(call) => self.crm(call, &command.meta).await,
         };
-        match result {
-            Ok(result) => Ok(result),
-            Err(e) if e.is_transient() => Err(TransientCallFailure {
-                reason: e.to_string(),
-                attempts: e.attempts(),
-            }),
-            Err(e) => Ok(CallResult::Failed {
-                reason: e.to_string(),
-                attempts: e.attempts(),
-            }),
+        classify(result)
+    }
+
+    async fn execute_many(
+        &self,
+        commands: &[Command],
+    ) -> Vec<Result<CallResult, TransientCallFailure>> {
+        let mut results: Vec<Option<Result<CallResult, TransientCallFailure>>> =
+            vec![None; commands.len()];
+        for indices in plan_collections(commands) {
+            self.collection(commands, &indices, &mut results).await;
         }
+        let mut out = Vec::with_capacity(commands.len());
+        for (command, result) in commands.iter().zip(results) {
+            out.push(match result {
+                Some(result) => result,
+                None => self.execute(command).await,
+            });
+        }
+        out
     }
 
     fn observe(&self, events: &[RecordedEvent]) {

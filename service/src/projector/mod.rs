@@ -2,8 +2,10 @@
 //! view store and the external systems. `runner` orders and applies events, `effects` makes
 //! the calls. Entry points (Lambda handler, `ledger worker`) live elsewhere and call `process`.
 
+pub mod bulk;
 pub mod catalog;
 pub mod effects;
+pub mod names;
 pub mod registry;
 pub mod runner;
 pub mod schedule;

@@ -3,8 +3,9 @@
 //! and for each new event runs decide -> external calls -> outcome appends -> view update.
 //! It holds no domain logic (that is `projections`) and knows no storage engine.
 
+use super::bulk::{self, Prefetched};
 use super::effects::Effects;
-use super::schedule::{independent_groups, Group};
+use super::schedule::{independent_groups, Group, StreamRun};
 use crate::ledger::{EventLog, LedgerError, StreamAppend};
 use crate::views::{
     page_writes, ExpectedRevision, ViewError, ViewKey, ViewRow, ViewStore, ViewWrite,
@@ -79,6 +80,9 @@ pub struct RunnerSettings {
     pub max_deliveries: u32,
     /// Re-reads of a view item that another writer changed under us, per event.
     pub conflict_retries: u32,
+    /// Send the CRM upserts of a batch's independent streams as sObject Collections
+    /// (`bulk`); off, every upsert is its own call (the sequential baseline of the bench).
+    pub bulk_crm_writes: bool,
     /// Independent groups of a batch (streams sharing no view item) applied at once. The
     /// external calls are bounded per system by the effects layer (`CallLimits`); this
     /// bounds the store round trips and memory of one batch.
@@ -90,6 +94,7 @@ impl Default for RunnerSettings {
         Self {
             max_deliveries: 3,
             conflict_retries: 5,
+            bulk_crm_writes: true,
             // A batch holds at most 100 records (the template's BatchSize).
             max_concurrent_groups: 100,
         }
@@ -208,9 +213,10 @@ where
         &self,
         event: &RecordedEvent,
         gap_filled: &mut usize,
+        prefetched: &Prefetched,
         cache: &ItemCache,
     ) -> Result<EventStatus, ApplyError> {
-        let (expected, got) = match self.try_apply(event, event, cache).await? {
+        let (expected, got) = match self.try_apply(event, event, prefetched, cache).await? {
             Step::Done(status) => return Ok(status),
             Step::Gap { expected, got } => (expected, got),
         };
@@ -229,12 +235,12 @@ where
             }
             // Earlier versions go to the item of the delivered event: one stream feeds one
             // item, even where an earlier event's own key says the projection ignores it.
-            match self.try_apply(earlier, event, cache).await? {
+            match self.try_apply(earlier, event, prefetched, cache).await? {
                 Step::Done(_) => *gap_filled += 1,
                 Step::Gap { .. } => break,
             }
         }
-        match self.try_apply(event, event, cache).await? {
+        match self.try_apply(event, event, prefetched, cache).await? {
             Step::Done(status) => Ok(status),
             Step::Gap { expected, got } => Err(ApplyError::Unfillable {
                 stream: event.stream_id.clone(),
@@ -249,6 +255,7 @@ where
         &self,
         event: &RecordedEvent,
         keyed_by: &RecordedEvent,
+        prefetched: &Prefetched,
         cache: &ItemCache,
     ) -> Result<Step, ApplyError> {
         let Some(key) = P::key(keyed_by) else {
@@ -264,19 +271,12 @@ where
                 Some(known) => known,
                 None => self.views.get(&view_key).await?,
             };
-            let mut item = match &stored {
-                None => DomainItem::new(key.clone()),
-                Some(stored) => DomainItem::stored(
-                    key.clone(),
-                    stored.last_version.clone(),
-                    serde_json::from_value(stored.state.clone()).map_err(|e| {
-                        ApplyError::UnreadableState {
-                            pk: view_key.pk(),
-                            reason: e.to_string(),
-                        }
-                    })?,
-                ),
-            };
+            let mut item = domain_item::<P>(&key, stored.as_ref()).map_err(|e| {
+                ApplyError::UnreadableState {
+                    pk: view_key.pk(),
+                    reason: e.to_string(),
+                }
+            })?;
             let now = Utc::now();
             let decision = match item.handle::<P>(event, now) {
                 Handled::AlreadyApplied => return Ok(Step::Done(EventStatus::AlreadyApplied)),
@@ -288,7 +288,7 @@ where
             // event and repeats nothing that took effect.
             let mut outcomes = decision.outcomes;
             for command in &decision.commands {
-                let result = self.call(event, command).await?;
+                let result = self.call(event, command, prefetched).await?;
                 self.crash_point(CrashPoint::AfterExternalCall).await;
                 outcomes.extend(complete(command, &result, now));
             }
@@ -330,8 +330,13 @@ where
         &self,
         event: &RecordedEvent,
         command: &projections::commands::Command,
+        prefetched: &Prefetched,
     ) -> Result<CallResult, ApplyError> {
-        match self.effects.execute(command).await {
+        let result = match prefetched.take(command) {
+            Some(made_in_bulk) => made_in_bulk,
+            None => self.effects.execute(command).await,
+        };
+        match result {
             Ok(result) => Ok(result),
             Err(transient) => {
                 let deliveries = self.count_delivery(event, &transient.reason).await?;
@@ -400,6 +405,21 @@ where
     }
 }
 
+/// The domain item held in `stored` (a new one under `key` when there is none).
+pub(super) fn domain_item<P: Projection>(
+    key: &str,
+    stored: Option<&crate::views::ViewRow>,
+) -> Result<DomainItem<P::State>, serde_json::Error> {
+    Ok(match stored {
+        None => DomainItem::new(key),
+        Some(stored) => DomainItem::stored(
+            key.to_string(),
+            stored.last_version.clone(),
+            serde_json::from_value(stored.state.clone())?,
+        ),
+    })
+}
+
 #[async_trait]
 impl<P> Projector for Runner<P>
 where
@@ -425,10 +445,16 @@ where
         self.effects.observe(&events);
         let lookups_before = self.effects.catalog_lookups();
         let groups = independent_groups(&events, P::key);
+        let prefetched = &if self.settings.bulk_crm_writes {
+            let runs: Vec<StreamRun> = groups.iter().flatten().cloned().collect();
+            bulk::prefetch::<P>(self.views.as_ref(), self.effects.as_ref(), &events, &runs).await
+        } else {
+            Prefetched::default()
+        };
         let cache = &self.read_items(&events).await;
         let events = &events;
         let done: Vec<GroupResult> = stream::iter(groups.into_iter().enumerate())
-            .map(|(n, group)| self.apply_group(events, group, n == 0, cache))
+            .map(|(n, group)| self.apply_group(events, group, n == 0, prefetched, cache))
             .buffer_unordered(self.settings.max_concurrent_groups.max(1))
             .collect()
             .await;
@@ -510,6 +536,7 @@ where
         events: &[RecordedEvent],
         group: Group,
         first_group: bool,
+        prefetched: &Prefetched,
         cache: &ItemCache,
     ) -> GroupResult {
         let mut result = GroupResult {
@@ -540,7 +567,7 @@ where
                     version = event.version,
                 );
                 let applied = self
-                    .apply(event, &mut result.gap_filled, cache)
+                    .apply(event, &mut result.gap_filled, prefetched, cache)
                     .instrument(span.clone())
                     .await;
                 let status = match applied {

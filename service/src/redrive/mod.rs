@@ -9,6 +9,7 @@
 //! `plan` finds what is not done, `run` records the request, re-runs and updates the views,
 //! `rederive` rebuilds a failed call from the state its decision saw.
 
+pub mod failed;
 mod plan;
 mod rederive;
 mod run;
@@ -44,6 +45,8 @@ pub struct RedriveRequest {
     pub reason: Option<String>,
     /// List what would be re-run; record nothing, call nothing.
     pub dry_run: bool,
+    /// Only this projection's syncs (view name); `None`: every projection's.
+    pub projection: Option<&'static str>,
 }
 
 /// Why one event's sync is not done.

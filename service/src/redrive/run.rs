@@ -43,7 +43,8 @@ pub async fn redrive(
     effects: Arc<dyn Effects>,
     request: &RedriveRequest,
 ) -> Result<RedriveReport, RedriveError> {
-    let (events, targets) = plan(log.as_ref(), views.as_ref(), &request.correlation).await?;
+    let (events, mut targets) = plan(log.as_ref(), views.as_ref(), &request.correlation).await?;
+    targets.retain(|t| request.projection.is_none_or(|p| t.projection == p));
     let mut report = RedriveReport {
         correlation: request.correlation,
         dry_run: request.dry_run,

@@ -99,6 +99,7 @@ fn request(w: &World, dry_run: bool) -> RedriveRequest {
         requested_by: "tester".into(),
         reason: None,
         dry_run,
+        projection: None,
     }
 }
 

@@ -270,6 +270,7 @@ pub async fn redrive_action(State(console): State<Shared>, body: String) -> Resp
             requested_by: by.clone(),
             reason: reason.clone(),
             dry_run: false,
+            projection: None,
         };
         match redrive(
             console.log.clone(),
