@@ -45,6 +45,7 @@ macro_rules! all_views_conformance_tests {
             oversized_or_duplicate_commits_are_rejected_before_writing,
             a_state_over_the_item_limit_is_refused_naming_the_item,
             bad_names_are_rejected_naming_the_field,
+            get_many_answers_each_key_in_order_across_read_chunks,
             spilled_pages_commit_with_their_item_and_are_write_once,
         );
     };
@@ -444,6 +445,53 @@ pub async fn bad_names_are_rejected_naming_the_field(store: Store) {
     assert!(err.to_string().starts_with("projection:"), "{err}");
     let err = store.save_checkpoint("", "1").await.unwrap_err();
     assert!(err.to_string().starts_with("checkpoint:"), "{err}");
+}
+
+/// A batch read answers every key in the order asked, misses as `None`, a repeated key twice,
+/// only from its own namespace, and past one BatchGetItem's 100 keys.
+pub async fn get_many_answers_each_key_in_order_across_read_chunks(store: Store) {
+    assert_eq!(store.get_many(&[]).await.unwrap(), vec![]);
+    let keys: Vec<ViewKey> = (0..130)
+        .map(|i| key("account", &format!("crm#{i:03}")))
+        .collect();
+    for chunk in keys.chunks(100) {
+        let writes = chunk
+            .iter()
+            .map(|k| {
+                create(
+                    k.clone(),
+                    versions(&[("crm-account-1", 1)]),
+                    json!({ "name": k.key() }),
+                )
+            })
+            .collect();
+        store.commit(writes).await.unwrap();
+    }
+    // Newest first, a miss in the middle, a key asked twice, 132 keys in all.
+    let mut asked: Vec<ViewKey> = keys.iter().rev().cloned().collect();
+    asked.insert(60, key("account", "crm#missing"));
+    asked.push(keys[5].clone());
+    let rows = store.get_many(&asked).await.unwrap();
+    assert_eq!(rows.len(), asked.len());
+    for (k, row) in asked.iter().zip(&rows) {
+        if k.key() == "crm#missing" {
+            assert_eq!(row, &None);
+            continue;
+        }
+        let row = row.as_ref().unwrap_or_else(|| panic!("{k} was written"));
+        assert_eq!(&row.key, k);
+        assert_eq!(row.state, json!({ "name": k.key() }));
+        assert_eq!(row.revision, 1);
+    }
+    assert_eq!(rows.last().unwrap(), &store.get(&keys[5]).await.unwrap());
+
+    let other = store.in_namespace(ViewNamespace::named("rebuild").unwrap());
+    let from_other = other.get_many(&keys[..3]).await.unwrap();
+    assert_eq!(
+        from_other,
+        vec![None, None, None],
+        "namespaces are isolated"
+    );
 }
 
 /// An item and the pages it spilled go in one commit: a stale item writes none of its pages,

@@ -53,6 +53,8 @@ pub struct ConnectorsConfig {
     pub pricebook_id: Option<String>,
     /// Currency of a Billing account created for a CRM account that names none.
     pub default_currency: String,
+    /// Calls in flight per system (`BILLING_MAX_CONCURRENT_CALLS`, `CRM_MAX_CONCURRENT_CALLS`).
+    pub call_limits: super::concurrency::CallLimits,
 }
 
 fn base_url<F: Fn(&str) -> Option<String>>(
@@ -161,6 +163,7 @@ impl ConnectorsConfig {
             tokens,
             pricebook_id: vars.get(CRM_PRICEBOOK_ENV),
             default_currency,
+            call_limits: super::concurrency::CallLimits::from_lookup(|name| vars.get(name))?,
         })
     }
 

@@ -3,6 +3,7 @@
 //! calls and classify failures; they never decide what to sync (that is `projections`).
 
 pub mod billing;
+pub mod concurrency;
 pub mod config;
 pub mod crm;
 pub mod error;

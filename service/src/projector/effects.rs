@@ -11,6 +11,7 @@ use crate::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
     RatePlanSelection, SubscribedPlan, SubscriptionAmendment,
 };
+use crate::connectors::concurrency::{CallLimiter, CallLimits};
 use crate::connectors::config::{ConnectorsConfig, OAuthClient, TokenConfig};
 use crate::connectors::crm::{
     CollectionRecord, CrmAccountBody, OrderUpdate, PriceFields, ProductFields,
@@ -75,6 +76,7 @@ pub struct ConnectorEffects {
     pricebook_id: Option<String>,
     default_currency: String,
     catalog: CatalogCache,
+    limiter: CallLimiter,
 }
 
 impl ConnectorEffects {
@@ -90,7 +92,14 @@ impl ConnectorEffects {
             pricebook_id,
             default_currency,
             catalog: CatalogCache::default(),
+            limiter: CallLimiter::default(),
         }
+    }
+
+    /// The same effects with at most `limits` calls in flight per system.
+    pub fn with_limits(mut self, limits: CallLimits) -> Self {
+        self.limiter = CallLimiter::new(limits);
+        self
     }
 
     /// Clients for `config`; tokens from Parameter Store (`aws` must then be given) or from
@@ -105,7 +114,8 @@ impl ConnectorEffects {
             billing,
             config.pricebook_id.clone(),
             config.default_currency.clone(),
-        ))
+        )
+        .with_limits(config.call_limits))
     }
 
     /// The two API clients of `config` over one token source (also what a reconciliation
@@ -599,6 +609,8 @@ fn classify(
 #[async_trait]
 impl Effects for ConnectorEffects {
     async fn execute(&self, command: &Command) -> Result<CallResult, TransientCallFailure> {
+        // Held through the connector's own retries: a retry is still a call in flight.
+        let _slot = self.limiter.acquire(&command.call).await;
         let result = match &command.call {
             Call::Billing(call) => self.billing(call, &command.meta).await,
             Call::Crm(call) => self.crm(call, &command.meta).await,

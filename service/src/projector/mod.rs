@@ -8,6 +8,7 @@ pub mod effects;
 pub mod names;
 pub mod registry;
 pub mod runner;
+pub mod schedule;
 
 pub use effects::{Effects, TransientCallFailure};
 pub use registry::{build, build_selected, ProjectorDeps, UnknownProjection, PROJECTIONS};

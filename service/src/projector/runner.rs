@@ -5,16 +5,20 @@
 
 use super::bulk::{self, Prefetched};
 use super::effects::Effects;
+use super::schedule::{independent_groups, Group, StreamRun};
 use crate::ledger::{EventLog, LedgerError, StreamAppend};
-use crate::views::{page_writes, ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
+use crate::views::{
+    page_writes, ExpectedRevision, ViewError, ViewKey, ViewRow, ViewStore, ViewWrite,
+};
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::stream::{self, StreamExt};
 use projections::commands::{complete, CallResult};
 use projections::projection::{Handled, Projection, ViewItem as DomainItem};
 use projections::{NewEvent, RecordedEvent, StreamId};
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
 /// What happened to one delivered event.
@@ -79,6 +83,10 @@ pub struct RunnerSettings {
     /// Send the CRM upserts of a batch's independent streams as sObject Collections
     /// (`bulk`); off, every upsert is its own call (the sequential baseline of the bench).
     pub bulk_crm_writes: bool,
+    /// Independent groups of a batch (streams sharing no view item) applied at once. The
+    /// external calls are bounded per system by the effects layer (`CallLimits`); this
+    /// bounds the store round trips and memory of one batch.
+    pub max_concurrent_groups: usize,
 }
 
 impl Default for RunnerSettings {
@@ -87,6 +95,8 @@ impl Default for RunnerSettings {
             max_deliveries: 3,
             conflict_retries: 5,
             bulk_crm_writes: true,
+            // A batch holds at most 100 records (the template's BatchSize).
+            max_concurrent_groups: 100,
         }
     }
 }
@@ -204,8 +214,9 @@ where
         event: &RecordedEvent,
         gap_filled: &mut usize,
         prefetched: &Prefetched,
+        cache: &ItemCache,
     ) -> Result<EventStatus, ApplyError> {
-        let (expected, got) = match self.try_apply(event, event, prefetched).await? {
+        let (expected, got) = match self.try_apply(event, event, prefetched, cache).await? {
             Step::Done(status) => return Ok(status),
             Step::Gap { expected, got } => (expected, got),
         };
@@ -224,12 +235,12 @@ where
             }
             // Earlier versions go to the item of the delivered event: one stream feeds one
             // item, even where an earlier event's own key says the projection ignores it.
-            match self.try_apply(earlier, event, prefetched).await? {
+            match self.try_apply(earlier, event, prefetched, cache).await? {
                 Step::Done(_) => *gap_filled += 1,
                 Step::Gap { .. } => break,
             }
         }
-        match self.try_apply(event, event, prefetched).await? {
+        match self.try_apply(event, event, prefetched, cache).await? {
             Step::Done(status) => Ok(status),
             Step::Gap { expected, got } => Err(ApplyError::Unfillable {
                 stream: event.stream_id.clone(),
@@ -245,6 +256,7 @@ where
         event: &RecordedEvent,
         keyed_by: &RecordedEvent,
         prefetched: &Prefetched,
+        cache: &ItemCache,
     ) -> Result<Step, ApplyError> {
         let Some(key) = P::key(keyed_by) else {
             return Ok(Step::Done(EventStatus::Ignored));
@@ -253,7 +265,12 @@ where
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let stored = self.views.get(&view_key).await?;
+            // The batch read's row, or the row this task last wrote: no other task of this
+            // batch writes the item (`schedule`). A conflict drops it and reads afresh.
+            let stored = match cache.take(&view_key) {
+                Some(known) => known,
+                None => self.views.get(&view_key).await?,
+            };
             let mut item = domain_item::<P>(&key, stored.as_ref()).map_err(|e| {
                 ApplyError::UnreadableState {
                     pk: view_key.pk(),
@@ -286,9 +303,13 @@ where
                     .expect("projection states serialize to JSON"),
             };
             self.crash_point(CrashPoint::BeforeViewUpdate).await;
-            let writes = std::iter::once(write).chain(pages).collect();
+            let writes = std::iter::once(write.clone()).chain(pages).collect();
             match self.views.commit(writes).await {
-                Ok(_) => return Ok(Step::Done(EventStatus::Applied)),
+                Ok(revisions) => {
+                    // The item's write goes first; its pages are never read back by key.
+                    cache.written(write, revisions.first().copied());
+                    return Ok(Step::Done(EventStatus::Applied));
+                }
                 Err(ViewError::Conflict { .. }) if attempt <= self.settings.conflict_retries => {
                     tracing::debug!(pk = %view_key, attempt, "view item changed concurrently; re-reading");
                 }
@@ -399,30 +420,6 @@ pub(super) fn domain_item<P: Projection>(
     })
 }
 
-/// Delivery order grouped per stream (streams in order of first appearance), each stream's
-/// events sorted by version; duplicates stay so each delivered record gets a status.
-pub(super) fn group_by_stream(events: &[RecordedEvent]) -> Vec<Vec<usize>> {
-    let mut order: Vec<&StreamId> = Vec::new();
-    let mut groups: HashMap<&StreamId, Vec<usize>> = HashMap::new();
-    for (i, e) in events.iter().enumerate() {
-        groups
-            .entry(&e.stream_id)
-            .or_insert_with(|| {
-                order.push(&e.stream_id);
-                Vec::new()
-            })
-            .push(i);
-    }
-    order
-        .into_iter()
-        .map(|s| {
-            let mut idx = groups.remove(s).unwrap_or_default();
-            idx.sort_by_key(|&i| (events[i].version, i));
-            idx
-        })
-        .collect()
-}
-
 #[async_trait]
 impl<P> Projector for Runner<P>
 where
@@ -433,31 +430,132 @@ where
         P::NAME
     }
 
+    /// Applies independent groups (streams sharing no view item) concurrently, at most
+    /// `max_concurrent_groups` at a time; the external calls are bounded further per system
+    /// by the effects layer. Inside a group streams run one after another, each in version
+    /// order, so no two tasks ever write the same view item.
+    ///
+    /// Batch-item failures: statuses stay in delivery order and the handler reports the
+    /// earliest failed record of the whole batch. Records after it in *other* streams may
+    /// already be applied here; they are redelivered with it and each comes back
+    /// `AlreadyApplied`, because the view item's per-stream last version (written in the same
+    /// conditional write as the state) says so, and their calls and outcomes are never
+    /// repeated. Nothing after a failure in its own stream is applied.
     async fn process(&self, events: Vec<RecordedEvent>) -> BatchOutcome {
+        self.effects.observe(&events);
+        let lookups_before = self.effects.catalog_lookups();
+        let groups = independent_groups(&events, P::key);
+        let prefetched = &if self.settings.bulk_crm_writes {
+            let runs: Vec<StreamRun> = groups.iter().flatten().cloned().collect();
+            bulk::prefetch::<P>(self.views.as_ref(), self.effects.as_ref(), &events, &runs).await
+        } else {
+            Prefetched::default()
+        };
+        let cache = &self.read_items(&events).await;
+        let events = &events;
+        let done: Vec<GroupResult> = stream::iter(groups.into_iter().enumerate())
+            .map(|(n, group)| self.apply_group(events, group, n == 0, prefetched, cache))
+            .buffer_unordered(self.settings.max_concurrent_groups.max(1))
+            .collect()
+            .await;
         let mut outcome = BatchOutcome {
             statuses: vec![EventStatus::Ignored; events.len()],
             ..BatchOutcome::default()
         };
-        self.effects.observe(&events);
-        let lookups_before = self.effects.catalog_lookups();
-        let groups = group_by_stream(&events);
-        let prefetched = if self.settings.bulk_crm_writes {
-            bulk::prefetch::<P>(self.views.as_ref(), self.effects.as_ref(), &events, &groups).await
-        } else {
-            Prefetched::default()
+        for group in done {
+            outcome.gap_filled += group.gap_filled;
+            for (i, status) in group.statuses {
+                outcome.statuses[i] = status;
+            }
+        }
+        outcome.catalog_lookups = self.effects.catalog_lookups() - lookups_before;
+        outcome
+    }
+}
+
+/// View items known current for this batch: read together at its start (one batch read
+/// instead of a read per event) and replaced by what each write put.
+#[derive(Default)]
+struct ItemCache(Mutex<HashMap<ViewKey, Option<ViewRow>>>);
+
+impl ItemCache {
+    /// The known row of `key` (`Some(None)`: known absent), forgotten once taken: a write
+    /// puts the new one back, a failed write leaves the next attempt to read the store.
+    fn take(&self, key: &ViewKey) -> Option<Option<ViewRow>> {
+        self.0.lock().expect("no panics under the lock").remove(key)
+    }
+
+    fn written(&self, write: ViewWrite, revision: Option<u64>) {
+        let row = ViewRow {
+            key: write.key.clone(),
+            revision: revision.unwrap_or_else(|| write.expected.next()),
+            last_version: write.last_version,
+            state: write.state,
+            updated_at: Utc::now(),
         };
-        for (n, group) in groups.into_iter().enumerate() {
-            if n > 0 {
+        self.0
+            .lock()
+            .expect("no panics under the lock")
+            .insert(write.key, Some(row));
+    }
+}
+
+/// What applying one group did: a status per delivered index of the group.
+struct GroupResult {
+    statuses: Vec<(usize, EventStatus)>,
+    gap_filled: usize,
+}
+
+impl<P> Runner<P>
+where
+    P: Projection + 'static,
+    P::State: Send + Sync,
+{
+    /// The view items the delivered events map to, in one batch read. A failed read only
+    /// costs the per-event reads it would have saved.
+    async fn read_items(&self, events: &[RecordedEvent]) -> ItemCache {
+        let mut keys: Vec<ViewKey> = events
+            .iter()
+            .filter_map(|e| ViewKey::new(P::NAME, &P::key(e)?).ok())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        match self.views.get_many(&keys).await {
+            Ok(rows) => ItemCache(Mutex::new(keys.into_iter().zip(rows).collect())),
+            Err(e) => {
+                tracing::warn!(error = %e, items = keys.len(), "batch read of view items failed; reading per event");
+                ItemCache::default()
+            }
+        }
+    }
+
+    /// Applies one group's streams one after another, each stream in version order; a
+    /// failure stops its own stream only.
+    async fn apply_group(
+        &self,
+        events: &[RecordedEvent],
+        group: Group,
+        first_group: bool,
+        prefetched: &Prefetched,
+        cache: &ItemCache,
+    ) -> GroupResult {
+        let mut result = GroupResult {
+            statuses: Vec::new(),
+            gap_filled: 0,
+        };
+        for (n, run) in group.into_iter().enumerate() {
+            if !(first_group && n == 0) {
                 self.crash_point(CrashPoint::MidBatch).await;
             }
             let mut failed: Option<(String, bool)> = None;
-            for &i in &group {
+            for i in run {
                 let event = &events[i];
                 if let Some((reason, transient)) = &failed {
-                    outcome.statuses[i] = EventStatus::Failed {
+                    let status = EventStatus::Failed {
                         reason: format!("not applied: an earlier version failed: {reason}"),
                         transient: *transient,
                     };
+                    result.statuses.push((i, status));
                     continue;
                 }
                 let span = tracing::info_span!(
@@ -468,11 +566,11 @@ where
                     stream_id = %event.stream_id,
                     version = event.version,
                 );
-                let result = self
-                    .apply(event, &mut outcome.gap_filled, &prefetched)
+                let applied = self
+                    .apply(event, &mut result.gap_filled, prefetched, cache)
                     .instrument(span.clone())
                     .await;
-                outcome.statuses[i] = match result {
+                let status = match applied {
                     Ok(status) => status,
                     Err(e) => {
                         let transient = e.is_transient();
@@ -486,10 +584,10 @@ where
                         }
                     }
                 };
+                result.statuses.push((i, status));
             }
         }
-        outcome.catalog_lookups = self.effects.catalog_lookups() - lookups_before;
-        outcome
+        result
     }
 }
 

@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// Most writes one `commit` may carry: DynamoDB's TransactWriteItems limit.
 pub const MAX_WRITES_PER_COMMIT: usize = 100;
 
+/// Keys one batch read sends at once: DynamoDB's BatchGetItem limit.
+pub const MAX_KEYS_PER_READ: usize = 100;
+
 /// Largest view item we write: DynamoDB's 400 KB item limit less room for attribute names,
 /// the namespace prefix and bookkeeping attributes. Both adapters enforce it, so a state that
 /// could not be stored in production fails on the embedded store first.
@@ -359,6 +362,11 @@ pub trait ViewStore: Send + Sync {
 
     /// One item, read consistently (a writer's next `commit` is conditioned on it).
     async fn get(&self, key: &ViewKey) -> Result<Option<ViewRow>, ViewError>;
+
+    /// Several items, read consistently like `get`, answered in `keys` order (a key given
+    /// twice is answered twice). In as few round trips as the store allows: one query on the
+    /// embedded store, one BatchGetItem per `MAX_KEYS_PER_READ` keys on DynamoDB.
+    async fn get_many(&self, keys: &[ViewKey]) -> Result<Vec<Option<ViewRow>>, ViewError>;
 
     /// Puts every write atomically, each only if its item is still at the expected revision;
     /// otherwise nothing is written and `Conflict` names the first item that moved. Returns

@@ -189,6 +189,35 @@ impl ViewStore for SqliteViewStore {
         .await
     }
 
+    async fn get_many(&self, keys: &[ViewKey]) -> Result<Vec<Option<ViewRow>>, ViewError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prefix = self.namespace.key_prefix();
+        let stored: Vec<String> = keys.iter().map(|k| format!("{prefix}{}", k.pk())).collect();
+        self.with_conn(move |conn| {
+            // One statement (a single read snapshot) over the distinct keys, then answered
+            // in the caller's order.
+            let mut distinct = stored.clone();
+            distinct.sort();
+            distinct.dedup();
+            let placeholders = vec!["?"; distinct.len()].join(", ");
+            let mut stmt = conn
+                .prepare(&format!("{SELECT_ITEM} WHERE pk IN ({placeholders})"))
+                .map_err(store_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(distinct.iter()), Row::read)
+                .map_err(store_err)?;
+            let mut found = std::collections::HashMap::new();
+            for row in rows {
+                let row = row.map_err(store_err)?;
+                found.insert(row.stored_pk.clone(), row.decode(&prefix)?);
+            }
+            Ok(stored.iter().map(|pk| found.get(pk).cloned()).collect())
+        })
+        .await
+    }
+
     async fn commit(&self, writes: Vec<ViewWrite>) -> Result<Vec<u64>, ViewError> {
         check_commit(&writes)?;
         let prefix = self.namespace.key_prefix();
