@@ -66,8 +66,7 @@ async fn an_operator_finds_the_order_that_waited_and_reads_its_timeline() {
         b.screenshot(&shots.join("console-trace-1280.png"));
 
         b.viewport(390, 844);
-        b.eval("location.reload()");
-        b.wait_for("document.readyState === 'complete' && !!document.querySelector('ol.timeline')");
+        b.reload_until("!!document.querySelector('ol.timeline')");
         assert_eq!(
             b.eval("document.documentElement.scrollWidth <= window.innerWidth"),
             json!(true),
@@ -77,10 +76,7 @@ async fn an_operator_finds_the_order_that_waited_and_reads_its_timeline() {
         b.goto(&format!("{base}/failures"));
         b.screenshot(&shots.join("console-failures-phone.png"));
         b.viewport(1280, 900);
-        b.eval("location.reload()");
-        b.wait_for(
-            "document.readyState === 'complete' && !!document.querySelector('table.failures')",
-        );
+        b.reload_until("!!document.querySelector('table.failures')");
         b.screenshot(&shots.join("console-failures-1280.png"));
     })
     .await

@@ -86,6 +86,15 @@ impl Browser {
 
     /// One command (on the page session once attached); its result, or a panic naming it.
     pub fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, &params) {
+            Ok(result) => result,
+            Err(error) => panic!("{method}: {error}"),
+        }
+    }
+
+    /// One command; its result, or the protocol's error (e.g. no execution context while
+    /// a navigation replaces the document).
+    fn try_call(&mut self, method: &str, params: &Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({"id": id, "method": method, "params": params});
@@ -100,9 +109,9 @@ impl Browser {
             let reply: Value = serde_json::from_str(text.as_str()).unwrap();
             if reply["id"] == json!(id) {
                 if let Some(error) = reply.get("error") {
-                    panic!("{method}: {error}");
+                    return Err(error.clone());
                 }
-                return reply["result"].clone();
+                return Ok(reply["result"].clone());
             }
         }
     }
@@ -126,16 +135,37 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
-    /// Waits (10 s at most) until `expression` is true.
+    /// The value of `expression`, or `None` while the page cannot answer (mid-navigation:
+    /// no context, or no document element yet).
+    fn try_eval(&mut self, expression: &str) -> Option<Value> {
+        let params = json!({"expression": expression, "returnByValue": true, "awaitPromise": true});
+        let result = self.try_call("Runtime.evaluate", &params).ok()?;
+        if result.get("exceptionDetails").is_some() {
+            return None;
+        }
+        Some(result["result"]["value"].clone())
+    }
+
+    /// Waits (10 s at most) until `expression` is true; an expression the page cannot
+    /// evaluate yet (a navigation in progress) counts as not yet true.
     pub fn wait_for(&mut self, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.eval(expression) != json!(true) {
+        while self.try_eval(expression) != Some(json!(true)) {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {expression}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Reloads the page and waits until the NEW document is complete and `ready` holds (the
+    /// old document is marked first, so its own `complete` state cannot pass for the new one).
+    pub fn reload_until(&mut self, ready: &str) {
+        self.eval("window.__beforeReload = true; location.reload()");
+        self.wait_for(&format!(
+            "!window.__beforeReload && document.readyState === 'complete' && ({ready})"
+        ));
     }
 
     pub fn goto(&mut self, url: &str) {
