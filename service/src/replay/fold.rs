@@ -1,16 +1,17 @@
 //! The replay fold of one projection: offers recorded events to their view items with the
 //! same ordering guard and `evolve` as live projection (`ViewItem::apply`), caches the items
-//! it touched and writes them back in conditional commits. It never calls `decide`.
+//! it touched and hands their writes to the caller, who commits every fold's writes of a
+//! checkpoint together. It never calls `decide`. Its memory is bounded: the item cache is
+//! dropped past `CACHE_LIMIT`, and evicted keys are remembered in a fixed-size filter.
 
+use super::key_filter::KeyFilter;
 use super::ReplayError;
 use crate::ledger::EventLog;
-use crate::views::{
-    ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT,
-};
+use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
 use async_trait::async_trait;
 use projections::projection::{Apply, Projection, ViewItem as DomainItem};
-use projections::RecordedEvent;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use projections::{Partition, RecordedEvent};
+use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -38,11 +39,46 @@ pub trait Replayer: Send {
     async fn offer(&mut self, event: &RecordedEvent) -> Result<Offered, ReplayError>;
 
     /// Writes every changed item; returns how many were written.
-    async fn flush(&mut self) -> Result<usize, ReplayError>;
+    async fn flush(&mut self) -> Result<usize, ReplayError> {
+        let writes = self.drain()?;
+        let count = writes.len();
+        let revisions = commit(self.views(), writes).await?;
+        self.committed(&revisions);
+        Ok(count)
+    }
+
+    /// The writes of every item changed since the last flush, for the caller to commit
+    /// (together with other folds' writes), then to report back through `committed`.
+    fn drain(&mut self) -> Result<Vec<ViewWrite>, ReplayError>;
+
+    /// The new revisions of the writes `drain` returned, in its order.
+    fn committed(&mut self, revisions: &[u64]);
+
+    /// The store the fold writes to.
+    fn views(&self) -> &dyn ViewStore;
+
+    /// Folds only the view keys `partition` owns; every other event is `Ignored`.
+    fn restrict_to(&mut self, partition: Partition);
 
     /// Tells the fold the target holds no item of this projection (it was just wiped), so
     /// new keys need no read.
     fn assume_empty(&mut self);
+}
+
+/// Commits a flush's writes in as few round trips as the store allows; a conflict means
+/// someone else wrote the views meanwhile.
+pub async fn commit(
+    views: &dyn ViewStore,
+    writes: Vec<ViewWrite>,
+) -> Result<Vec<u64>, ReplayError> {
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    match views.commit_batch(writes).await {
+        Ok(revisions) => Ok(revisions),
+        Err(ViewError::Conflict { pk, .. }) => Err(ReplayError::Concurrent { pk }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 struct Cached<S> {
@@ -56,10 +92,13 @@ pub struct Rebuilder<P: Projection> {
     views: Arc<dyn ViewStore>,
     cache: HashMap<String, Cached<P::State>>,
     dirty: BTreeSet<String>,
+    /// The keys `drain` handed out, awaiting their revisions in `committed`.
+    draining: Vec<String>,
     /// The target held no item of this projection when the rebuild started (it was wiped),
     /// so only keys written by this fold and since evicted from the cache need a read.
     empty: bool,
-    evicted: HashSet<String>,
+    evicted: KeyFilter,
+    partition: Partition,
     _projection: PhantomData<fn() -> P>,
 }
 
@@ -70,8 +109,10 @@ impl<P: Projection> Rebuilder<P> {
             views,
             cache: HashMap::new(),
             dirty: BTreeSet::new(),
+            draining: Vec::new(),
             empty: false,
-            evicted: HashSet::new(),
+            evicted: KeyFilter::new(),
+            partition: Partition::ALL,
             _projection: PhantomData,
         }
     }
@@ -79,7 +120,7 @@ impl<P: Projection> Rebuilder<P> {
     async fn load(&mut self, key: &str) -> Result<&mut Cached<P::State>, ReplayError> {
         if !self.cache.contains_key(key) {
             let view_key = ViewKey::new(P::NAME, key)?;
-            let stored = if self.empty && !self.evicted.contains(key) {
+            let stored = if self.empty && !self.evicted.may_contain(key) {
                 None
             } else {
                 self.views.get(&view_key).await?
@@ -123,6 +164,9 @@ where
         let Some(key) = P::key(event) else {
             return Ok(Offered::Ignored);
         };
+        if !self.partition.owns(P::NAME, &key) {
+            return Ok(Offered::Ignored);
+        }
         let (expected, got) = match self.load(&key).await?.item.apply::<P>(event) {
             Apply::AlreadyApplied => return Ok(Offered::AlreadyApplied),
             Apply::Applied => {
@@ -161,48 +205,54 @@ where
         }
     }
 
-    async fn flush(&mut self) -> Result<usize, ReplayError> {
-        let dirty: Vec<String> = std::mem::take(&mut self.dirty).into_iter().collect();
-        let mut written = 0;
-        for chunk in dirty.chunks(MAX_WRITES_PER_COMMIT) {
-            let mut writes = Vec::with_capacity(chunk.len());
-            for key in chunk {
-                let cached = &self.cache[key];
-                writes.push(ViewWrite {
-                    key: ViewKey::new(P::NAME, key)?,
-                    expected: cached.expected,
-                    last_version: cached.item.last_version.clone(),
-                    state: serde_json::to_value(&cached.item.state)
-                        .expect("projection states serialize to JSON"),
-                });
+    fn drain(&mut self) -> Result<Vec<ViewWrite>, ReplayError> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut writes = Vec::with_capacity(dirty.len());
+        for key in &dirty {
+            let cached = &self.cache[key];
+            writes.push(ViewWrite {
+                key: ViewKey::new(P::NAME, key)?,
+                expected: cached.expected,
+                last_version: cached.item.last_version.clone(),
+                state: serde_json::to_value(&cached.item.state)
+                    .expect("projection states serialize to JSON"),
+            });
+        }
+        self.draining = dirty.into_iter().collect();
+        Ok(writes)
+    }
+
+    fn committed(&mut self, revisions: &[u64]) {
+        for (key, revision) in self.draining.drain(..).zip(revisions) {
+            if let Some(cached) = self.cache.get_mut(&key) {
+                cached.expected = ExpectedRevision::Exact(*revision);
             }
-            let revisions = match self.views.commit(writes).await {
-                Ok(revisions) => revisions,
-                Err(ViewError::Conflict { pk, .. }) => return Err(ReplayError::Concurrent { pk }),
-                Err(e) => return Err(e.into()),
-            };
-            for (key, revision) in chunk.iter().zip(revisions) {
-                if let Some(cached) = self.cache.get_mut(key) {
-                    cached.expected = ExpectedRevision::Exact(revision);
-                }
-            }
-            written += chunk.len();
         }
         if self.cache.len() > CACHE_LIMIT {
-            // Remembering the evicted keys (a few bytes each) keeps every never-seen key
-            // read-free; forgetting them made each new item of a long rebuild a store read.
+            // Remembering the evicted keys keeps every never-seen key read-free (forgetting
+            // them made each new item of a long rebuild a store read); a fixed-size filter
+            // does it in bounded memory, a false positive costing one read.
             if self.empty {
-                self.evicted.extend(self.cache.drain().map(|(key, _)| key));
+                for key in self.cache.keys() {
+                    self.evicted.insert(key);
+                }
             }
             self.cache.clear();
         }
-        Ok(written)
+    }
+
+    fn views(&self) -> &dyn ViewStore {
+        self.views.as_ref()
+    }
+
+    fn restrict_to(&mut self, partition: Partition) {
+        self.partition = partition;
     }
 
     fn assume_empty(&mut self) {
         self.cache.clear();
         self.dirty.clear();
-        self.evicted.clear();
+        self.evicted = KeyFilter::new();
         self.empty = true;
     }
 }

@@ -215,6 +215,14 @@ impl ViewWrite {
     }
 }
 
+/// One page of a projection's items (`ViewStore::list_page`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ViewPage {
+    pub items: Vec<ViewItem>,
+    /// The cursor of the next page; `None` after the last one.
+    pub next: Option<String>,
+}
+
 /// A feed reader's resumable position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -277,6 +285,15 @@ pub fn check_commit(writes: &[ViewWrite]) -> Result<(), ViewError> {
         }
     }
     Ok(())
+}
+
+/// Checks a batch (`ViewStore::commit_batch`) before any write: no item twice.
+pub fn check_batch(writes: &[ViewWrite]) -> Result<(), ViewError> {
+    let mut seen = std::collections::HashSet::with_capacity(writes.len());
+    match writes.iter().find(|w| !seen.insert(&w.key)) {
+        Some(twice) => Err(ViewError::DuplicateWrite { pk: twice.key.pk() }),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a write whose item would not fit in one DynamoDB item; `payload_bytes` is what
@@ -347,6 +364,36 @@ pub trait ViewStore: Send + Sync {
 
     /// Deletes every item of one projection (a replay wipe); returns how many went.
     async fn delete_projection(&self, projection: &str) -> Result<usize, ViewError>;
+
+    /// Up to `limit` items of one projection after the cursor `after` (`None`: the first
+    /// page), in the store's own order (key order on SQLite, scan order on DynamoDB): what
+    /// reads a whole projection with bounded memory (streaming digests, partition wipes).
+    async fn list_page(
+        &self,
+        projection: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<ViewPage, ViewError>;
+
+    /// Many conditional puts in as few round trips as the store allows (a replay's flush):
+    /// each write still needs its item at the expected revision. Atomic per chunk of
+    /// `MAX_WRITES_PER_COMMIT` in write order (the embedded store: atomic as a whole); on a
+    /// `Conflict` the chunks before the failing one stay written. Returns the new revisions
+    /// in write order.
+    async fn commit_batch(&self, writes: Vec<ViewWrite>) -> Result<Vec<u64>, ViewError> {
+        check_batch(&writes)?;
+        let mut revisions = Vec::with_capacity(writes.len());
+        let mut writes = writes.into_iter().peekable();
+        while writes.peek().is_some() {
+            let chunk: Vec<ViewWrite> = writes.by_ref().take(MAX_WRITES_PER_COMMIT).collect();
+            revisions.extend(self.commit(chunk).await?);
+        }
+        Ok(revisions)
+    }
+
+    /// Deletes these items whatever their revision (a partition's wipe before its replay);
+    /// keys without an item are skipped.
+    async fn delete_items(&self, keys: &[ViewKey]) -> Result<(), ViewError>;
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ViewError>;
 
