@@ -5,7 +5,8 @@
 use super::append::ledger_append;
 use super::workload::{story, EVENTS_PER_STORY};
 use super::{
-    peak_rss_bytes, process_cpu_seconds, reset_peak_rss, Bound, Measurement, Outcome, Scale, ScratchDir, Target,
+    peak_rss_bytes, process_cpu_seconds, reset_peak_rss, Bound, Measurement, Outcome, Scale,
+    ScratchDir, Target,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -142,19 +143,24 @@ async fn measure(scale: Scale) -> Result<Outcome, String> {
     if let Some(cpu) = large.cpu {
         measurements.push(Measurement::new(
             NAME,
-            format!("CPU time (user + system, both threads), {} events", large.events),
+            format!(
+                "CPU time (user + system, both threads), {} events",
+                large.events
+            ),
             cpu,
             "s",
         ));
     }
     if let Some(peak) = large.peak_rss {
-        measurements.push(Measurement::new(
-            NAME,
-            format!("peak RSS during replay, {} events", large.events),
-            peak as f64 / (1024.0 * 1024.0),
-            "MiB",
-        )
-        .target(Target::Value(Bound::AtMost(256.0))));
+        measurements.push(
+            Measurement::new(
+                NAME,
+                format!("peak RSS during replay, {} events", large.events),
+                peak as f64 / (1024.0 * 1024.0),
+                "MiB",
+            )
+            .target(Target::Value(Bound::AtMost(256.0))),
+        );
     }
     Ok(Outcome::Measured {
         measurements,
