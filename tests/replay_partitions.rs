@@ -7,7 +7,7 @@ mod common;
 
 use common::moto::{moto, unique_name};
 use projections::Partition;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use sync_ledger::replay::{stream_digest, ViewDigest, PROJECTIONS};
 use sync_ledger::views::dynamodb::DynamoViewStore;
@@ -133,7 +133,14 @@ async fn partitions_combine_into_one_run(store: Store) {
     for i in 0..PARTITIONS {
         let partition = format!("{i}/{PARTITIONS}");
         let args = ["replay", "--into", "parts", "--partition", &partition];
-        runs.push(store.command(&args).spawn().expect("spawn ledger"));
+        runs.push(
+            store
+                .command(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn ledger"),
+        );
     }
     let outputs: Vec<String> = runs
         .into_iter()
@@ -143,7 +150,10 @@ async fn partitions_combine_into_one_run(store: Store) {
     let parts = store.views(ViewNamespace::named("parts").unwrap()).await;
     for projection in PROJECTIONS {
         let expected = printed_digest(&whole, projection);
-        assert!(expected.items > 20, "{projection}: {expected}");
+        assert!(expected.items > 0, "{projection}: {expected}");
+        // The generated accounts make these two large enough that every partition has some.
+        let large = matches!(*projection, "account-sync" | "correlation");
+        assert!(!large || expected.items > 30, "{projection}: {expected}");
         let mut combined = ViewDigest::from_hex(&"0".repeat(64), 0).unwrap();
         for (i, out) in outputs.iter().enumerate() {
             let line = out
@@ -155,7 +165,11 @@ async fn partitions_combine_into_one_run(store: Store) {
                 "{line}"
             );
             let part = printed_digest(out, projection);
-            assert!(part.items < expected.items, "{projection} {i}: {part}");
+            assert!(part.items <= expected.items, "{projection} {i}: {part}");
+            assert!(
+                !large || (part.items > 0 && part.items < expected.items),
+                "{projection} {i}: {part}"
+            );
             combined = combined.combine(&part);
         }
         assert_eq!(combined, expected, "{projection}: partitions combined");
