@@ -40,6 +40,10 @@ pub struct ReplayArgs {
     /// parallel, each with its own checkpoint; their digests add up to one run's.
     #[arg(long, value_name = "I/N", conflicts_with = "verify")]
     pub partition: Option<Partition>,
+    /// Items each projection keeps in memory between checkpoints (a bigger cache reads the
+    /// store less and holds more memory).
+    #[arg(long, value_name = "N", default_value_t = sync_ledger::replay::fold::CACHE_LIMIT as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_items: u64,
     /// Save the checkpoint every N events.
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
@@ -93,6 +97,7 @@ pub async fn run(store: &StoreUrl, args: &ReplayArgs) -> Result<ExitCode, CliErr
     request.max_events = args.max_events;
     request.checkpoint_every = args.checkpoint_every;
     request.partition = args.partition.unwrap_or(Partition::ALL);
+    request.cache_items = usize::try_from(args.cache_items).unwrap_or(usize::MAX);
     if progress.terminal {
         progress.total = Some(replay::count_events(log.as_ref(), args.from).await?);
     }

@@ -2,7 +2,7 @@
 //! same ordering guard and `evolve` as live projection (`ViewItem::apply`), caches the items
 //! it touched and hands their writes to the caller, who commits every fold's writes of a
 //! checkpoint together. It never calls `decide`. Its memory is bounded: the item cache is
-//! dropped past `CACHE_LIMIT`, and evicted keys are remembered in a fixed-size filter.
+//! dropped past its limit (`CACHE_LIMIT` by default), and evicted keys are remembered in a fixed-size filter.
 
 use super::key_filter::KeyFilter;
 use super::ReplayError;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// (later touches re-read them), so a huge rebuild does not hold every item. The log is
 /// mostly read in runs of one entity's events, so a small cache loses few hits: at 20,000
 /// items per projection the cached states were most of a 1M-event replay's 190-270 MiB.
-const CACHE_LIMIT: usize = 4_096;
+pub const CACHE_LIMIT: usize = 4_096;
 
 /// What offering one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,23 +44,30 @@ pub trait Replayer: Send {
     async fn flush(&mut self) -> Result<usize, ReplayError> {
         let writes = self.drain()?;
         let count = writes.len();
-        let revisions = commit(self.views(), writes).await?;
-        self.committed(&revisions);
+        commit(self.views(), writes).await?;
+        self.evict();
         Ok(count)
     }
 
-    /// The writes of every item changed since the last flush, for the caller to commit
-    /// (together with other folds' writes), then to report back through `committed`.
+    /// The writes of every item changed since the last drain, for the caller to commit
+    /// (together with other folds' writes, possibly while this fold goes on). The cached
+    /// items take the revision their write will give them (a write's revision is always
+    /// the expected one plus one), so the next drain is conditioned on it.
     fn drain(&mut self) -> Result<Vec<ViewWrite>, ReplayError>;
 
-    /// The new revisions of the writes `drain` returned, in its order.
-    fn committed(&mut self, revisions: &[u64]);
+    /// Drops the cached items not changed since the last drain once the cache is over its
+    /// limit. Only call it when every drained write has landed: an evicted item is read
+    /// back from the store.
+    fn evict(&mut self);
 
     /// The store the fold writes to.
     fn views(&self) -> &dyn ViewStore;
 
     /// Folds only the view keys `partition` owns; every other event is `Ignored`.
     fn restrict_to(&mut self, partition: Partition);
+
+    /// Keeps at most about `items` items cached between flushes (at least 1).
+    fn cache_items(&mut self, items: usize);
 
     /// Tells the fold the target holds no item of this projection (it was just wiped), so
     /// new keys need no read.
@@ -94,13 +101,12 @@ pub struct Rebuilder<P: Projection> {
     views: Arc<dyn ViewStore>,
     cache: HashMap<String, Cached<P::State>>,
     dirty: BTreeSet<String>,
-    /// The keys `drain` handed out, awaiting their revisions in `committed`.
-    draining: Vec<String>,
     /// The target held no item of this projection when the rebuild started (it was wiped),
     /// so only keys written by this fold and since evicted from the cache need a read.
     empty: bool,
     evicted: KeyFilter,
     partition: Partition,
+    cache_limit: usize,
     _projection: PhantomData<fn() -> P>,
 }
 
@@ -111,10 +117,10 @@ impl<P: Projection> Rebuilder<P> {
             views,
             cache: HashMap::new(),
             dirty: BTreeSet::new(),
-            draining: Vec::new(),
             empty: false,
             evicted: KeyFilter::new(),
             partition: Partition::ALL,
+            cache_limit: CACHE_LIMIT,
             _projection: PhantomData,
         }
     }
@@ -211,7 +217,7 @@ where
         let dirty = std::mem::take(&mut self.dirty);
         let mut writes = Vec::with_capacity(dirty.len());
         for key in &dirty {
-            let cached = &self.cache[key];
+            let cached = self.cache.get_mut(key).expect("dirty items are cached");
             writes.push(ViewWrite {
                 key: ViewKey::new(P::NAME, key)?,
                 expected: cached.expected,
@@ -219,28 +225,27 @@ where
                 state: serde_json::to_value(&cached.item.state)
                     .expect("projection states serialize to JSON"),
             });
+            cached.expected = ExpectedRevision::Exact(cached.expected.next());
         }
-        self.draining = dirty.into_iter().collect();
         Ok(writes)
     }
 
-    fn committed(&mut self, revisions: &[u64]) {
-        for (key, revision) in self.draining.drain(..).zip(revisions) {
-            if let Some(cached) = self.cache.get_mut(&key) {
-                cached.expected = ExpectedRevision::Exact(*revision);
-            }
+    fn evict(&mut self) {
+        if self.cache.len() <= self.cache_limit {
+            return;
         }
-        if self.cache.len() > CACHE_LIMIT {
-            // Remembering the evicted keys keeps every never-seen key read-free (forgetting
-            // them made each new item of a long rebuild a store read); a fixed-size filter
-            // does it in bounded memory, a false positive costing one read.
-            if self.empty {
-                for key in self.cache.keys() {
-                    self.evicted.insert(key);
-                }
+        // Remembering the evicted keys keeps every never-seen key read-free (forgetting
+        // them made each new item of a long rebuild a store read); a fixed-size filter
+        // does it in bounded memory, a false positive costing one read.
+        let dirty = &self.dirty;
+        let (empty, evicted) = (self.empty, &mut self.evicted);
+        self.cache.retain(|key, _| {
+            let keep = dirty.contains(key);
+            if !keep && empty {
+                evicted.insert(key);
             }
-            self.cache.clear();
-        }
+            keep
+        });
     }
 
     fn views(&self) -> &dyn ViewStore {
@@ -249,6 +254,10 @@ where
 
     fn restrict_to(&mut self, partition: Partition) {
         self.partition = partition;
+    }
+
+    fn cache_items(&mut self, items: usize) {
+        self.cache_limit = items.max(1);
     }
 
     fn assume_empty(&mut self) {

@@ -4,7 +4,7 @@
 //! running checkpoint. Also `verify` and `switch`.
 
 use super::digest::{diff, snapshot, stream_digest, Difference, ViewDigest};
-use super::fold::{commit, Offered, Replayer};
+use super::fold::{commit, Offered, Replayer, CACHE_LIMIT};
 use super::pages::Pages;
 use super::registry::{rebuilder, view_name, PROJECTIONS};
 use super::ReplayError;
@@ -38,6 +38,8 @@ pub struct ReplayRequest {
     /// Rebuild only the view keys this partition owns (`--partition i/N`): N runs, one per
     /// partition, rebuild a projection in parallel, each with its own checkpoint and wipe.
     pub partition: Partition,
+    /// Items each projection keeps cached between flushes: memory against store reads.
+    pub cache_items: usize,
 }
 
 impl ReplayRequest {
@@ -51,6 +53,7 @@ impl ReplayRequest {
             page_size: 500,
             checkpoints: true,
             partition: Partition::ALL,
+            cache_items: CACHE_LIMIT,
         }
     }
 
@@ -194,6 +197,7 @@ async fn wipe(
 
 /// One projection's rebuild in progress: its fold, report and checkpoint.
 struct Lane {
+    name: &'static str,
     fold: Box<dyn Replayer>,
     report: ProjectionReport,
     checkpoint: ReplayCheckpoint,
@@ -216,6 +220,7 @@ impl Lane {
     ) -> Result<Self, ReplayError> {
         let mut fold = rebuilder(name, log.clone(), target.clone())?;
         fold.restrict_to(request.partition);
+        fold.cache_items(request.cache_items);
         let mut report = ProjectionReport {
             projection: name.to_string(),
             target: request.target.to_string(),
@@ -252,6 +257,7 @@ impl Lane {
             save_checkpoint(target.as_ref(), name, request.partition, &checkpoint).await?;
         }
         Ok(Self {
+            name,
             fold,
             report,
             checkpoint,
@@ -435,6 +441,7 @@ async fn replay_together(
     );
     let mut pages = Pages::read_ahead(log.clone(), request.from, after.clone(), request.page_size);
     let mut since_checkpoint = 0;
+    let mut in_flight = None;
     while let Some(page) = pages.next().await {
         let page = page?;
         let Some(last) = page.last() else {
@@ -459,13 +466,26 @@ async fn replay_together(
             }
             since_checkpoint += 1;
             if since_checkpoint >= request.checkpoint_every {
-                flush_together(&mut lanes, event, target.as_ref(), request).await?;
+                // Write-behind: this batch is written while the folds go on with the next
+                // events (on the other core). Batches land in order, and caches drop items
+                // only once every earlier batch has landed, so no fold reads a stale item.
+                landed(&mut in_flight).await?;
+                for lane in lanes.iter_mut() {
+                    lane.fold.evict();
+                }
+                let batch = take_batch(&mut lanes, event, request)?;
+                in_flight = Some(tokio::spawn(write_batch(
+                    target.clone(),
+                    batch,
+                    request.partition,
+                )));
                 since_checkpoint = 0;
             }
         }
         progress.advance(page.len() as u64);
     }
     // What is left goes in one batch too; each lane's `close` then saves its checkpoint.
+    landed(&mut in_flight).await?;
     flush_lanes(&mut lanes, target.as_ref()).await?;
     let mut reports = Vec::with_capacity(lanes.len());
     for lane in lanes {
@@ -478,42 +498,75 @@ async fn replay_together(
     Ok(reports)
 }
 
-/// Writes every lane's changed items in one batch (one transaction on the embedded store),
-/// then saves each lane's checkpoint at `event` (a lane still catching up keeps its own).
-async fn flush_together(
+/// The batch of one checkpoint: every lane's changed items, then the lanes' checkpoints.
+struct Batch {
+    writes: Vec<ViewWrite>,
+    checkpoints: Vec<(&'static str, ReplayCheckpoint)>,
+}
+
+/// Takes every lane's changed items and (at `event`) checkpoints as one batch; a lane still
+/// catching up keeps its own checkpoint.
+fn take_batch(
     lanes: &mut [Lane],
     event: &RecordedEvent,
-    target: &dyn ViewStore,
     request: &ReplayRequest,
-) -> Result<(), ReplayError> {
+) -> Result<Batch, ReplayError> {
     let key = event.global_order_key();
-    for lane in lanes.iter_mut().filter(|l| l.skip_until.is_none()) {
-        lane.checkpoint.after = Some(key.clone());
+    let mut batch = Batch {
+        writes: Vec::new(),
+        checkpoints: Vec::new(),
+    };
+    for lane in lanes.iter_mut() {
+        let drained = lane.fold.drain()?;
+        lane.report.items_written += drained.len() as u64;
+        batch.writes.extend(drained);
+        if lane.skip_until.is_none() {
+            lane.checkpoint.after = Some(key.clone());
+        }
+        if request.checkpoints {
+            batch.checkpoints.push((lane.name, lane.checkpoint.clone()));
+        }
     }
-    flush_lanes(lanes, target).await?;
-    for lane in lanes.iter() {
-        lane.save(target, request).await?;
+    Ok(batch)
+}
+
+/// Writes a batch (one transaction on the embedded store), then saves its checkpoints: a
+/// checkpoint never runs ahead of the items it covers.
+async fn write_batch(
+    target: Arc<dyn ViewStore>,
+    batch: Batch,
+    partition: Partition,
+) -> Result<(), ReplayError> {
+    commit(target.as_ref(), batch.writes).await?;
+    for (name, checkpoint) in &batch.checkpoints {
+        save_checkpoint(target.as_ref(), name, partition, checkpoint).await?;
     }
     Ok(())
 }
 
-/// Commits every lane's pending writes together and hands each lane its revisions back.
+/// Waits for the batch being written, if any.
+async fn landed(
+    in_flight: &mut Option<tokio::task::JoinHandle<Result<(), ReplayError>>>,
+) -> Result<(), ReplayError> {
+    match in_flight.take() {
+        None => Ok(()),
+        Some(task) => task.await.map_err(|e| {
+            ReplayError::View(crate::views::ViewError::Store(format!(
+                "the replay's view writer failed: {e}"
+            )))
+        })?,
+    }
+}
+
+/// Commits every lane's pending writes together (at the end of a run).
 async fn flush_lanes(lanes: &mut [Lane], target: &dyn ViewStore) -> Result<(), ReplayError> {
     let mut writes = Vec::new();
-    let mut counts = Vec::with_capacity(lanes.len());
     for lane in lanes.iter_mut() {
         let drained = lane.fold.drain()?;
-        counts.push(drained.len());
+        lane.report.items_written += drained.len() as u64;
         writes.extend(drained);
     }
-    let revisions = commit(target, writes).await?;
-    let mut rest = revisions.as_slice();
-    for (lane, count) in lanes.iter_mut().zip(counts) {
-        let (mine, others) = rest.split_at(count);
-        lane.fold.committed(mine);
-        lane.report.items_written += count as u64;
-        rest = others;
-    }
+    commit(target, writes).await?;
     Ok(())
 }
 
