@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::lambda::audit_api::AuditApi;
 use sync_ledger::ledger::{open_store, EventLog, ExpectedVersion};
 use sync_ledger::views::open_views;
@@ -70,7 +70,7 @@ impl Day {
             failed: CorrelationId::new(),
         };
         day.ledger(&["migrate"]);
-        let log = open_store(&day.store()).await.unwrap();
+        let log = open_store(&day.store(), &AwsConfig::lazy()).await.unwrap();
         let log = log.as_ref();
         let crm_stream = format!("crm-account-{CRM_ID}");
         let billing_stream = format!("billing-account-{BILLING_ID}");
@@ -415,8 +415,8 @@ fn body(response: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> Value 
 async fn the_audit_api_handler_answers_http_api_requests() {
     let day = Day::seed().await;
     let api = AuditApi::new(
-        open_store(&day.store()).await.unwrap(),
-        open_views(&day.store()).await.unwrap(),
+        open_store(&day.store(), &AwsConfig::lazy()).await.unwrap(),
+        open_views(&day.store(), &AwsConfig::lazy()).await.unwrap(),
     );
 
     let ok = api.handle(http_request(CRM_ID, "GET", true)).await;

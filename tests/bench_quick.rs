@@ -56,6 +56,9 @@ fn quick_bench_prints_every_ratio_with_its_target() {
         ("write units per appended event", None),
         ("read units per replayed event, whole log", None),
         ("read units per replayed event, last 10% of the log", None),
+        ("CRM read calls", Some("target ratio <= 1.05")),
+        ("Billing read calls", Some("target ratio <= 1.05")),
+        ("peak RSS growth per account", None),
     ] {
         let l = line(&text, label);
         assert!(l.contains(" ratio "), "{label}: no ratio in {l:?}");
@@ -88,6 +91,14 @@ fn quick_bench_prints_every_ratio_with_its_target() {
         );
     }
     assert!(line(&text, "projector peak RSS").contains("1000-record DynamoDB Streams batch"));
+    let crm_calls = line(
+        &text,
+        "CRM API calls per 1,000 Billing-originated account changes",
+    );
+    assert!(
+        crm_calls.contains("vs one upsert per account") && crm_calls.contains("target <= 10.0"),
+        "{crm_calls:?}"
+    );
     for quantile in ["p50", "p99"] {
         let l = line(
             &text,

@@ -2,8 +2,11 @@
 //! own embedded store in a temp dir and checks what it prints and how it exits. (`demo` has
 //! its own test binary, `tests/demo.rs`.)
 
+mod common;
+
+use common::ledger_run::{ledger_command, Run};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const SAMPLE: &str = include_str!("../src/cli/demo_sample.jsonl");
 
@@ -30,38 +33,11 @@ impl Store {
 
     /// Runs `ledger` with this store in LEDGER_STORE.
     fn ledger(&self, args: &[&str]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_ledger"))
-            .args(args)
-            .env("LEDGER_STORE", self.url())
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
-        Run(output)
+        Run::of(ledger_command(&self.url(), args))
     }
 
     fn ingest(&self, path: &Path) -> Run {
         self.ledger(&["ingest", path.to_str().unwrap()])
-    }
-}
-
-struct Run(Output);
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-    fn ok(self) -> Self {
-        assert!(
-            self.0.status.success(),
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.0.status,
-            self.stdout(),
-            self.stderr()
-        );
-        self
     }
 }
 

@@ -72,7 +72,7 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// The tables as boto3 describes them (tests/support/describe_tables.py).
+/// The tables as boto3 describes them (tests/common/describe_tables.py).
 fn describe_with_boto3(prefix: &str) -> serde_json::Value {
     let python = std::env::var_os("MOTO_PYTHON")
         .map(std::path::PathBuf::from)
@@ -82,7 +82,7 @@ fn describe_with_boto3(prefix: &str) -> serde_json::Value {
     let output = Command::new(python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/describe_tables.py"
+            "/tests/common/describe_tables.py"
         ))
         .args([moto().endpoint(), prefix])
         .output()

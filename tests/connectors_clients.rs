@@ -2,12 +2,13 @@
 //! `Retry-After`, idempotent creates across a timeout, the one-refresh rule on 401, error
 //! classification, and the Salesforce/Zuora call shapes the projectors rely on.
 
+mod common;
+
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use common::sync_world::gold;
 use projections::CorrelationId;
-use sandbox::{
-    Charge, Faults, Price, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
-};
+use sandbox::{Faults, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,9 +17,9 @@ use sync_ledger::connectors::billing::{
     AccountUpdate, CancellationPolicy, ChargeOverride, NewAccount, NewSubscription,
     RatePlanSelection, SubscriptionAmendment,
 };
-use sync_ledger::connectors::crm::{AccountFields, OrderUpdate, PriceFields, ProductFields};
+use sync_ledger::connectors::crm::{CrmAccountBody, OrderUpdate, PriceFields, ProductFields};
 use sync_ledger::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
-use sync_ledger::connectors::token::{TokenError, TokenStore};
+use sync_ledger::connectors::token::{SecretReader, TokenError};
 use sync_ledger::connectors::{
     ApiToken, BillingClient, ClientConfig, ConnectorError, CrmClient, IdempotencyKey, RetryPolicy,
     ServiceName, TokenProvider,
@@ -225,6 +226,139 @@ async fn an_idempotent_create_retried_after_a_timeout_creates_one_account() {
     assert_eq!(created_events, 1);
 }
 
+/// A subscription on Gold for Acme, made by `client`: (subscription number, Gold's plan).
+async fn gold_subscription(sandbox: &Sandbox, client: &BillingClient) -> (String, RatePlan) {
+    let gold = sandbox.upsert_product(gold());
+    let account = client
+        .create_account(&acme(), &key("account"), CorrelationId::new())
+        .await
+        .unwrap();
+    let plan = gold.product_rate_plans[0].clone();
+    let sub = client
+        .create_subscription(
+            &NewSubscription {
+                account_key: account.account_id,
+                contract_effective_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+                rate_plans: vec![RatePlanSelection {
+                    product_rate_plan_id: plan.id.clone(),
+                    charge_overrides: vec![],
+                }],
+                crm_order_id: None,
+                currency: None,
+            },
+            &key("subscription"),
+            CorrelationId::new(),
+        )
+        .await
+        .unwrap();
+    (sub.subscription_number, plan)
+}
+
+fn amendment(plan: &RatePlan, remove: &str, quantity: f64) -> SubscriptionAmendment {
+    SubscriptionAmendment {
+        contract_effective_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        add: vec![RatePlanSelection {
+            product_rate_plan_id: plan.id.clone(),
+            charge_overrides: vec![ChargeOverride {
+                product_rate_plan_charge_id: plan.product_rate_plan_charges[0].id.clone(),
+                quantity,
+            }],
+        }],
+        remove: vec![remove.to_string()],
+    }
+}
+
+#[tokio::test]
+async fn an_amend_retried_while_still_in_progress_gets_409_then_its_saved_answer_and_amends_once() {
+    let sandbox = sandbox().await;
+    let retry = RetryPolicy {
+        max_attempts: 12,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(200),
+        max_retry_after: Duration::from_secs(5),
+    };
+    let mut config = config(&sandbox, ServiceName::billing(), retry);
+    config.timeout = Duration::from_millis(300);
+    let client = BillingClient::new(config, oauth_tokens(&sandbox)).unwrap();
+    let (number, plan) = gold_subscription(&sandbox, &client).await;
+    let old = sandbox.billing_subscriptions()[0].rate_plans[0].id.clone();
+    // The amend is carried out, then stays in progress past the client's timeout: the
+    // client's retries with the same key meet 409 until the answer is saved.
+    sandbox.set_faults(
+        System::Billing,
+        Faults {
+            idempotency_hold_ms: 500,
+            ..Faults::default()
+        },
+    );
+    let key = key("amend");
+
+    client
+        .amend_subscription(
+            &number,
+            &amendment(&plan, &old, 4.0),
+            &key,
+            CorrelationId::new(),
+        )
+        .await
+        .expect("a retry gets the saved answer");
+
+    let sub = &sandbox.billing_subscriptions()[0];
+    assert_eq!(sub.version, 2, "created, then amended once: {sub:?}");
+    assert_eq!(sub.rate_plans.len(), 1);
+    assert_eq!(sub.rate_plans[0].charges[0].quantity, 4.0);
+    let amends: Vec<_> = sandbox
+        .call_log()
+        .into_iter()
+        .filter(|c| c.label() == "PUT /v1/subscriptions/{key}")
+        .collect();
+    assert!(
+        amends.iter().any(|c| c.status == 409),
+        "a retry met the request in progress: {amends:?}"
+    );
+    assert!(amends
+        .iter()
+        .all(|c| c.idempotency_key.as_deref() == Some(key.as_str())));
+    let amended = sandbox
+        .outbox()
+        .into_iter()
+        .filter(|e| e.event_type == "SubscriptionAmended")
+        .count();
+    assert_eq!(amended, 1);
+}
+
+#[tokio::test]
+async fn an_amend_key_reused_with_another_body_is_refused_with_422() {
+    let sandbox = sandbox().await;
+    let client = billing(&sandbox, fast_retries(3));
+    let (number, plan) = gold_subscription(&sandbox, &client).await;
+    let old = sandbox.billing_subscriptions()[0].rate_plans[0].id.clone();
+    let key = key("amend");
+    client
+        .amend_subscription(
+            &number,
+            &amendment(&plan, &old, 2.0),
+            &key,
+            CorrelationId::new(),
+        )
+        .await
+        .unwrap();
+
+    let err = client
+        .amend_subscription(
+            &number,
+            &amendment(&plan, &old, 9.0),
+            &key,
+            CorrelationId::new(),
+        )
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.status(), Some(422), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(sandbox.billing_subscriptions()[0].version, 2);
+}
+
 #[tokio::test]
 async fn the_same_idempotency_key_with_another_body_is_refused_permanently() {
     let sandbox = sandbox().await;
@@ -256,7 +390,7 @@ struct RotatingStore {
 }
 
 #[async_trait]
-impl TokenStore for RotatingStore {
+impl SecretReader for RotatingStore {
     async fn read(&self, _parameter: &str) -> Result<ApiToken, TokenError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(self.current.lock().unwrap().clone())
@@ -299,6 +433,7 @@ async fn an_expired_token_is_re_read_once_and_the_call_succeeds() {
                 name: Some("Acme Renamed".into()),
                 crm_id: None,
             },
+            &key("rename"),
             CorrelationId::new(),
         )
         .await
@@ -333,7 +468,7 @@ async fn a_token_still_rejected_after_the_refresh_is_reported_without_looping() 
     let err = client
         .upsert_account(
             "A00000001",
-            &AccountFields {
+            &CrmAccountBody {
                 name: Some("Acme".into()),
                 currency: None,
             },
@@ -416,7 +551,7 @@ async fn every_call_carries_the_correlation_id() {
         .unwrap();
     crm.upsert_account(
         &account.account_id,
-        &AccountFields {
+        &CrmAccountBody {
             name: Some("Acme Ltd".into()),
             currency: Some("USD".into()),
         },
@@ -444,7 +579,7 @@ async fn every_call_carries_the_correlation_id() {
 async fn crm_upsert_by_billing_id_creates_then_updates_one_account() {
     let sandbox = sandbox().await;
     let client = crm(&sandbox);
-    let fields = AccountFields {
+    let fields = CrmAccountBody {
         name: Some("Acme Ltd".into()),
         currency: Some("EUR".into()),
     };
@@ -456,7 +591,7 @@ async fn crm_upsert_by_billing_id_creates_then_updates_one_account() {
     let second = client
         .upsert_account(
             "8ad0billing1",
-            &AccountFields {
+            &CrmAccountBody {
                 name: Some("Acme Group".into()),
                 currency: None,
             },
@@ -504,7 +639,7 @@ async fn crm_missing_records_and_required_fields_are_permanent_errors() {
         None
     );
     let err = client
-        .upsert_account("8ad0new", &AccountFields::default(), CorrelationId::new())
+        .upsert_account("8ad0new", &CrmAccountBody::default(), CorrelationId::new())
         .await
         .unwrap_err();
     assert!(!err.is_transient());
@@ -618,31 +753,10 @@ async fn a_failing_composite_part_rolls_back_the_whole_call() {
     );
 }
 
-fn gold_product() -> Product {
-    Product {
-        id: String::new(),
-        sku: "SKU-GOLD".into(),
-        name: "Gold".into(),
-        effective_end_date: None,
-        product_rate_plans: vec![RatePlan {
-            id: String::new(),
-            name: "Gold Monthly".into(),
-            product_rate_plan_charges: vec![Charge {
-                id: String::new(),
-                name: "Seats".into(),
-                pricing: vec![Price {
-                    currency: "USD".into(),
-                    price: 30.0,
-                }],
-            }],
-        }],
-    }
-}
-
 #[tokio::test]
 async fn subscriptions_are_created_amended_and_cancelled() {
     let sandbox = sandbox().await;
-    let gold = sandbox.upsert_product(gold_product());
+    let gold = sandbox.upsert_product(gold());
     let plan = &gold.product_rate_plans[0];
     let client = billing(&sandbox, fast_retries(2));
     let account = client
@@ -664,6 +778,7 @@ async fn subscriptions_are_created_amended_and_cancelled() {
                     }],
                 }],
                 crm_order_id: Some("801SB0000000007AAA".into()),
+                currency: None,
             },
             &key("subscription"),
             CorrelationId::new(),
@@ -686,6 +801,7 @@ async fn subscriptions_are_created_amended_and_cancelled() {
                 }],
                 remove: vec![old_plan.clone()],
             },
+            &key("amend"),
             CorrelationId::new(),
         )
         .await
@@ -698,6 +814,7 @@ async fn subscriptions_are_created_amended_and_cancelled() {
         .cancel_subscription(
             &sub.subscription_id,
             CancellationPolicy::SpecificDate(date),
+            &key("cancel"),
             CorrelationId::new(),
         )
         .await
@@ -708,6 +825,7 @@ async fn subscriptions_are_created_amended_and_cancelled() {
         .cancel_subscription(
             &sub.subscription_id,
             CancellationPolicy::EndOfCurrentTerm,
+            &key("cancel-again"),
             CorrelationId::new(),
         )
         .await
@@ -737,7 +855,7 @@ async fn the_whole_catalog_is_listed_across_pages() {
         sandbox.upsert_product(Product {
             sku: format!("SKU-{n:02}"),
             name: format!("Product {n}"),
-            ..gold_product()
+            ..gold()
         });
     }
     let client = billing(&sandbox, fast_retries(2));

@@ -3,13 +3,11 @@
 //! checks the page fits a phone's width, and saves screenshots under `target/` (1280 px and
 //! 390 px wide) for a person to look at.
 
-#[path = "common/cdp.rs"]
-mod cdp;
 mod common;
-#[path = "common/console.rs"]
-mod console;
-#[path = "common/sync_world.rs"]
-mod sync_world;
+
+use common::cdp;
+use common::console;
+use common::sync_world;
 
 use cdp::Browser;
 use console::{story, Served};

@@ -5,10 +5,11 @@
 //! guard; and `ledger demo --keep` serving the demo's story.
 
 mod common;
-#[path = "common/console.rs"]
-mod console;
-#[path = "common/sync_world.rs"]
-mod sync_world;
+
+use common::bounded_views;
+
+use common::console;
+use common::sync_world;
 
 use console::{get, post_form, silver, story, Served};
 use scraper::{Html, Selector};
@@ -455,4 +456,33 @@ async fn demo_keep_leaves_a_store_that_serve_opens_on_the_demo_story() {
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds ledger.db"));
+}
+
+/// An entity relinked hundreds of times (issue 15 item 1): its item keeps the latest changes
+/// and spills older ones into pages; the entity page still lists every trace, in order, and
+/// says where the earlier link changes are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_page_lists_every_trace_through_the_spilled_pages() {
+    let w = sqlite_world().await;
+    let id = "001Dn00000PAGED";
+    let recorded =
+        bounded_views::project_relinks(w.store().log.clone(), w.store().views.clone(), id, 300)
+            .await;
+    let served = Served::world(&w);
+    let (status, body) = get(&served, &format!("/entity/crm/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    let doc = Html::parse_document(&body);
+    let expected: Vec<String> = recorded
+        .iter()
+        .map(|e| format!("/trace/{}", e.correlation_id))
+        .collect();
+    assert_eq!(attrs(&doc, "ol.traces a", "href"), expected);
+    // 300 changes: 9 full pages of 32 spilled, the latest 12 in the item.
+    assert_eq!(texts(&doc, "table.history tbody tr").len(), 12, "{body}");
+    assert!(
+        texts(&doc, "p.earlier")
+            .iter()
+            .any(|t| t.contains("Latest 12 changes; 288 earlier")),
+        "{body}"
+    );
 }

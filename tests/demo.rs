@@ -114,6 +114,15 @@ fn demo_tells_the_whole_story_and_exits_zero() {
         "{out}"
     );
 
+    // Drift made behind the sync's back is found by a reconciliation and repaired.
+    assert!(
+        out.contains("field_drift: crm ") && out.contains("[name differ, billing newer]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CRM now \"Acme Corp (EU)\"; a second run: 0 drift, 0 write calls"),
+        "{out}"
+    );
     // Recovery: every projection rebuilt identically, with no external call.
     for projection in ["account-sync", "order-sync", "product-sync", "correlation"] {
         let line = out

@@ -13,11 +13,11 @@ mod common;
 
 use chrono::Utc;
 use common::ingest_fixtures::{callout_request, fixture, signature_header, sqs_event};
-use ledger_cli::cli::ingest::{decode_envelope, decode_line};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use sync_ledger::ingest::decode::{decode_envelope, decode_line};
 use sync_ledger::ingest::signature::{self, CalloutSecret};
 use sync_ledger::ingest::{map_body, rejection_event, split_raw, zuora, Channel, Rejection};
 use sync_ledger::lambda::ingest::{IngestError, IngestHandler};

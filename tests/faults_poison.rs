@@ -12,34 +12,20 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanently_failing_record_is_recorded_failed_and_the_rest_proceeds() {
     let w = World::new().await;
-    let mut good = Vec::new();
-    for i in 0..3 {
-        good.push(
-            w.sandbox
-                .crm_user_create(
-                    "Account",
-                    fields(json!({"Name": format!("Good {i}"), "CurrencyIsoCode": "USD"})),
-                )
-                .unwrap(),
-        );
-    }
-    let poison = w
-        .sandbox
-        .crm_user_create(
-            "Account",
-            fields(json!({"Name": "Poison", "CurrencyIsoCode": "EURO"})),
-        )
-        .unwrap();
-    for i in 3..6 {
-        good.push(
-            w.sandbox
-                .crm_user_create(
-                    "Account",
-                    fields(json!({"Name": format!("Good {i}"), "CurrencyIsoCode": "USD"})),
-                )
-                .unwrap(),
-        );
-    }
+    // A person creates an account in the CRM; the sandbox emits its change event.
+    let create = |name: &str, currency: &str| {
+        w.sandbox
+            .crm_user_create(
+                "Account",
+                fields(json!({"Name": name, "CurrencyIsoCode": currency})),
+            )
+            .unwrap()
+    };
+    let mut good: Vec<_> = (0..3)
+        .map(|i| create(&format!("Good {i}"), "USD"))
+        .collect();
+    let poison = create("Poison", "EURO");
+    good.extend((3..6).map(|i| create(&format!("Good {i}"), "USD")));
     w.deliver_outbox().await;
     w.settle().await;
 

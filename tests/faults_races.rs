@@ -9,10 +9,8 @@
 //! Each test prints its figures.
 
 mod common;
-#[path = "common/sync_world.rs"]
-mod sync_world;
-#[path = "common/sync_world_dynamodb.rs"]
-mod sync_world_dynamodb;
+
+use common::sync_world_dynamodb;
 
 use chrono::Utc;
 use common::fault_world::{count_outcomes, crm_activity, World};

@@ -8,10 +8,8 @@
 //! DynamoDB (moto): `ledger ingest` into the events table, `ledger worker` over its Stream.
 
 mod common;
-#[path = "common/sync_world.rs"]
-mod sync_world;
-#[path = "common/sync_world_dynamodb.rs"]
-mod sync_world_dynamodb;
+
+use common::sync_world_dynamodb;
 
 use common::fault_world::{crm_activity, World};
 use rand::rngs::StdRng;

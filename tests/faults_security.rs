@@ -15,12 +15,12 @@ use sandbox::{Faults, RegisteredClient, SandboxConfig, System};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use sync_ledger::connectors::config::ConnectorsConfig;
 use sync_ledger::connectors::ApiToken;
 use sync_ledger::ingest::signature::CalloutSecret;
 use sync_ledger::lambda::audit_api::AuditApi;
 use sync_ledger::lambda::ingest::IngestHandler;
 use sync_ledger::ledger::{EventLog, SqliteLedger};
-use sync_ledger::projector::config::ConnectorsConfig;
 use sync_ledger::views::sqlite::SqliteViewStore;
 
 const CALLOUT_SECRET: &str = "faults-callout-secret-7f3a";

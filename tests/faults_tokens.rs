@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::fault_world::{kms_key, World};
+use common::fault_world::World;
 use common::moto::moto;
 use sandbox::{Faults, System};
 use serde_json::json;
@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use sync_ledger::config::StoreUrl;
 use sync_ledger::connectors::{ApiToken, ServiceName};
-use sync_ledger::lambda::token_rotator::{
-    RotatorConfig, SaltSource, ServiceSettings, TokenRotator,
-};
+use sync_ledger::lambda::token_rotator::{RotatorConfig, SaltSource, TokenRotator};
 use sync_ledger::ledger::SqliteLedger;
+use sync_ledger::rotation::ServiceSettings;
 
 const BILLING_TOKEN: &str = "POST /oauth/token";
 const CRM_TOKEN: &str = "POST /services/oauth2/token";
@@ -117,17 +116,6 @@ async fn tokens_revoked_repeatedly_while_the_worker_runs_fail_no_sync() {
     );
 }
 
-async fn put_secure(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
-}
-
 /// The scheduler's invocation of the rotator (EventBridge Scheduler "Scheduled Event").
 fn scheduled_event() -> serde_json::Value {
     json!({
@@ -153,13 +141,10 @@ async fn tokens_rotated_in_parameter_store_while_the_worker_runs_fail_no_sync() 
         let credentials = w.sandbox.config().credentials(system).clone();
         let id_param = format!("/oauthClients/{service}/clientId");
         let secret_param = format!("/oauthClients/{service}/clientSecret");
-        put_secure(&ssm, &id_param, &credentials.client_id).await;
-        put_secure(
-            &ssm,
-            &secret_param,
-            credentials.client_secret.expose_secret(),
-        )
-        .await;
+        moto().put_secure(&id_param, &credentials.client_id).await;
+        moto()
+            .put_secure(&secret_param, credentials.client_secret.expose_secret())
+            .await;
         services.push(ServiceSettings {
             service,
             token_url: w.sandbox.token_url(system),
@@ -169,7 +154,7 @@ async fn tokens_rotated_in_parameter_store_while_the_worker_runs_fail_no_sync() 
     }
     let config = RotatorConfig {
         services,
-        kms_key_id: kms_key().await,
+        kms_key_id: moto().kms_key().await,
         salt: SaltSource::Value(ApiToken::new("faults-salt").unwrap()),
         store: StoreUrl::parse("dynamodb://unused").unwrap(),
     };

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use sync_ledger::ingest::signature::CalloutSecret;
 use sync_ledger::ingest::RAW_CAP;
-use sync_ledger::lambda::ingest::IngestHandler;
+use sync_ledger::lambda::ingest::{CalloutAuth, IngestHandler};
 use sync_ledger::ledger::EventLog;
 use sync_ledger::projections::RecordedEvent;
 
@@ -452,4 +452,84 @@ async fn a_callout_secret_rotated_in_ssm_is_picked_up_and_the_old_one_still_acce
         assert_eq!(status, expected, "{secret}: {reply}");
     }
     assert_eq!(all_events(&store).await.len(), 2);
+}
+
+fn basic(credentials: &str) -> (&'static str, String) {
+    use base64::Engine;
+    (
+        "authorization",
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_callout_with_basic_auth_is_appended_and_wrong_or_unconfigured_basic_is_refused() {
+    let store = fresh_store().await;
+    let h = handler(store.log()).with_basic_auth(CalloutAuth::fixed(
+        CalloutSecret::new("zuora-callouts:pa55word").unwrap(),
+    ));
+    let body = fixture("zuora/subscription_created.json");
+
+    let good = callout_request(&body, &[basic("zuora-callouts:pa55word")]);
+    let (status, reply) = status_and_body(&h.handle(good).await.unwrap());
+    assert_eq!((status, reply), (200, json!({"outcome": "appended"})));
+
+    let other = fixture("zuora/account_created.json");
+    for (credentials, why) in [
+        ("zuora-callouts:wrong", "wrong password"),
+        ("someone:pa55word", "wrong user"),
+    ] {
+        let request = callout_request(&other, &[basic(credentials)]);
+        let (status, reply) = status_and_body(&h.handle(request).await.unwrap());
+        assert_eq!(status, 401, "{why}");
+        assert_eq!(reply["error"], "Authorization credentials do not match");
+        assert!(!reply.to_string().contains("pa55word"), "{reply}");
+    }
+    // Without Basic configured, Basic credentials are not a way around the signature.
+    let unconfigured = handler(store.log());
+    let request = callout_request(&other, &[basic("zuora-callouts:pa55word")]);
+    let (status, _) = status_and_body(&unconfigured.handle(request).await.unwrap());
+    assert_eq!(status, 401);
+
+    let events = all_events(&store).await;
+    assert_eq!(
+        events.len(),
+        1,
+        "only the authenticated callout is recorded"
+    );
+    assert_eq!(events[0].event_type, "BillingSubscriptionCreated");
+}
+
+#[tokio::test]
+async fn a_notification_retried_with_a_new_request_id_and_a_re_rendered_body_is_recorded_once() {
+    let store = fresh_store().await;
+    let h = handler(store.log());
+    let first = fixture("zuora/subscription_created.json");
+    // Zuora renders the template again for the retry: another event id and time.
+    let mut rendered: Value = serde_json::from_str(&first).unwrap();
+    rendered["eventId"] = json!("8ad0823f8f2a1b2c018f2a3b4c5d9999");
+    rendered["eventTime"] = json!("2026-03-01T10:00:05.000Z");
+    let retry = rendered.to_string();
+    let now = chrono::Utc::now().timestamp();
+    let send = |body: &str, request_id: &str| {
+        let mut headers = signature_header(SECRET, body, now);
+        headers.push(("zuora-notification-id", "2c92c0f9-notif-0001".to_string()));
+        headers.push(("zuora-request-id", request_id.to_string()));
+        callout_request(body, &headers)
+    };
+
+    let (status, reply) = status_and_body(&h.handle(send(&first, "req-1")).await.unwrap());
+    assert_eq!((status, reply), (200, json!({"outcome": "appended"})));
+    let (status, reply) = status_and_body(&h.handle(send(&retry, "req-2")).await.unwrap());
+    assert_eq!(
+        (status, reply),
+        (200, json!({"outcome": "already_recorded"}))
+    );
+
+    let events = all_events(&store).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].source_event_id.as_str(), "2c92c0f9-notif-0001");
 }

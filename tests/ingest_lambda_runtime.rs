@@ -1,11 +1,11 @@
 //! The compiled `ingest` binary run as Lambda runs it: spawned against a local Runtime API
-//! (tests/support/runtime_api.rs), its secret in SSM and its DynamoDB ledger on moto reached
+//! (tests/common/runtime_api.rs), its secret in SSM and its DynamoDB ledger on moto reached
 //! through the environment, answering real invocations over HTTP. Proves the `lambda_runtime` wiring,
 //! the init-time config and secret reads, and the init failure report.
 
 mod common;
-#[path = "support/runtime_api.rs"]
-mod runtime_api;
+
+use common::runtime_api;
 
 use common::ingest_fixtures::{fixture, sqs_event};
 use common::ingest_store::fresh_store;
@@ -17,30 +17,6 @@ use sync_ledger::ingest::signature::CalloutSecret;
 
 const SECRET: &str = "runtime-test-callout-secret";
 
-async fn put_secret(name: &str) {
-    moto()
-        .ssm()
-        .await
-        .put_parameter()
-        .name(name)
-        .value(SECRET)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
-}
-
-fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    let mut all: Vec<(String, String)> = moto()
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    all
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingest_binary_answers_sqs_and_callout_invocations_through_the_runtime_api() {
     let store = fresh_store().await;
@@ -48,12 +24,12 @@ async fn the_ingest_binary_answers_sqs_and_callout_invocations_through_the_runti
         "/apiTokens/{}",
         common::moto::unique_name("billing-callout")
     );
-    put_secret(&param).await;
+    moto().put_secure(&param, SECRET).await;
 
     let lambda = LambdaProcess::spawn(
         env!("CARGO_BIN_EXE_ingest"),
         "sync-ledger-ingest",
-        &env(&[
+        &moto().env_with(&[
             ("LEDGER_STORE", store.url()),
             ("CALLOUT_SECRET_PARAM", param.clone()),
         ]),
@@ -118,7 +94,7 @@ async fn a_missing_store_variable_fails_init_and_is_reported_naming_it() {
     let lambda = LambdaProcess::spawn(
         env!("CARGO_BIN_EXE_ingest"),
         "sync-ledger-ingest",
-        &env(&[]),
+        &moto().env_with(&[]),
     )
     .await;
     let status = lambda.wait_exit(Duration::from_secs(60)).await;
@@ -145,7 +121,7 @@ async fn an_unreadable_secret_fails_init_naming_the_parameter() {
     let lambda = LambdaProcess::spawn(
         env!("CARGO_BIN_EXE_ingest"),
         "sync-ledger-ingest",
-        &env(&[
+        &moto().env_with(&[
             ("LEDGER_STORE", store.url()),
             (
                 "CALLOUT_SECRET_PARAM",

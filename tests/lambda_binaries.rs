@@ -1,18 +1,16 @@
 //! Every Lambda binary run as its deployed function: the compiled binary under the Runtime API
-//! emulator (tests/support/runtime_api.rs), with exactly the environment `template.yaml` gives
-//! that function (tests/support/template.rs resolves it for a test stack), against the
+//! emulator (tests/common/runtime_api.rs), with exactly the environment `template.yaml` gives
+//! that function (tests/common/template.rs resolves it for a test stack), against the
 //! deploy's store (the DynamoDB tables of `migrations/dynamodb` on moto), the Parameters and
-//! Secrets extension the template layers on (tests/support/params_extension.rs, backed by
+//! Secrets extension the template layers on (tests/common/params_extension.rs, backed by
 //! moto's SSM), and invoked with the event its trigger in the template delivers. Proves the
 //! template and the binaries fit.
 
 mod common;
-#[path = "support/params_extension.rs"]
-mod params_extension;
-#[path = "support/runtime_api.rs"]
-mod runtime_api;
-#[path = "support/template.rs"]
-mod template;
+
+use common::params_extension;
+use common::runtime_api;
+use common::template;
 
 use common::moto::{moto, unique_name};
 use params_extension::ParamsExtension;
@@ -146,6 +144,7 @@ fn binary_path(binary: &str) -> &'static str {
         "projector" => env!("CARGO_BIN_EXE_projector"),
         "token_rotator" => env!("CARGO_BIN_EXE_token_rotator"),
         "audit_api" => env!("CARGO_BIN_EXE_audit_api"),
+        "give_up_consumer" => env!("CARGO_BIN_EXE_give_up_consumer"),
         other => panic!("{other} is not a Lambda binary"),
     }
 }
@@ -154,9 +153,14 @@ fn binary_path(binary: &str) -> &'static str {
 /// message, the EventBridge event (as the rule's target writes it) in `body`. Record shape:
 /// the AWS SQS event sample (tests/fixtures/aws/sqs_record.json).
 fn sqs_event(stack: &TestStack, bodies: &[(&str, String)]) -> Value {
+    queue_event(stack, "SalesforceEventsQueue", bodies)
+}
+
+/// The SQS event Lambda's poller delivers from the template's queue `logical`.
+fn queue_event(stack: &TestStack, logical: &str, bodies: &[(&str, String)]) -> Value {
     let queue = stack
         .stack
-        .resolve(&template()["Resources"]["SalesforceEventsQueue"]["Properties"]["QueueName"]);
+        .resolve(&template()["Resources"][logical]["Properties"]["QueueName"]);
     let record: Value = serde_json::from_str(&fixture("aws/sqs_record.json")).unwrap();
     let records: Vec<Value> = bodies
         .iter()
@@ -453,46 +457,6 @@ fn sandbox() -> &'static Sandbox {
     })
 }
 
-/// Calls moto's KMS JSON API (moto does not check signatures; the SDK has no KMS client in
-/// this workspace).
-async fn kms(target: &str, body: Value) -> Value {
-    let now = chrono::Utc::now();
-    let response = reqwest::Client::new()
-        .post(moto().endpoint())
-        .header("X-Amz-Target", format!("TrentService.{target}"))
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("X-Amz-Date", now.format("%Y%m%dT%H%M%SZ").to_string())
-        .header(
-            "Authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential=testing/{}/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
-                now.format("%Y%m%d")
-            ),
-        )
-        .json(&body)
-        .send()
-        .await
-        .expect("moto answers");
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "KMS {target}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-async fn put_secure(name: &str, value: &str) {
-    moto()
-        .ssm()
-        .await
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_rotator_function_rotates_both_tokens_on_its_scheduled_invocation() {
     let base = sandbox().url().to_string();
@@ -500,33 +464,40 @@ async fn token_rotator_function_rotates_both_tokens_on_its_scheduled_invocation(
     let logical = "TokenRotatorFunction";
 
     // What the stack creates: the token key and its alias.
-    let key = kms("CreateKey", json!({"Description": "api tokens"})).await;
+    let key = moto()
+        .kms("CreateKey", json!({"Description": "api tokens"}))
+        .await;
     let key_id = key["KeyMetadata"]["KeyId"].as_str().expect("a key id");
     let alias = stack.var(logical, "TOKEN_KMS_KEY_ID");
-    kms(
-        "CreateAlias",
-        json!({"AliasName": alias, "TargetKeyId": key_id}),
-    )
-    .await;
+    moto()
+        .kms(
+            "CreateAlias",
+            json!({"AliasName": alias, "TargetKeyId": key_id}),
+        )
+        .await;
     // What the operator creates (docs/DEPLOY.md): the OAuth clients and the salt.
     let clients = &sandbox().config();
     for (service, client) in [
         ("crm", &clients.crm_client),
         ("billing", &clients.billing_client),
     ] {
-        put_secure(
-            &format!("/oauthClients/{service}/clientId"),
-            &client.client_id,
-        )
-        .await;
-        put_secure(
-            &format!("/oauthClients/{service}/clientSecret"),
-            client.client_secret.expose_secret(),
-        )
-        .await;
+        moto()
+            .put_secure(
+                &format!("/oauthClients/{service}/clientId"),
+                &client.client_id,
+            )
+            .await;
+        moto()
+            .put_secure(
+                &format!("/oauthClients/{service}/clientSecret"),
+                client.client_secret.expose_secret(),
+            )
+            .await;
     }
     let salt = "deploy-test-fingerprint-salt";
-    put_secure(&stack.var(logical, "TOKEN_FINGERPRINT_SALT_PARAM"), salt).await;
+    moto()
+        .put_secure(&stack.var(logical, "TOKEN_FINGERPRINT_SALT_PARAM"), salt)
+        .await;
 
     let lambda = stack.spawn(logical, "token_rotator").await;
     // The schedule's Input, with the context attributes Scheduler fills in.
@@ -627,7 +598,9 @@ async fn rotated_tokens() {
         (System::Crm, "/apiTokens/crm"),
         (System::Billing, "/apiTokens/billing"),
     ] {
-        put_secure(name, sandbox().issue_token(system).expose_secret()).await;
+        moto()
+            .put_secure(name, sandbox().issue_token(system).expose_secret())
+            .await;
     }
 }
 
@@ -736,6 +709,130 @@ async fn audit_api_function_answers_a_signed_query_and_refuses_an_unsigned_one()
     assert_eq!(refused["statusCode"], 403, "{refused}");
     eprintln!(
         "audit_api (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
+        lambda.init_duration(),
+        lambda.peak_rss_kib()
+    );
+}
+
+/// A projector mapping that exhausts its retries sends the batch's range to
+/// `ProjectorFailureQueue` (the on-failure destination record Lambda documents); the consumer
+/// the template puts on that queue reads the range back from the stream and records one
+/// `SyncFailed` per event, naming the projection from the function ARN — once, however often
+/// SQS delivers the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn give_up_consumer_function_records_a_projectors_give_up_once() {
+    let stack = TestStack::deploy().await;
+    record_fixture(&stack, "salesforce/account_change_create.json").await;
+    let filter = projector_filter("ProjectorOrderFunction");
+    let records: Vec<Value> = stream_records(&stack)
+        .await
+        .into_iter()
+        .filter(|r| filter_matches(&filter, r))
+        .collect();
+    assert!(!records.is_empty());
+    let ledger = stack.ledger().await;
+    let shard = moto()
+        .dynamodb_streams()
+        .await
+        .describe_stream()
+        .stream_arn(ledger.stream_arn())
+        .send()
+        .await
+        .unwrap()
+        .stream_description()
+        .and_then(|d| {
+            d.shards()
+                .first()
+                .and_then(|s| s.shard_id().map(str::to_string))
+        })
+        .expect("a shard");
+    let sequence = |r: &Value| {
+        r["dynamodb"]["SequenceNumber"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let body = json!({
+        "requestContext": {
+            "requestId": "316aa6d0-8154-4b3a-9af7-85d5f4a6bc81",
+            "functionArn": format!(
+                "arn:aws:lambda:{}:{}:function:{}",
+                stack.stack.region,
+                stack.stack.account_id,
+                stack.function_name("ProjectorOrderFunction")
+            ),
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 11
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2026-12-05T20:13:49.717Z",
+        "DDBStreamBatchInfo": {
+            "shardId": shard,
+            "startSequenceNumber": sequence(&records[0]),
+            "endSequenceNumber": sequence(records.last().unwrap()),
+            "approximateArrivalOfFirstRecord": "2026-12-05T20:13:19Z",
+            "approximateArrivalOfLastRecord": "2026-12-05T20:13:19Z",
+            "batchSize": records.len(),
+            "streamArn": ledger.stream_arn()
+        }
+    })
+    .to_string();
+
+    let lambda = stack
+        .spawn("GiveUpConsumerFunction", "give_up_consumer")
+        .await;
+    // SQS delivers at least once: the same message twice in one batch, then again.
+    for batch in [
+        vec![("m-1", body.clone()), ("m-1-again", body.clone())],
+        vec![("m-1", body.clone())],
+    ] {
+        let answer = lambda
+            .invoke(queue_event(&stack, "ProjectorFailureQueue", &batch))
+            .await
+            .unwrap()
+            .expect_response();
+        assert_eq!(
+            answer,
+            json!({"batchItemFailures": []}),
+            "{}",
+            lambda.logs()
+        );
+    }
+    let events = ledger.read_all(None, None, 1000).await.unwrap();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "SyncFailed")
+        .collect();
+    assert_eq!(
+        failed.len(),
+        records.len(),
+        "one SyncFailed per given-up event"
+    );
+    for f in &failed {
+        assert_eq!(f.payload["projection"], "order-sync", "{}", f.payload);
+        assert_eq!(f.payload["reason"], "gave up after 11 deliveries");
+        assert!(f
+            .source_event_id
+            .as_str()
+            .ends_with(":on-failure:order-sync:gave-up"));
+    }
+    // A message that is not a projector's give-up stays on the queue (batch item failure).
+    let answer = lambda
+        .invoke(queue_event(
+            &stack,
+            "ProjectorFailureQueue",
+            &[("m-bad", "{}".to_string())],
+        ))
+        .await
+        .unwrap()
+        .expect_response();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-bad"}]})
+    );
+    eprintln!(
+        "give_up_consumer (template env, DynamoDB): init {:?}, peak RSS {:?} KiB",
         lambda.init_duration(),
         lambda.peak_rss_kib()
     );

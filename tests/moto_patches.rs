@@ -1,4 +1,4 @@
-//! Proves, through the real moto endpoint, that each patch in `tests/support/moto_server.py`
+//! Proves, through the real moto endpoint, that each patch in `tests/common/moto_server.py`
 //! holds. The ledger's DynamoDB tests rely on these behaviours, which real DynamoDB has and
 //! moto 5.2.1 lacks.
 
@@ -294,4 +294,21 @@ async fn cancelled_transaction_restores_the_table_copying_only_touched_items() {
         stats["last_items_copied"], 4,
         "the undo log holds the four items written, not the {TABLE_SIZE}-item table: {stats}"
     );
+}
+
+#[tokio::test]
+async fn shard_iterator_of_an_unknown_shard_is_resource_not_found() {
+    use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
+    let db = moto().dynamodb().await;
+    let streams = moto().dynamodb_streams().await;
+    let stream_arn = create_streamed_table(&db, &unique_name("patch-e")).await;
+    let err = streams
+        .get_shard_iterator()
+        .stream_arn(&stream_arn)
+        .shard_id("shardId-00000001700000000000-0000dead")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect_err("no such shard");
+    assert_eq!(err.code(), Some("ResourceNotFoundException"), "{err:?}");
 }

@@ -6,10 +6,9 @@
 //! nothing; a dry run lists without calling; an unknown id fails with a clear message.
 
 mod common;
-#[path = "common/sync_world.rs"]
-mod sync_world;
-#[path = "common/sync_world_dynamodb.rs"]
-mod sync_world_dynamodb;
+
+use common::sync_world;
+use common::sync_world_dynamodb;
 
 use serde_json::json;
 use std::process::Output;

@@ -2,17 +2,18 @@
 //! outbox event is fed to the real ingest mapper and must become the expected catalogue
 //! event (origin marker on our own writes, none on a person's), with callouts signed.
 
+mod common;
+
 use chrono::Utc;
 use projections::{CorrelationId, DomainEvent};
 use sandbox::{
-    Charge, Faults, OutboxEvent, Price, Product, RatePlan, Sandbox, SandboxConfig, System,
-    CALLOUT_SIGNATURE_HEADER,
+    Faults, OutboxEvent, Price, Product, Sandbox, SandboxConfig, System, CALLOUT_SIGNATURE_HEADER,
 };
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use sync_ledger::connectors::billing::{NewAccount, NewSubscription, RatePlanSelection};
-use sync_ledger::connectors::crm::{AccountFields, OrderUpdate};
+use sync_ledger::connectors::crm::{CrmAccountBody, OrderUpdate};
 use sync_ledger::connectors::oauth::{ClientCredentials, ClientCredentialsStore};
 use sync_ledger::connectors::{
     ApiToken, BillingClient, ClientConfig, CrmClient, IdempotencyKey, ServiceName, TokenProvider,
@@ -85,7 +86,7 @@ async fn crm_changes_become_account_events_with_origin_only_on_our_writes() {
     let ours = crm
         .upsert_account(
             "8ad0billing7",
-            &AccountFields {
+            &CrmAccountBody {
                 name: Some("Initech".into()),
                 currency: Some("USD".into()),
             },
@@ -131,7 +132,7 @@ async fn our_crm_write_keeps_the_correlation_id_on_its_echo() {
     let correlation_id = CorrelationId::new();
     crm.upsert_account(
         "8ad0billing9",
-        &AccountFields {
+        &CrmAccountBody {
             name: Some("Umbrella".into()),
             currency: None,
         },
@@ -193,31 +194,16 @@ async fn order_activation_and_our_status_write_become_order_events() {
     assert_eq!(cancelled.origin.as_deref(), Some("sync-ledger"));
 }
 
+/// The sync scenarios' Gold product, priced in EUR too.
 fn gold() -> Product {
-    Product {
-        id: String::new(),
-        sku: "SKU-GOLD".into(),
-        name: "Gold".into(),
-        effective_end_date: None,
-        product_rate_plans: vec![RatePlan {
-            id: String::new(),
-            name: "Gold Monthly".into(),
-            product_rate_plan_charges: vec![Charge {
-                id: String::new(),
-                name: "Seats".into(),
-                pricing: vec![
-                    Price {
-                        currency: "USD".into(),
-                        price: 30.0,
-                    },
-                    Price {
-                        currency: "EUR".into(),
-                        price: 28.0,
-                    },
-                ],
-            }],
-        }],
-    }
+    let mut gold = common::sync_world::gold();
+    gold.product_rate_plans[0].product_rate_plan_charges[0]
+        .pricing
+        .push(Price {
+            currency: "EUR".into(),
+            price: 28.0,
+        });
+    gold
 }
 
 #[tokio::test]
@@ -250,6 +236,7 @@ async fn billing_writes_and_catalog_changes_become_billing_events() {
                     charge_overrides: vec![],
                 }],
                 crm_order_id: Some("801SB0000000003AAA".into()),
+                currency: None,
             },
             &IdempotencyKey::parse("evt-2:create-subscription").unwrap(),
             CorrelationId::new(),

@@ -5,17 +5,16 @@
 //! embedded store live in `tests/common/sync_world.rs`.
 
 mod common;
-#[path = "common/sync_world.rs"]
-mod sync_world;
-#[path = "common/sync_world_dynamodb.rs"]
-mod sync_world_dynamodb;
+
+use common::sync_world;
+use common::sync_world_dynamodb;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use common::moto::moto;
 use std::sync::Arc;
+use sync_ledger::connectors::config::ConnectorsConfig;
 use sync_ledger::lambda::projector::ProjectorHandler;
 use sync_ledger::ledger::dynamodb::events_table;
-use sync_ledger::projector::config::ConnectorsConfig;
 use sync_ledger::projector::effects::ConnectorEffects;
 use sync_ledger::projector::{build, ProjectorDeps, RunnerSettings};
 use sync_world::World;

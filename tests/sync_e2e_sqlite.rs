@@ -3,8 +3,9 @@
 //! `ledger ingest` records it, `ledger worker` projects it over the change feed and calls the
 //! sandbox. The scenarios (shared with DynamoDB) live in `tests/common/sync_world.rs`.
 
-#[path = "common/sync_world.rs"]
-mod sync_world;
+mod common;
+
+use common::sync_world;
 
 use sync_world::World;
 

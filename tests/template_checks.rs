@@ -3,11 +3,12 @@
 //! variable that binary reads, no policy statement grants a wildcard action, and the alarms
 //! and the dashboard watch every function, queue and table, in the metric names and
 //! dimensions the code emits (the projector's EMF line is built by `batch_metrics` itself).
-//! It parses the template with cfn-lint's YAML loader (`tests/support/template_json.py`, run by
+//! It parses the template with cfn-lint's YAML loader (`tests/common/template_json.py`, run by
 //! the venv Python that `scripts/test` creates) and never talks to AWS.
 
-#[path = "support/template.rs"]
-mod template;
+mod common;
+
+use common::template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -503,9 +504,15 @@ fn every_function_runs_a_workspace_binary_built_by_cargo_lambda_for_arm64() {
         assert!(path.exists(), "{logical}: {} exists", path.display());
         deployed.insert(binary.to_string());
     }
-    let lambdas: BTreeSet<String> = ["ingest", "projector", "token_rotator", "audit_api"]
-        .map(String::from)
-        .into();
+    let lambdas: BTreeSet<String> = [
+        "ingest",
+        "projector",
+        "token_rotator",
+        "audit_api",
+        "give_up_consumer",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(
         deployed, lambdas,
         "every Lambda binary is deployed, the CLI is not"
@@ -1670,4 +1677,115 @@ fn dashboard_shows_intake_syncs_lag_queues_calls_and_tables_with_names_that_reso
             );
         }
     }
+}
+
+/// The give-up consumer: on the queue every projector mapping sends its discarded ranges to,
+/// reporting batch item failures, with its own DLQ behind that queue, a visibility timeout
+/// of at least six times its timeout, a role that reads only that stream and consumes only
+/// that queue, and a `PROJECTOR_FUNCTION_PREFIX` that names every projector function (the
+/// consumer reads the projection from the function ARN).
+#[test]
+fn give_up_consumer_reads_every_projector_give_up_with_least_privilege() {
+    let resources = &template()["Resources"];
+    let consumer = &resources["GiveUpConsumerFunction"];
+    let queue_arn = serde_json::json!({"Fn::GetAtt": ["ProjectorFailureQueue", "Arn"]});
+    let events: Vec<&Value> = consumer["Properties"]["Events"]
+        .as_object()
+        .expect("the consumer has Events")
+        .values()
+        .collect();
+    assert_eq!(events.len(), 1, "one trigger");
+    assert_eq!(events[0]["Type"], "SQS");
+    assert_eq!(events[0]["Properties"]["Queue"], queue_arn);
+    assert_eq!(
+        events[0]["Properties"]["FunctionResponseTypes"],
+        serde_json::json!(["ReportBatchItemFailures"])
+    );
+
+    let queue = &resources["ProjectorFailureQueue"]["Properties"];
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"],
+        serde_json::json!({"Fn::GetAtt": ["GiveUpConsumerDlq", "Arn"]})
+    );
+    let timeout = consumer["Properties"]
+        .get("Timeout")
+        .unwrap_or_else(|| global_function_property("Timeout"))
+        .as_u64()
+        .unwrap();
+    assert!(
+        queue["VisibilityTimeout"].as_u64().unwrap_or(30) >= 6 * timeout,
+        "visibility timeout at least 6 x the consumer's timeout"
+    );
+
+    let prefix = consumer["Properties"]["Environment"]["Variables"]["PROJECTOR_FUNCTION_PREFIX"]
+        ["Fn::Sub"]
+        .as_str()
+        .expect("PROJECTOR_FUNCTION_PREFIX is a !Sub");
+    let mut projectors = 0;
+    for (logical, f) in resources_of_type(template(), "AWS::Serverless::Function") {
+        if f["Metadata"]["BuildProperties"]["Binary"] != "projector" {
+            continue;
+        }
+        projectors += 1;
+        let projection = f["Properties"]["Environment"]["Variables"]["PROJECTION"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            f["Properties"]["FunctionName"]["Fn::Sub"],
+            format!("{prefix}{projection}"),
+            "{logical}: named so the consumer reads its projection"
+        );
+        let mapping = f["Properties"]["Events"]
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|e| e["Type"] == "DynamoDB")
+            .unwrap();
+        assert_eq!(
+            mapping["Properties"]["DestinationConfig"]["OnFailure"]["Destination"], queue_arn,
+            "{logical} gives up to the consumer's queue"
+        );
+    }
+    assert_eq!(projectors, 4);
+
+    // The role's own statements: stream reads on the events stream only, SQS on the queue only.
+    let role = &resources["GiveUpConsumerRole"]["Properties"];
+    let statements: Vec<&Value> = role["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+        .collect();
+    for statement in statements {
+        let list: Vec<&str> = match &statement["Action"] {
+            Value::String(a) => vec![a.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        for action in list {
+            let resource = &statement["Resource"];
+            if action.starts_with("dynamodb:") {
+                assert!(
+                    ["dynamodb:GetRecords", "dynamodb:GetShardIterator"].contains(&action),
+                    "{action}: the consumer only reads the stream"
+                );
+                assert_eq!(
+                    resource,
+                    &serde_json::json!({"Fn::GetAtt": ["EventsTable", "StreamArn"]})
+                );
+            } else if action.starts_with("sqs:") {
+                assert_ne!(action, "sqs:SendMessage", "the consumer sends nothing");
+                assert_eq!(resource, &queue_arn, "{action}");
+            } else {
+                assert!(action.starts_with("logs:"), "{action}");
+            }
+        }
+    }
+    let managed: Vec<&str> = role["ManagedPolicyArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["Ref"].as_str())
+        .collect();
+    assert_eq!(managed, ["LedgerAppendPolicy", "TracingPolicy"]);
 }

@@ -140,7 +140,7 @@ async fn extension_refusals_and_missing_parameters_are_told_apart() {
     let (url, _) = extension(HashMap::new()).await;
     let wrong_session = ExtensionStore::new(url.clone(), ApiToken::new("stale").unwrap());
     let right_session = ExtensionStore::new(url, session());
-    use sync_ledger::connectors::token::TokenStore;
+    use sync_ledger::connectors::token::SecretReader;
 
     let denied = wrong_session.read("/apiTokens/crm").await.unwrap_err();
     let missing = right_session.read("/apiTokens/crm").await.unwrap_err();

@@ -9,79 +9,33 @@ use common::ingest_store::fresh_store;
 use common::moto::{moto, unique_name};
 use projections::{CorrelationId, DomainEvent, StreamId};
 use sandbox::{Sandbox, SandboxConfig, System};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sync_ledger::config::StoreUrl;
 use sync_ledger::connectors::token::SsmStore;
 use sync_ledger::connectors::{ApiToken, BillingClient, ClientConfig, ServiceName, TokenProvider};
-use sync_ledger::lambda::token_rotator::{
-    RotatorConfig, SaltSource, ServiceSettings, TokenRotator,
-};
+use sync_ledger::lambda::token_rotator::{RotatorConfig, SaltSource, TokenRotator};
 use sync_ledger::ledger::EventLog;
+use sync_ledger::rotation::ServiceSettings;
 
 const SALT: &str = "per-deployment-salt";
 
-/// A KMS key on moto, created through the KMS JSON API (moto does not check signatures).
-async fn kms_key() -> String {
-    let now = chrono::Utc::now();
-    let response: Value = reqwest::Client::new()
-        .post(moto().endpoint())
-        .header("X-Amz-Target", "TrentService.CreateKey")
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("X-Amz-Date", now.format("%Y%m%dT%H%M%SZ").to_string())
-        .header(
-            "Authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential=testing/{}/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
-                now.format("%Y%m%d")
-            ),
-        )
-        .json(&json!({"Description": "api tokens", "KeyUsage": "ENCRYPT_DECRYPT"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    response["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("CreateKey answered {response}"))
-        .to_string()
-}
-
-async fn put_secure(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
-}
-
 /// A service of this test (unique on the shared moto), rotated against `system`'s token
 /// endpoint with the given client secret.
-async fn service(
-    ssm: &aws_sdk_ssm::Client,
-    sandbox: &Sandbox,
-    system: System,
-    client_secret: &str,
-) -> ServiceSettings {
+async fn service(sandbox: &Sandbox, system: System, client_secret: &str) -> ServiceSettings {
     let service = ServiceName::parse(&unique_name(system.as_str())).unwrap();
     let id_param = format!("/oauthClients/{service}/clientId");
     let secret_param = format!("/oauthClients/{service}/clientSecret");
-    put_secure(
-        ssm,
-        &id_param,
-        &sandbox.config().credentials(system).client_id,
-    )
-    .await;
-    put_secure(ssm, &secret_param, client_secret).await;
+    moto()
+        .put_secure(&id_param, &sandbox.config().credentials(system).client_id)
+        .await;
+    moto().put_secure(&secret_param, client_secret).await;
     // The token the previous rotation left (version 1).
-    put_secure(ssm, &service.parameter_name(), "previous-token").await;
+    moto()
+        .put_secure(&service.parameter_name(), "previous-token")
+        .await;
     ServiceSettings {
         service,
         token_url: sandbox.token_url(system),
@@ -133,9 +87,9 @@ async fn a_run_writes_a_verified_ssm_version_and_an_audit_event_that_holds_no_to
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let ssm = moto().ssm().await;
     let store = fresh_store().await;
-    let key = kms_key().await;
-    let billing = service(&ssm, &sandbox, System::Billing, "sandbox-billing-secret").await;
-    let crm = service(&ssm, &sandbox, System::Crm, "sandbox-crm-secret").await;
+    let key = moto().kms_key().await;
+    let billing = service(&sandbox, System::Billing, "sandbox-billing-secret").await;
+    let crm = service(&sandbox, System::Crm, "sandbox-crm-secret").await;
     let rotator = TokenRotator::init(
         &config(vec![billing.clone(), crm.clone()], key.clone()),
         store.log(),
@@ -257,11 +211,11 @@ async fn one_failing_service_is_recorded_as_failed_while_the_others_rotate() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let ssm = moto().ssm().await;
     let store = fresh_store().await;
-    let key = kms_key().await;
+    let key = moto().kms_key().await;
     // The CRM client secret in SSM is wrong: its token endpoint refuses the exchange.
-    let broken = service(&ssm, &sandbox, System::Crm, "a-revoked-client-secret").await;
-    let healthy = service(&ssm, &sandbox, System::Billing, "sandbox-billing-secret").await;
-    let mut missing = service(&ssm, &sandbox, System::Billing, "sandbox-billing-secret").await;
+    let broken = service(&sandbox, System::Crm, "a-revoked-client-secret").await;
+    let healthy = service(&sandbox, System::Billing, "sandbox-billing-secret").await;
+    let mut missing = service(&sandbox, System::Billing, "sandbox-billing-secret").await;
     missing.client_secret_parameter = format!("/oauthClients/{}/nothing-here", missing.service);
     let rotator = TokenRotator::init(
         &config(vec![broken.clone(), missing.clone(), healthy.clone()], key),

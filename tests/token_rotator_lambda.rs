@@ -3,8 +3,8 @@
 //! moto and the sandbox, and a missing variable fails init naming every one that is missing.
 
 mod common;
-#[path = "support/runtime_api.rs"]
-mod runtime_api;
+
+use common::runtime_api;
 
 use common::ingest_store::fresh_store;
 use common::moto::{moto, unique_name};
@@ -13,30 +13,6 @@ use runtime_api::LambdaProcess;
 use sandbox::{Sandbox, SandboxConfig, System};
 use serde_json::json;
 use std::time::Duration;
-
-async fn put_secure(name: &str, value: &str) {
-    moto()
-        .ssm()
-        .await
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
-}
-
-fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    let mut all: Vec<(String, String)> = moto()
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    all
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_rotates_on_a_scheduled_invocation() {
@@ -47,14 +23,16 @@ async fn the_binary_rotates_on_a_scheduled_invocation() {
     let id_param = format!("/oauthClients/{service}/clientId");
     let secret_param = format!("/oauthClients/{service}/clientSecret");
     let salt_param = format!("/oauthClients/{service}/salt");
-    put_secure(&id_param, "sandbox-billing-client").await;
-    put_secure(&secret_param, "sandbox-billing-secret").await;
-    put_secure(&salt_param, "binary-test-salt").await;
+    moto().put_secure(&id_param, "sandbox-billing-client").await;
+    moto()
+        .put_secure(&secret_param, "sandbox-billing-secret")
+        .await;
+    moto().put_secure(&salt_param, "binary-test-salt").await;
 
     let lambda = LambdaProcess::spawn(
         env!("CARGO_BIN_EXE_token_rotator"),
         "sync-ledger-token-rotator",
-        &env(&[
+        &moto().env_with(&[
             ("LEDGER_STORE", store.url()),
             ("TOKEN_ROTATOR_SERVICES", service.clone()),
             (
@@ -127,7 +105,7 @@ async fn missing_configuration_fails_init_naming_every_missing_variable() {
     let lambda = LambdaProcess::spawn(
         env!("CARGO_BIN_EXE_token_rotator"),
         "sync-ledger-token-rotator",
-        &env(&[("TOKEN_ROTATOR_SERVICES", "crm".to_string())]),
+        &moto().env_with(&[("TOKEN_ROTATOR_SERVICES", "crm".to_string())]),
     )
     .await;
 

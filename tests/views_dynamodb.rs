@@ -2,8 +2,6 @@
 //! test, so tests never see each other's items).
 
 mod common;
-#[path = "common/views_conformance.rs"]
-mod views_conformance;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,

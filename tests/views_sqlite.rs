@@ -1,8 +1,7 @@
 //! The views conformance suite against the embedded SQLite adapter, on a fresh migrated
 //! ledger file per test.
 
-#[path = "common/views_conformance.rs"]
-mod views_conformance;
+mod common;
 
 use std::sync::Arc;
 use sync_ledger::views::sqlite::SqliteViewStore;

@@ -7,6 +7,8 @@ pub mod cost;
 pub mod lambda;
 pub mod latency;
 pub mod projector_batch;
+pub mod projector_io;
+pub mod reconcile;
 pub mod replay;
 pub mod report;
 pub mod workload;
@@ -157,6 +159,8 @@ pub const BENCHES: &[&str] = &[
     lambda::NAME,
     cost::NAME,
     latency::NAME,
+    projector_io::NAME,
+    reconcile::NAME,
 ];
 
 /// The median of `samples` (which must not be empty).

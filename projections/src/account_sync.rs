@@ -6,7 +6,9 @@
 //! inbound changes and the outcomes recorded there, including the mirrors of writes made to
 //! this account from the other side, which is how an item knows its link and its echo.
 
-use crate::catalogue::{BillingAccount, CrmAccountUpserted, DomainEvent, SyncOutcome};
+use crate::catalogue::{
+    AccountObserved, BillingAccount, CrmAccountUpserted, DomainEvent, SyncOutcome,
+};
 use crate::commands::{
     origin_proves_echo, undecodable, BillingCommand, Call, Cause, Command, CommandMeta,
     CrmAccountTarget, CrmCommand, Notes, OutcomeKind, PendingOutcome,
@@ -74,6 +76,14 @@ struct Inbound {
     id: String,
     fields: AccountFields,
     origin: Option<String>,
+    /// A reconciliation observed this state and found the other side differs: act on it
+    /// even when it equals what this side last reported (never an echo, never "no change").
+    observed: bool,
+    /// The view's link points at a record that no longer exists: do not write to it.
+    forget_link: bool,
+    /// Both sides already agree (a reconciliation found the pair unlinked only): learn the
+    /// link and the values, call nothing.
+    adopt: bool,
 }
 
 fn inbound(event: &RecordedEvent, domain: &DomainEvent) -> Option<Inbound> {
@@ -95,7 +105,16 @@ fn inbound(event: &RecordedEvent, domain: &DomainEvent) -> Option<Inbound> {
                 linked_id: billing_account_id.clone(),
             },
             origin: origin.clone(),
+            observed: false,
+            forget_link: false,
+            adopt: false,
         }),
+        DomainEvent::CrmAccountObserved(o) if stream.is(Side::Crm, entity::ACCOUNT) => {
+            Some(observed(Side::Crm, o))
+        }
+        DomainEvent::BillingAccountObserved(o) if stream.is(Side::Billing, entity::ACCOUNT) => {
+            Some(observed(Side::Billing, o))
+        }
         DomainEvent::BillingAccountCreated(a) | DomainEvent::BillingAccountUpdated(a)
             if stream.is(Side::Billing, entity::ACCOUNT) =>
         {
@@ -116,14 +135,39 @@ fn inbound(event: &RecordedEvent, domain: &DomainEvent) -> Option<Inbound> {
                     linked_id: crm_id.clone(),
                 },
                 origin: origin.clone(),
+                observed: false,
+                forget_link: false,
+                adopt: false,
             })
         }
         _ => None,
     }
 }
 
+fn observed(side: Side, o: &AccountObserved) -> Inbound {
+    Inbound {
+        side,
+        id: o.account_id.clone(),
+        fields: AccountFields {
+            name: o.name.clone(),
+            currency: o.currency.clone(),
+            linked_id: o.linked_id.clone(),
+        },
+        origin: None,
+        observed: true,
+        forget_link: o.forget_link,
+        adopt: o.adopt,
+    }
+}
+
 fn react(view: &AccountView, change: &Inbound) -> Reaction {
     let (awaiting, first_sight) = (view.pending_echo.is_some(), view.last_seen.is_none());
+    if change.observed && change.adopt {
+        return Reaction::NoChange;
+    }
+    if change.observed {
+        return react_to_change(view, change);
+    }
     if origin_proves_echo(change.origin.as_deref(), awaiting, first_sight) {
         return Reaction::Echo("the change carries our origin marker");
     }
@@ -135,12 +179,17 @@ fn react(view: &AccountView, change: &Inbound) -> Reaction {
     if view.last_seen.as_ref() == Some(&change.fields) {
         return Reaction::NoChange;
     }
+    react_to_change(view, change)
+}
+
+/// A real change of one side: write it to the other.
+fn react_to_change(view: &AccountView, change: &Inbound) -> Reaction {
     // The record's own link field wins: it is what the source says now.
     let link = change
         .fields
         .linked_id
         .clone()
-        .or_else(|| view.link.clone());
+        .or_else(|| view.link.clone().filter(|_| !change.forget_link));
     match (change.side, link) {
         (Side::Crm, Some(billing_id)) => Reaction::UpdateBilling(billing_id),
         (Side::Crm, None) => match view.creating {
@@ -172,6 +221,9 @@ impl Projection for AccountSync {
                 Reaction::CreateBilling => view.creating = Some(event.event_id),
                 Reaction::Defer(_) => view.resync_after_create = true,
                 _ => {}
+            }
+            if change.forget_link {
+                view.link = None;
             }
             if let Some(linked) = &change.fields.linked_id {
                 view.link = Some(linked.clone());

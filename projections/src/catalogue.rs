@@ -3,6 +3,9 @@
 //! subscriptions and catalog) reduced to what sync needs; every payload keeps the fields it
 //! does not model in `extra`, so nothing a source sent is ever dropped.
 
+pub use crate::reconcile_events::{
+    AccountObserved, DriftDetected, ReconciliationCompleted, ReconciliationStarted,
+};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -370,6 +373,11 @@ catalogue! {
     SyncFailed(SyncFailed) = "SyncFailed",
     SyncDeferred(SyncDeferred) = "SyncDeferred",
     EchoSuppressed(EchoSuppressed) = "EchoSuppressed",
+    CrmAccountObserved(AccountObserved) = "CrmAccountObserved",
+    BillingAccountObserved(AccountObserved) = "BillingAccountObserved",
+    ReconciliationStarted(ReconciliationStarted) = "ReconciliationStarted",
+    DriftDetected(DriftDetected) = "DriftDetected",
+    ReconciliationCompleted(ReconciliationCompleted) = "ReconciliationCompleted",
 }
 
 fn decode_as<T: DeserializeOwned>(event_type: &str, payload: Value) -> Result<T, DecodeError> {

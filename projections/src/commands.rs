@@ -21,8 +21,8 @@ pub fn origin_proves_echo(origin: Option<&str>, awaiting_echo: bool, first_sight
     origin == Some(ORIGIN) && (awaiting_echo || first_sight)
 }
 
-/// The event a command or outcome is caused by. Outcome ids derive from `event_id`, so a
-/// decision re-run after a crash records nothing twice.
+/// The event a command or outcome is caused by. Outcome ids (the dedupe key and the event id)
+/// derive from `event_id`, so a decision re-run after a crash records nothing twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cause {
     pub event_id: EventId,
@@ -39,7 +39,9 @@ impl Cause {
         }
     }
 
-    /// An outcome of this cause on `stream`, deduplicated by `"<cause id>:<discriminator>"`.
+    /// An outcome of this cause on `stream`, deduplicated by `"<cause id>:<discriminator>"`,
+    /// with the event id derived from that key: same cause and discriminator, same envelope
+    /// (given the same `now`, which only sets `occurred_at`).
     pub fn outcome(
         &self,
         stream: StreamId,
@@ -49,7 +51,7 @@ impl Cause {
     ) -> NewEvent {
         let source_event_id = SourceEventId::parse(format!("{}:{}", self.event_id, discriminator))
             .expect("a UUID followed by a discriminator is a valid source event id");
-        NewEvent::from_domain(
+        NewEvent::derived(
             stream,
             Source::System,
             source_event_id,
@@ -130,6 +132,9 @@ pub enum BillingCommand {
         subscription_id: String,
         crm_order_id: String,
         effective_date: Option<String>,
+        /// The order's currency: the rate plans added are the ones priced in it.
+        #[serde(default)]
+        currency: Option<String>,
         lines: Vec<PlanLine>,
     },
     /// `PUT /v1/subscriptions/{key}/cancel`; `subscription_id` is the number, as above.
@@ -242,10 +247,36 @@ pub enum CallResult {
     Failed { reason: String, attempts: u32 },
 }
 
+/// Which attempt at a command's call a result belongs to. Outcome ids derive from the cause
+/// and the step, so every attempt of the same decision would record the same events; this is
+/// the one input that tells attempts apart where the audit must show each of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The call as the decision made it (live projection, or a redelivery of that decision):
+    /// a repeat records nothing new.
+    Decided,
+    /// A deliberate re-run by the redrive run with this id (the edge mints it). A success
+    /// keeps the decided ids, so it dedupes against any other success of the same call; a
+    /// failure is recorded once per run (`<step>:failed:redrive:<run>`), because the first
+    /// failure's key is taken and the audit must show every attempt.
+    Redrive(EventId),
+}
+
 /// The outcome events of a finished call: on success the sync outcome on the outcome stream,
 /// plus a copy (`mirror`) on the target object's stream so the target's views learn the link
 /// and what we wrote; on failure `SyncFailed`. The shell appends them as they are.
+/// This is the decided attempt; redrive uses [`complete_attempt`].
 pub fn complete(command: &Command, result: &CallResult, now: DateTime<Utc>) -> Vec<NewEvent> {
+    complete_attempt(command, result, Attempt::Decided, now)
+}
+
+/// [`complete`] for an explicit [`Attempt`].
+pub fn complete_attempt(
+    command: &Command,
+    result: &CallResult,
+    attempt: Attempt,
+    now: DateTime<Utc>,
+) -> Vec<NewEvent> {
     let pending = &command.on_success;
     let cause = &command.meta.cause;
     match result {
@@ -259,12 +290,11 @@ pub fn complete(command: &Command, result: &CallResult, now: DateTime<Utc>) -> V
                 attempts: *attempts,
                 extra,
             });
-            vec![cause.outcome(
-                pending.stream.clone(),
-                &format!("{}:failed", command.meta.step),
-                now,
-                &failed,
-            )]
+            let discriminator = match attempt {
+                Attempt::Decided => format!("{}:failed", command.meta.step),
+                Attempt::Redrive(run) => format!("{}:failed:redrive:{run}", command.meta.step),
+            };
+            vec![cause.outcome(pending.stream.clone(), &discriminator, now, &failed)]
         }
         CallResult::Succeeded { id, created } => {
             let (crm_id, billing_id) = match pending.target_side {

@@ -4,11 +4,18 @@
 //!
 //! Items `link#crm#<id>` and `link#billing#<id>` each fold their entity's stream; a link made
 //! by a sync is recorded on both streams (the outcome and its mirror), so both ids resolve.
+//!
+//! Bounded items: the history and the traces grow with every event of the entity, so the
+//! item keeps only their latest entries (fewer than a page) and spills each full page to its
+//! own write-once item: `link#<side>#<id>#history#<n>` ([`HISTORY_PAGE`] changes) and
+//! `link#<side>#<id>#traces#<n>` ([`TRACES_PAGE`] correlation ids), numbered from 0 in
+//! order; `history_pages` / `trace_pages` on the item say how many exist. Readers page
+//! through them by number (no scan); the ledger keeps the full history anyway.
 
 use crate::catalogue::{BillingAccount, BillingSubscription, CrmAccountUpserted, DomainEvent};
 use crate::envelope::RecordedEvent;
 use crate::ids::{CorrelationId, EventId};
-use crate::projection::{entity, Decision, EntityStream, Projection, Side, Views};
+use crate::projection::{entity, Decision, EntityStream, Page, Projection, Side, Views};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -58,15 +65,55 @@ pub struct LinkChange {
     pub at: DateTime<Utc>,
 }
 
+/// Link changes per history page: ~300 bytes each, so a page or the item's tail stays near
+/// 10 KB whatever the entity's age.
+pub const HISTORY_PAGE: usize = 32;
+/// Correlation ids per traces page (~40 bytes each).
+pub const TRACES_PAGE: usize = 128;
+
 /// The view item of one id on one side.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinkItem {
     pub entity: Option<String>,
+    /// Current links: one, or one per currency for a rate plan (bounded by the catalog).
     pub links: Vec<Link>,
+    /// The latest link changes, after those in the `history_pages` pages.
     pub history: Vec<LinkChange>,
-    /// Every trace that touched this entity, first seen first: where an audit query that
-    /// starts from an entity id continues.
+    /// Full pages of older link changes: `history_page_key(key, 0..history_pages)`.
+    #[serde(default)]
+    pub history_pages: u64,
+    /// The latest traces that touched this entity, first seen first, after those in the
+    /// `trace_pages` pages: where an audit query that starts from an entity id continues.
+    /// Repeats are dropped within the tail only (earlier pages are not read by the fold), so
+    /// a reader dedupes across pages.
     pub correlation_ids: Vec<CorrelationId>,
+    /// Full pages of older traces: `traces_page_key(key, 0..trace_pages)`.
+    #[serde(default)]
+    pub trace_pages: u64,
+}
+
+/// A full page of link changes spilled out of a [`LinkItem`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub page_of: String,
+    pub history: Vec<LinkChange>,
+}
+
+/// A full page of correlation ids spilled out of a [`LinkItem`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TracesPage {
+    pub page_of: String,
+    pub correlation_ids: Vec<CorrelationId>,
+}
+
+/// Key of history page `n` of the item `item_key` (`link#<side>#<id>`).
+pub fn history_page_key(item_key: &str, n: u64) -> String {
+    format!("{item_key}#history#{n}")
+}
+
+/// Key of traces page `n` of the item `item_key`.
+pub fn traces_page_key(item_key: &str, n: u64) -> String {
+    format!("{item_key}#traces#{n}")
 }
 
 impl LinkItem {
@@ -122,6 +169,8 @@ fn evidence(side: Side, domain: &DomainEvent) -> Evidence {
         {
             crm_order_id.clone()
         }
+        DomainEvent::CrmAccountObserved(o) if side == Side::Crm => o.linked_id.clone(),
+        DomainEvent::BillingAccountObserved(o) if side == Side::Billing => o.linked_id.clone(),
         DomainEvent::CrmAccountDeleted(_) => return Evidence::Deleted,
         _ => None,
     };
@@ -204,5 +253,37 @@ impl Projection for CorrelationView {
 
     fn decide(_: &LinkItem, _: &RecordedEvent, _: DateTime<Utc>) -> Decision {
         Decision::none()
+    }
+
+    fn spill(key: &str, item: &mut LinkItem) -> Vec<Page> {
+        let mut pages = Vec::new();
+        // `evolve` adds at most one entry per link (one per currency for a rate plan) and one
+        // trace per event, so "while" moves everything that fills a page.
+        while item.history.len() >= HISTORY_PAGE {
+            let history: Vec<LinkChange> = item.history.drain(..HISTORY_PAGE).collect();
+            let page = HistoryPage {
+                page_of: key.to_string(),
+                history,
+            };
+            pages.push(Page {
+                key: history_page_key(key, item.history_pages),
+                state: serde_json::to_value(page).expect("a history page serializes"),
+            });
+            item.history_pages += 1;
+        }
+        while item.correlation_ids.len() >= TRACES_PAGE {
+            let correlation_ids: Vec<CorrelationId> =
+                item.correlation_ids.drain(..TRACES_PAGE).collect();
+            let page = TracesPage {
+                page_of: key.to_string(),
+                correlation_ids,
+            };
+            pages.push(Page {
+                key: traces_page_key(key, item.trace_pages),
+                state: serde_json::to_value(page).expect("a traces page serializes"),
+            });
+            item.trace_pages += 1;
+        }
+        pages
     }
 }

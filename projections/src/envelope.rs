@@ -42,8 +42,10 @@ fn default_schema_version() -> u32 {
 }
 
 impl NewEvent {
-    /// Build an event from a typed domain event. `source_event_id` is the idempotency key:
-    /// appending two events with the same `(source, source_event_id)` records only the first.
+    /// Build an event from a typed domain event, with a fresh event id from the clock: for
+    /// the edge (ingest, the rotator, redrive's request), which records what it receives or
+    /// does. `source_event_id` is the idempotency key: appending two events with the same
+    /// `(source, source_event_id)` records only the first.
     pub fn from_domain(
         stream_id: StreamId,
         source: Source,
@@ -53,8 +55,55 @@ impl NewEvent {
         occurred_at: DateTime<Utc>,
         event: &DomainEvent,
     ) -> Self {
+        Self::with_id(
+            EventId::new(),
+            stream_id,
+            source,
+            source_event_id,
+            correlation_id,
+            causation_id,
+            occurred_at,
+            event,
+        )
+    }
+
+    /// Build an event the core derives (an outcome): like [`NewEvent::from_domain`], but the
+    /// event id is [`EventId::derived`] from the dedupe key, so the same inputs always make
+    /// the same envelope and a repeat of it is the event already recorded.
+    pub fn derived(
+        stream_id: StreamId,
+        source: Source,
+        source_event_id: SourceEventId,
+        correlation_id: CorrelationId,
+        causation_id: Option<EventId>,
+        occurred_at: DateTime<Utc>,
+        event: &DomainEvent,
+    ) -> Self {
+        Self::with_id(
+            EventId::derived(source, &source_event_id),
+            stream_id,
+            source,
+            source_event_id,
+            correlation_id,
+            causation_id,
+            occurred_at,
+            event,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with_id(
+        event_id: EventId,
+        stream_id: StreamId,
+        source: Source,
+        source_event_id: SourceEventId,
+        correlation_id: CorrelationId,
+        causation_id: Option<EventId>,
+        occurred_at: DateTime<Utc>,
+        event: &DomainEvent,
+    ) -> Self {
         Self {
-            event_id: EventId::new(),
+            event_id,
             stream_id,
             event_type: event.event_type().to_string(),
             schema_version: SCHEMA_VERSION,
@@ -68,8 +117,8 @@ impl NewEvent {
     }
 
     /// An event caused by `cause` (an outcome, a decision): same correlation id, causation
-    /// pointing at the cause, and a source event id derived from the cause so that re-running
-    /// the same decision never records its outcome twice.
+    /// pointing at the cause, and a source event id (and so an event id) derived from the
+    /// cause so that re-running the same decision never records its outcome twice.
     pub fn caused_by(
         cause: &RecordedEvent,
         stream_id: StreamId,
@@ -79,7 +128,7 @@ impl NewEvent {
     ) -> Self {
         let source_event_id = SourceEventId::parse(format!("{}:{}", cause.event_id, discriminator))
             .expect("a UUID followed by a non-empty discriminator is a valid source event id");
-        Self::from_domain(
+        Self::derived(
             stream_id,
             Source::System,
             source_event_id,

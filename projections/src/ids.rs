@@ -134,7 +134,9 @@ macro_rules! uuid_id {
         pub struct $name(Uuid);
 
         impl $name {
-            /// A fresh UUID v7: time-ordered, so ids sort roughly by creation.
+            /// A fresh UUID v7 from the clock: time-ordered, so ids sort roughly by creation.
+            /// For the edge only (ingest, the CLI, the rotator, redrive's run id): no fold or
+            /// decision in this crate calls it, so they stay functions of their inputs.
             pub fn new() -> Self {
                 Self(Uuid::now_v7())
             }
@@ -177,7 +179,8 @@ macro_rules! uuid_id {
 }
 
 uuid_id!(
-    /// Unique id of one recorded event (UUID v7).
+    /// Unique id of one recorded event: a UUID v7 for what the edge records (inbound events,
+    /// audit events), a UUID v5 of the dedupe key for what the core derives ([`EventId::derived`]).
     EventId,
     "event_id"
 );
@@ -186,6 +189,22 @@ uuid_id!(
     CorrelationId,
     "correlation_id"
 );
+
+/// Namespace of the UUID v5 event ids derived from a dedupe key. Fixed forever: changing it
+/// would give a re-run decision different ids from the ones already recorded.
+const DERIVED_EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0xb9c0_bfe8_1494_4c07_9a8c_986b_34a1_ca37);
+
+impl EventId {
+    /// The id of an event the core makes rather than receives (an outcome event): a UUID v5
+    /// of its dedupe key `(source, source_event_id)`. The ledger records one event per dedupe
+    /// key, so deriving the id from that key alone means a repeated decision proposes the
+    /// very event already recorded (same id, same key), and two different events never share
+    /// an id (SQLite's `UNIQUE(event_id)` would refuse the second).
+    pub fn derived(source: Source, source_event_id: &SourceEventId) -> Self {
+        let name = format!("{}:{}", source.as_str(), source_event_id.as_str());
+        Self(Uuid::new_v5(&DERIVED_EVENT_ID_NAMESPACE, name.as_bytes()))
+    }
+}
 
 impl CorrelationId {
     /// A correlation id carried by a source may not be a UUID (Salesforce lets users put any
@@ -268,6 +287,18 @@ mod tests {
         assert_eq!(a, b);
         let u = CorrelationId::new();
         assert_eq!(CorrelationId::from_source_text(&u.to_string()).unwrap(), u);
+    }
+
+    #[test]
+    fn derived_event_ids_depend_on_the_whole_dedupe_key_and_nothing_else() {
+        let key = SourceEventId::parse("0193a1b2-0000-7000-8000-000000000001:step").unwrap();
+        let id = EventId::derived(Source::System, &key);
+        assert_eq!(id, EventId::derived(Source::System, &key));
+        assert_eq!(id.as_uuid().get_version_num(), 5);
+        let other_key =
+            SourceEventId::parse("0193a1b2-0000-7000-8000-000000000001:step:failed").unwrap();
+        assert_ne!(id, EventId::derived(Source::System, &other_key));
+        assert_ne!(id, EventId::derived(Source::Crm, &key));
     }
 
     #[test]

@@ -600,6 +600,7 @@ fn amend_subscription(
             subscription_id: subscription.to_string(),
             crm_order_id: order_id.to_string(),
             effective_date: order.effective_date.clone(),
+            currency: order.currency.clone(),
             lines: order.lines.clone(),
         }),
         on_success: order_outcome(

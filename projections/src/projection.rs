@@ -79,6 +79,23 @@ pub trait Projection {
 
     /// React to one event, given the state *before* it was applied.
     fn decide(state: &Self::State, event: &RecordedEvent, now: DateTime<Utc>) -> Decision;
+
+    /// Called after every `evolve` of the item `key`: moves full pages of the state's
+    /// append-only collections out, returning them as [`Page`]s to store beside the item.
+    /// Must be a function of the state only (replay spills the same pages), and a page once
+    /// returned is never returned again with other contents.
+    fn spill(_key: &str, _state: &mut Self::State) -> Vec<Page> {
+        Vec::new()
+    }
+}
+
+/// A full page of a collection moved out of a view item: stored under
+/// `<projection>#<key>`, written once (in the commit of the item that spilled it) and never
+/// changed, so it needs no ordering guard of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub key: String,
+    pub state: serde_json::Value,
 }
 
 /// Result of offering an event to a view item.
@@ -118,19 +135,34 @@ pub struct ViewItem<S> {
     pub key: String,
     pub last_version: BTreeMap<StreamId, u64>,
     pub state: S,
+    /// Pages spilled since the item was loaded, not stored yet (see [`Projection::spill`]).
+    #[serde(skip)]
+    pub spilled: Vec<Page>,
 }
 
 impl<S: Default> ViewItem<S> {
     pub fn new(key: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            last_version: BTreeMap::new(),
-            state: S::default(),
-        }
+        Self::stored(key, BTreeMap::new(), S::default())
     }
 }
 
 impl<S> ViewItem<S> {
+    /// An item as a store holds it (nothing spilled yet).
+    pub fn stored(key: impl Into<String>, last_version: BTreeMap<StreamId, u64>, state: S) -> Self {
+        Self {
+            key: key.into(),
+            last_version,
+            state,
+            spilled: Vec::new(),
+        }
+    }
+
+    /// The pages to store with this item's next write; the shell writes them in the same
+    /// commit, so a page exists exactly when the item state that spilled it does.
+    pub fn take_spilled(&mut self) -> Vec<Page> {
+        std::mem::take(&mut self.spilled)
+    }
+
     /// Where `event` stands relative to this item, without changing it.
     /// DynamoDB Streams order records per item only and deliver at least once, so arrival
     /// order is never trusted: version v of a stream is applied only right after v-1.
@@ -159,6 +191,7 @@ impl<S> ViewItem<S> {
         let position = self.position_of(event);
         if position == Apply::Applied {
             P::evolve(&mut self.state, event);
+            self.spilled.extend(P::spill(&self.key, &mut self.state));
             // Only a stream new to the item needs its id copied (once, not per event).
             match self.last_version.get_mut(&event.stream_id) {
                 Some(last) => *last = event.version,
@@ -205,12 +238,16 @@ impl<S> ViewItem<S> {
 #[serde(bound = "S: Serialize + DeserializeOwned")]
 pub struct Views<S> {
     pub items: BTreeMap<String, ViewItem<S>>,
+    /// Pages the items spilled, by key (what a store holds beside the items).
+    #[serde(default)]
+    pub pages: BTreeMap<String, serde_json::Value>,
 }
 
 impl<S> Default for Views<S> {
     fn default() -> Self {
         Self {
             items: BTreeMap::new(),
+            pages: BTreeMap::new(),
         }
     }
 }
@@ -224,7 +261,16 @@ impl<S: Default> Views<S> {
             .items
             .entry(key.clone())
             .or_insert_with(|| ViewItem::new(key));
-        Some(item.apply::<P>(event))
+        let applied = item.apply::<P>(event);
+        let pages = item.take_spilled();
+        self.keep(pages);
+        Some(applied)
+    }
+
+    fn keep(&mut self, pages: Vec<Page>) {
+        for page in pages {
+            self.pages.insert(page.key, page.state);
+        }
     }
 
     /// Live: decide and fold. `None` when the projection ignores the event's stream.
@@ -238,7 +284,15 @@ impl<S: Default> Views<S> {
             .items
             .entry(key.clone())
             .or_insert_with(|| ViewItem::new(key));
-        Some(item.handle::<P>(event, now))
+        let handled = item.handle::<P>(event, now);
+        let pages = item.take_spilled();
+        self.keep(pages);
+        Some(handled)
+    }
+
+    /// A spilled page, by key.
+    pub fn page(&self, key: &str) -> Option<&serde_json::Value> {
+        self.pages.get(key)
     }
 
     pub fn state(&self, key: &str) -> Option<&S> {

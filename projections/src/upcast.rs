@@ -5,7 +5,8 @@
 use serde_json::Value;
 
 /// Returns the event type and payload in the current schema. Schema version 1 is current for
-/// every type; add a match arm here (and a test) when a payload shape changes.
+/// every type (the reconciliation events of `reconcile_events` were born at 1); add a match
+/// arm here (and a test) when a payload shape changes.
 pub fn upcast(event_type: &str, schema_version: u32, payload: Value) -> (String, Value) {
     match (event_type, schema_version) {
         // v0 CRM payloads (pre-release sample files) used Salesforce field names.

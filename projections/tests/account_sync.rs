@@ -1,25 +1,22 @@
 //! Account sync decisions, one behaviour per test, plus whole round trips through the pure
 //! world (fakes of both systems that echo our writes back).
 
-mod support;
+mod common;
 
+use common::world::World;
+use common::Inbound;
+use common::{billing_account, crm_account, t0, Log};
 use projections::account_sync::{AccountSync, AccountView};
 use projections::commands::{
     complete, BillingCommand, Call, CallResult, CrmAccountTarget, CrmCommand, ORIGIN,
 };
 use projections::correlation_view::{lookup_billing, lookup_crm};
 use projections::{Apply, DomainEvent, Handled, Projection, Source, ViewItem};
-use support::world::World;
-use support::{billing_account, crm_account, t0, Log};
 
 #[test]
 fn unlinked_crm_account_creates_a_billing_account_carrying_the_crm_id() {
     let mut log = Log::default();
-    let event = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    let event = log.crm_account_saved("001A", "Acme");
     let decision = AccountSync::decide(&AccountView::default(), &event, t0());
     assert!(decision.outcomes.is_empty());
     let [command] = decision.commands.as_slice() else {
@@ -44,11 +41,7 @@ fn unlinked_crm_account_creates_a_billing_account_carrying_the_crm_id() {
 #[test]
 fn a_created_billing_account_is_recorded_on_both_account_streams() {
     let mut log = Log::default();
-    let event = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    let event = log.crm_account_saved("001A", "Acme");
     let decision = AccountSync::decide(&AccountView::default(), &event, t0());
     let result = CallResult::Succeeded {
         id: "8a8b01".into(),
@@ -80,11 +73,7 @@ fn a_created_billing_account_is_recorded_on_both_account_streams() {
 #[test]
 fn a_failed_call_records_sync_failed_with_the_reason_on_the_cause_stream() {
     let mut log = Log::default();
-    let event = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    let event = log.crm_account_saved("001A", "Acme");
     let decision = AccountSync::decide(&AccountView::default(), &event, t0());
     let failed = CallResult::Failed {
         reason: "INVALID_VALUE: currency".into(),
@@ -102,13 +91,7 @@ fn a_failed_call_records_sync_failed_with_the_reason_on_the_cause_stream() {
 
 #[test]
 fn crm_account_round_trip_links_both_records_and_suppresses_every_echo() {
-    let mut world = World::new();
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.run();
+    let world = World::with_synced_account("001A", "Acme");
 
     assert_eq!(
         world.fakes.billing_accounts.len(),
@@ -147,11 +130,7 @@ fn crm_account_round_trip_links_both_records_and_suppresses_every_echo() {
 fn echoes_without_origin_marker_are_recognised_by_their_values() {
     let mut world = World::new();
     world.fakes.echo_carries_origin = false;
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    world.crm_account_saved("001A", "Acme");
     world.run();
     world.user_changes(
         "crm-account-001A",
@@ -190,10 +169,11 @@ fn echoes_without_origin_marker_are_recognised_by_their_values() {
 #[test]
 fn billing_account_round_trip_creates_the_crm_account_by_external_id_and_links_back() {
     let mut world = World::new();
-    world.user_changes(
-        "billing-account-8a8b9999",
-        Source::Billing,
-        DomainEvent::BillingAccountCreated(billing_account("8a8b9999", "Globex", None, None)),
+    world.billing_account_event(
+        DomainEvent::BillingAccountCreated,
+        "8a8b9999",
+        "Globex",
+        None,
     );
     world.run();
 
@@ -230,15 +210,11 @@ fn billing_account_round_trip_creates_the_crm_account_by_external_id_and_links_b
 #[test]
 fn a_billing_change_updates_the_crm_record_it_names_by_record_id() {
     let mut log = Log::default();
-    let event = log.inbound(
-        "billing-account-8a8b01",
-        Source::Billing,
-        DomainEvent::BillingAccountUpdated(billing_account(
-            "8a8b01",
-            "Acme GmbH",
-            Some("001A"),
-            None,
-        )),
+    let event = log.billing_account_event(
+        DomainEvent::BillingAccountUpdated,
+        "8a8b01",
+        "Acme GmbH",
+        Some("001A"),
     );
     let decision = AccountSync::decide(&AccountView::default(), &event, t0());
     assert_eq!(
@@ -279,16 +255,8 @@ fn changes_while_the_billing_account_is_being_created_wait_and_are_sent_after() 
     world.fakes.echo_carries_origin = false;
     // Two CRM changes recorded before the projector saw the first: the create's outcome lands
     // after the second change in the stream.
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme Ltd", None, None),
-    );
+    world.crm_account_saved("001A", "Acme");
+    world.crm_account_saved("001A", "Acme Ltd");
     world.run();
 
     assert_eq!(
@@ -312,27 +280,15 @@ fn changes_while_the_billing_account_is_being_created_wait_and_are_sent_after() 
 fn a_failed_create_is_retried_only_when_a_change_waited_for_it() {
     let mut world = World::new();
     world.fakes.fail_once.push("billing-create-account".into());
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    world.crm_account_saved("001A", "Acme");
     world.run();
     assert!(world.fakes.billing_accounts.is_empty());
     assert_eq!(world.log.of_type("SyncFailed").len(), 1);
 
     let mut world = World::new();
     world.fakes.fail_once.push("billing-create-account".into());
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme 2", None, None),
-    );
+    world.crm_account_saved("001A", "Acme");
+    world.crm_account_saved("001A", "Acme 2");
     world.run();
     assert_eq!(world.fakes.billing_accounts.len(), 1);
     assert_eq!(
@@ -345,11 +301,7 @@ fn a_failed_create_is_retried_only_when_a_change_waited_for_it() {
 fn echo_recorded_before_our_outcome_still_settles_without_duplicates() {
     let mut world = World::new();
     world.echo_before_outcome = true;
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    world.crm_account_saved("001A", "Acme");
     world.run();
     assert_eq!(world.fakes.billing_accounts.len(), 1);
     assert_eq!(world.fakes.crm_accounts.len(), 1);
@@ -358,21 +310,9 @@ fn echo_recorded_before_our_outcome_still_settles_without_duplicates() {
 #[test]
 fn redelivery_is_a_no_op_and_a_gap_is_reported() {
     let mut log = Log::default();
-    let v1 = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    let v2 = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme 2", None, None),
-    );
-    let v3 = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme 3", None, None),
-    );
+    let v1 = log.crm_account_saved("001A", "Acme");
+    let v2 = log.crm_account_saved("001A", "Acme 2");
+    let v3 = log.crm_account_saved("001A", "Acme 3");
     let mut item: ViewItem<AccountView> = ViewItem::new("crm#001A");
     assert_eq!(item.apply::<AccountSync>(&v1), Apply::Applied);
     let before = item.clone();
@@ -398,11 +338,7 @@ fn redelivery_is_a_no_op_and_a_gap_is_reported() {
 #[test]
 fn an_unreadable_account_payload_is_recorded_as_sync_failed_naming_the_field() {
     let mut log = Log::default();
-    let mut bad = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    let mut bad = log.crm_account_saved("001A", "Acme");
     bad.payload.as_object_mut().unwrap().remove("name");
     let decision = AccountSync::decide(&AccountView::default(), &bad, t0());
     assert!(decision.commands.is_empty());
@@ -419,16 +355,9 @@ fn an_unreadable_account_payload_is_recorded_as_sync_failed_naming_the_field() {
 #[test]
 fn view_items_are_keyed_per_side_and_ignore_other_streams() {
     let mut log = Log::default();
-    let crm = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    let billing = log.inbound(
-        "billing-account-8a8b01",
-        Source::Billing,
-        DomainEvent::BillingAccountCreated(billing_account("8a8b01", "Acme", None, None)),
-    );
+    let crm = log.crm_account_saved("001A", "Acme");
+    let billing =
+        log.billing_account_event(DomainEvent::BillingAccountCreated, "8a8b01", "Acme", None);
     assert_eq!(AccountSync::key(&crm).as_deref(), Some("crm#001A"));
     assert_eq!(
         AccountSync::key(&billing).as_deref(),
@@ -444,13 +373,7 @@ fn view_items_are_keyed_per_side_and_ignore_other_streams() {
 
 #[test]
 fn a_user_edit_in_billing_is_synced_although_the_record_still_carries_our_origin_field() {
-    let mut world = World::new();
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.run();
+    let mut world = World::with_synced_account("001A", "Acme");
     let billing_id = world.fakes.billing_accounts.keys().next().unwrap().clone();
     // Zuora keeps `Origin__c` on the account: the callout of a later user edit still shows it.
     world.user_changes(

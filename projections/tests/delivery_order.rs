@@ -3,9 +3,11 @@
 //! order only per item and deliver at least once) yields the same views and the same
 //! decisions, given the shell fills gaps from the log.
 
-mod support;
+mod common;
 
 use chrono::{DateTime, Utc};
+use common::world::World;
+use common::Inbound;
 use projections::account_sync::AccountSync;
 use projections::correlation_view::CorrelationView;
 use projections::order_sync::OrderSync;
@@ -13,8 +15,6 @@ use projections::product_sync::ProductSync;
 use projections::{Decision, Handled, Projection, RecordedEvent, Source, Views};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use support::world::World;
-use support::{billing_account, crm_account, crm_order};
 
 use projections::catalogue::{BillingPriceChanged, BillingProductChanged, BillingRatePlanChanged};
 use projections::DomainEvent;
@@ -24,30 +24,14 @@ use projections::DomainEvent;
 fn scenario_log() -> Vec<RecordedEvent> {
     let mut world = World::new();
     world.fakes.echo_carries_origin = false;
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order(
-            "801A",
-            "001A",
-            "Activated",
-            &[("SKU-GOLD", 1.0)],
-        )),
-    );
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme Ltd", None, None),
-    );
-    world.user_changes(
-        "billing-account-8a8b9999",
-        Source::Billing,
-        DomainEvent::BillingAccountCreated(billing_account("8a8b9999", "Globex", None, None)),
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 1.0);
+    world.crm_account_saved("001A", "Acme");
+    world.crm_account_saved("001A", "Acme Ltd");
+    world.billing_account_event(
+        DomainEvent::BillingAccountCreated,
+        "8a8b9999",
+        "Globex",
+        None,
     );
     world.user_changes(
         "billing-charge-c1",
@@ -61,11 +45,7 @@ fn scenario_log() -> Vec<RecordedEvent> {
         }),
     );
     world.run();
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderAmended(crm_order("801A", "001A", "Activated", &[("SKU-GOLD", 4.0)])),
-    );
+    world.gold_order(DomainEvent::CrmOrderAmended, "Activated", 4.0);
     world.user_changes(
         "billing-product-2c92p",
         Source::Billing,
@@ -113,7 +93,7 @@ fn scenario_log() -> Vec<RecordedEvent> {
 }
 
 fn now() -> DateTime<Utc> {
-    support::t0()
+    common::t0()
 }
 
 /// The decisions' identities: what a shell would call and record.
@@ -260,21 +240,8 @@ fn check_delivery<P: Projection>(
 fn replaying_the_log_rebuilds_exactly_the_live_views() {
     let mut world = World::new();
     world.fakes.echo_carries_origin = false;
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order(
-            "801A",
-            "001A",
-            "Activated",
-            &[("SKU-GOLD", 1.0)],
-        )),
-    );
+    world.crm_account_saved("001A", "Acme");
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 1.0);
     world.run();
     let log = world.log.events.clone();
     assert_eq!(fold::<AccountSync>(&log), world.accounts);

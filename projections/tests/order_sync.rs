@@ -1,13 +1,14 @@
 //! Order sync decisions: CRM orders drive Billing subscriptions, orders wait for their
 //! account's link, Billing status changes flow back to the CRM order without ping-pong.
 
-mod support;
+mod common;
 
+use common::world::World;
+use common::Inbound;
+use common::{crm_order, t0, Log};
 use projections::commands::{BillingCommand, Call, CrmCommand, PlanLine};
 use projections::order_sync::{OrderAccountView, OrderSync, OrderSyncView};
 use projections::{DomainEvent, Projection, Source};
-use support::world::World;
-use support::{billing_account, crm_account, crm_order, t0, Log};
 
 fn linked_view() -> OrderSyncView {
     OrderSyncView::Account(OrderAccountView {
@@ -72,27 +73,14 @@ fn an_activated_order_of_a_linked_account_creates_a_subscription_keyed_by_the_or
 #[test]
 fn an_order_of_an_unlinked_account_waits_and_goes_out_when_the_account_is_synced() {
     let mut world = World::new();
-    let order = world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order(
-            "801A",
-            "001A",
-            "Activated",
-            &[("SKU-GOLD", 3.0)],
-        )),
-    );
+    let order = world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
     world.run();
     let deferred = world.log.of_type("SyncDeferred");
     assert_eq!(deferred.len(), 1);
     assert_eq!(deferred[0].payload["waiting_for"], "account-link:crm:001A");
     assert!(world.fakes.subscriptions.is_empty());
 
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    world.crm_account_saved("001A", "Acme");
     world.run();
 
     assert_eq!(world.fakes.subscriptions.len(), 1);
@@ -120,23 +108,8 @@ fn an_order_of_an_unlinked_account_waits_and_goes_out_when_the_account_is_synced
 }
 
 fn world_with_synced_order() -> World {
-    let mut world = World::new();
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.run();
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order(
-            "801A",
-            "001A",
-            "Activated",
-            &[("SKU-GOLD", 3.0)],
-        )),
-    );
+    let mut world = World::with_synced_account("001A", "Acme");
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
     world.run();
     world
 }
@@ -144,22 +117,9 @@ fn world_with_synced_order() -> World {
 #[test]
 fn amend_and_cancel_of_a_synced_order_amend_and_cancel_the_subscription_once() {
     let mut world = world_with_synced_order();
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderAmended(crm_order("801A", "001A", "Activated", &[("SKU-GOLD", 5.0)])),
-    );
+    world.gold_order(DomainEvent::CrmOrderAmended, "Activated", 5.0);
     world.run();
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderCancelled(crm_order(
-            "801A",
-            "001A",
-            "Cancelled",
-            &[("SKU-GOLD", 5.0)],
-        )),
-    );
+    world.gold_order(DomainEvent::CrmOrderCancelled, "Cancelled", 5.0);
     world.run();
     assert_eq!(
         steps(&world),
@@ -188,16 +148,7 @@ fn amend_and_cancel_of_a_synced_order_amend_and_cancel_the_subscription_once() {
 fn the_same_order_delivered_again_with_a_new_id_changes_nothing() {
     let mut world = world_with_synced_order();
     let calls = world.fakes.calls.len();
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order(
-            "801A",
-            "001A",
-            "Activated",
-            &[("SKU-GOLD", 3.0)],
-        )),
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
     world.run();
     assert_eq!(world.fakes.calls.len(), calls);
 }
@@ -249,28 +200,9 @@ fn a_subscription_cancelled_in_billing_cancels_the_crm_order_without_ping_pong()
 
 #[test]
 fn an_order_changed_while_its_subscription_is_being_created_is_amended_after() {
-    let mut world = World::new();
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.run();
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order(
-            "801A",
-            "001A",
-            "Activated",
-            &[("SKU-GOLD", 3.0)],
-        )),
-    );
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderAmended(crm_order("801A", "001A", "Activated", &[("SKU-GOLD", 7.0)])),
-    );
+    let mut world = World::with_synced_account("001A", "Acme");
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
+    world.gold_order(DomainEvent::CrmOrderAmended, "Activated", 7.0);
     world.run();
     assert_eq!(
         world.fakes.subscriptions.len(),
@@ -291,31 +223,9 @@ fn an_order_changed_while_its_subscription_is_being_created_is_amended_after() {
 #[test]
 fn an_order_cancelled_before_its_account_is_linked_never_reaches_billing() {
     let mut world = World::new();
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order(
-            "801A",
-            "001A",
-            "Activated",
-            &[("SKU-GOLD", 3.0)],
-        )),
-    );
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderCancelled(crm_order(
-            "801A",
-            "001A",
-            "Cancelled",
-            &[("SKU-GOLD", 3.0)],
-        )),
-    );
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
+    world.gold_order(DomainEvent::CrmOrderCancelled, "Cancelled", 3.0);
+    world.crm_account_saved("001A", "Acme");
     world.run();
     assert!(world.fakes.subscriptions.is_empty());
 }
@@ -345,21 +255,16 @@ fn a_subscription_not_made_from_a_crm_order_is_left_alone() {
 #[test]
 fn orders_route_to_their_account_item_and_subscriptions_to_their_own() {
     let mut log = Log::default();
-    let order = log.inbound(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order("801A", "001A", "Activated", &[])),
+    let order = log.crm_order_event(
+        DomainEvent::CrmOrderActivated,
+        "801A",
+        "001A",
+        "Activated",
+        &[],
     );
-    let account = log.inbound(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    let billing = log.inbound(
-        "billing-account-8a8b01",
-        Source::Billing,
-        DomainEvent::BillingAccountCreated(billing_account("8a8b01", "Acme", None, None)),
-    );
+    let account = log.crm_account_saved("001A", "Acme");
+    let billing =
+        log.billing_account_event(DomainEvent::BillingAccountCreated, "8a8b01", "Acme", None);
     assert_eq!(OrderSync::key(&order).as_deref(), Some("crm-account#001A"));
     assert_eq!(
         OrderSync::key(&account).as_deref(),
@@ -370,33 +275,9 @@ fn orders_route_to_their_account_item_and_subscriptions_to_their_own() {
 
 #[test]
 fn an_order_cancelled_while_its_subscription_is_being_created_is_cancelled_after() {
-    let mut world = World::new();
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.run();
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order(
-            "801A",
-            "001A",
-            "Activated",
-            &[("SKU-GOLD", 3.0)],
-        )),
-    );
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderCancelled(crm_order(
-            "801A",
-            "001A",
-            "Cancelled",
-            &[("SKU-GOLD", 3.0)],
-        )),
-    );
+    let mut world = World::with_synced_account("001A", "Acme");
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
+    world.gold_order(DomainEvent::CrmOrderCancelled, "Cancelled", 3.0);
     world.run();
     assert_eq!(
         &steps(&world)[2..],
@@ -410,38 +291,19 @@ fn an_order_cancelled_while_its_subscription_is_being_created_is_cancelled_after
 
 #[test]
 fn a_failed_subscription_create_is_made_again_by_the_next_order_change() {
-    let mut world = World::new();
-    world.user_changes(
-        "crm-account-001A",
-        Source::Crm,
-        crm_account("001A", "Acme", None, None),
-    );
-    world.run();
+    let mut world = World::with_synced_account("001A", "Acme");
     world
         .fakes
         .fail_once
         .push("billing-create-subscription".into());
-    world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderActivated(crm_order(
-            "801A",
-            "001A",
-            "Activated",
-            &[("SKU-GOLD", 3.0)],
-        )),
-    );
+    world.gold_order(DomainEvent::CrmOrderActivated, "Activated", 3.0);
     world.run();
     let failed = world.log.of_type("SyncFailed");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].payload["crm_order_id"], "801A");
     assert!(world.fakes.subscriptions.is_empty());
 
-    let amend = world.user_changes(
-        "crm-order-801A",
-        Source::Crm,
-        DomainEvent::CrmOrderAmended(crm_order("801A", "001A", "Activated", &[("SKU-GOLD", 4.0)])),
-    );
+    let amend = world.gold_order(DomainEvent::CrmOrderAmended, "Activated", 4.0);
     world.run();
     assert_eq!(world.fakes.subscriptions.len(), 1);
     let create = world.fakes.calls.last().unwrap();

@@ -1,15 +1,15 @@
 //! Product sync decisions: the Billing catalog becomes CRM products and pricebook entries,
 //! and the mapping is resolvable from either side.
 
-mod support;
+mod common;
 
+use common::world::World;
+use common::{t0, Log};
 use projections::catalogue::{BillingPriceChanged, BillingProductChanged, BillingRatePlanChanged};
 use projections::commands::{Call, CrmCommand};
 use projections::correlation_view::{lookup_billing, lookup_crm};
 use projections::product_sync::{ProductSync, ProductSyncView};
 use projections::{DomainEvent, Projection, Source};
-use support::world::World;
-use support::{t0, Log};
 
 fn product(id: &str, name: &str, end: Option<&str>) -> DomainEvent {
     DomainEvent::BillingProductChanged(BillingProductChanged {

@@ -31,6 +31,9 @@ pub struct Faults {
     /// client sees as a timeout after the server already acted.
     pub stall_next: u32,
     pub stall_ms: u64,
+    /// Billing: a request carrying an `Idempotency-Key` stays in progress this long after its
+    /// work is done (a retry with the key meanwhile gets 409), then its answer is saved.
+    pub idempotency_hold_ms: u64,
     /// Every emitted event is delivered twice (at-least-once delivery).
     pub duplicate_deliveries: bool,
 }

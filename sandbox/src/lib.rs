@@ -7,7 +7,9 @@ mod admin;
 pub mod billing;
 pub mod crm;
 pub mod faults;
+pub mod limits;
 mod oauth;
+mod query;
 pub mod runtime_api;
 mod secret;
 mod state;
@@ -33,7 +35,9 @@ use url::Url;
 /// Header carrying the callout signature (scheme: `secret::CalloutSigner`).
 pub const CALLOUT_SIGNATURE_HEADER: &str = "X-Zuora-Signature";
 
-/// OAuth client credentials a simulated system accepts.
+/// An OAuth client registered with a simulated system: the id and secret its token endpoint
+/// accepts. (The caller-side credentials, with the token URL, are
+/// `connectors::oauth::ClientCredentials`.)
 #[derive(Debug, Clone)]
 pub struct RegisteredClient {
     pub client_id: String,
@@ -67,6 +71,8 @@ pub struct SandboxConfig {
     pub org_id: String,
     pub channel_id: String,
     pub tenant_id: String,
+    /// The CRM's daily API allocation and Billing's rate limit (`limits`).
+    pub limits: limits::ApiLimits,
 }
 
 impl Default for SandboxConfig {
@@ -85,6 +91,7 @@ impl Default for SandboxConfig {
             org_id: "00DSB0000000001AAA".into(),
             channel_id: "0YLSB0000000001AAA".into(),
             tenant_id: "sandbox".into(),
+            limits: limits::ApiLimits::default(),
         }
     }
 }
@@ -108,6 +115,8 @@ pub enum SandboxError {
     },
     #[error("crm {code}: {message}")]
     Crm { code: &'static str, message: String },
+    #[error("billing {code}: {message}")]
+    Billing { code: u64, message: String },
 }
 
 /// A running sandbox (a tokio task); it stops when this handle is dropped.
@@ -281,6 +290,36 @@ impl Sandbox {
         crm::user_update(&self.state, sobject, id, fields).map_err(crm_error)
     }
 
+    /// A person creates an account in the Billing UI: its callout is emitted (no origin
+    /// marker, no CRM id). Returns the Billing account id.
+    pub fn billing_user_create_account(
+        &self,
+        name: &str,
+        currency: &str,
+    ) -> Result<String, SandboxError> {
+        let body = serde_json::json!({"name": name, "currency": currency, "billCycleDay": 1});
+        let body = body.as_object().cloned().unwrap_or_default();
+        let (_, answer) = self
+            .state
+            .lock()
+            .billing_create_account(&self.state.config, &body, None)
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })?;
+        Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Sets the CRM API calls used today (as if other integrations had spent them).
+    pub fn set_crm_api_used(&self, used: u64) {
+        self.state.lock().usage.crm_used = used;
+    }
+
+    /// CRM API calls used today.
+    pub fn crm_api_used(&self) -> u64 {
+        self.state.lock().usage.crm_used
+    }
+
     /// All CRM records of one sObject type (with `Id`).
     pub fn crm_records(&self, sobject: &str) -> Vec<Map<String, Value>> {
         self.state
@@ -310,6 +349,45 @@ impl Sandbox {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// A person creates a Billing account in the Zuora UI (emits its callout); its id. For
+    /// seeding large tenants (benchmarks) without an HTTP call per account.
+    pub fn billing_user_create(
+        &self,
+        name: &str,
+        currency: &str,
+        crm_id: Option<&str>,
+    ) -> Result<String, SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        body.insert("currency".into(), Value::from(currency));
+        if let Some(crm) = crm_id {
+            body.insert("crmId".into(), Value::from(crm));
+        }
+        let (_, answer) = self
+            .state
+            .lock()
+            .billing_create_account(&self.state.config, &body, None)
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })?;
+        Ok(answer["accountId"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// A person renames a Billing account in the Zuora UI (emits its callout).
+    pub fn billing_user_update(&self, id: &str, name: &str) -> Result<(), SandboxError> {
+        let mut body = Map::new();
+        body.insert("name".into(), Value::from(name));
+        self.state
+            .lock()
+            .billing_update_account(&self.state.config, id, &body, None)
+            .map(|_| ())
+            .map_err(|e| SandboxError::Billing {
+                code: e.code,
+                message: e.message,
+            })
     }
 
     /// Adds or changes a catalog product (by SKU) and emits its callouts; returns it with ids.
@@ -360,13 +438,22 @@ fn router(state: SharedState) -> Router {
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{id}",
-            get(crm::get).patch(crm::update),
+            get(crm::get).patch(crm::update).delete(crm::delete),
         )
         .route(
             "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
             patch(crm::upsert).get(crm::get_by_external_id),
         )
         .route("/services/data/{version}/composite", post(crm::composite))
+        .route(
+            "/services/data/{version}/composite/sobjects/{sobject}/{field}",
+            patch(crm::collections::upsert),
+        )
+        .route("/services/data/{version}/query", get(crm::query::query))
+        .route(
+            "/services/data/{version}/query/{locator}",
+            get(crm::query::query_more),
+        )
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Crm),
@@ -391,6 +478,9 @@ fn router(state: SharedState) -> Router {
             put(billing::cancel_subscription),
         )
         .route("/v1/catalog/products", get(billing::list_products))
+        .route("/v1/catalog/products/{key}", get(billing::get_product))
+        .route("/v1/action/query", post(billing::query::query))
+        .route("/v1/action/queryMore", post(billing::query::query_more))
         .with_state(state.clone())
         .route_layer(from_fn_with_state(
             (state.clone(), System::Billing),
@@ -401,8 +491,11 @@ fn router(state: SharedState) -> Router {
         .with_state((state.clone(), System::Billing));
     // Faults hit the APIs only: token endpoints stay healthy so a fault test exercises
     // exactly the call under test. Every call, token requests included, is recorded.
+    // Limits count the calls that pass the faults (a refused call is not counted).
     let faulted = |router: Router, system: System| {
-        router.route_layer(from_fn_with_state((state.clone(), system), faults::apply))
+        router
+            .route_layer(from_fn_with_state((state.clone(), system), limits::apply))
+            .route_layer(from_fn_with_state((state.clone(), system), faults::apply))
     };
     let recorded = |router: Router, system: System| {
         router.route_layer(from_fn_with_state((state.clone(), system), record_call))
@@ -492,6 +585,13 @@ fn route_label(path: &str) -> String {
             field.to_string(),
             "{value}".into(),
         ],
+        ["services", "data", _, "query", _locator] => vec![
+            "services".into(),
+            "data".into(),
+            "{version}".into(),
+            "query".into(),
+            "{locator}".into(),
+        ],
         ["services", "data", _, rest @ ..] => {
             let mut v = vec!["services".to_string(), "data".into(), "{version}".into()];
             v.extend(rest.iter().map(|s| s.to_string()));
@@ -501,6 +601,14 @@ fn route_label(path: &str) -> String {
             let mut v = vec!["v1".to_string(), kind.to_string(), "{key}".into()];
             v.extend(rest.iter().map(|s| s.to_string()));
             v
+        }
+        ["v1", "catalog", "products", _key] => {
+            vec![
+                "v1".into(),
+                "catalog".into(),
+                "products".into(),
+                "{key}".into(),
+            ]
         }
         _ => segments.iter().map(|s| s.to_string()).collect(),
     };
@@ -514,6 +622,10 @@ mod tests {
     #[test]
     fn route_labels_hide_ids_but_keep_object_types() {
         assert_eq!(route_label("/v1/accounts/8ad0x"), "/v1/accounts/{key}");
+        assert_eq!(
+            route_label("/v1/catalog/products/SKU-1"),
+            "/v1/catalog/products/{key}"
+        );
         assert_eq!(
             route_label("/v1/subscriptions/A-S1/cancel"),
             "/v1/subscriptions/{key}/cancel"

@@ -116,6 +116,7 @@ pub(crate) struct Inner {
     pub next_seq: u64,
     pub crm: CrmState,
     pub billing: BillingState,
+    pub usage: crate::limits::ApiUsage,
 }
 
 pub(crate) struct StateData {
@@ -138,6 +139,7 @@ impl StateData {
             next_seq: 1,
             crm: CrmState::default(),
             billing: BillingState::default(),
+            usage: crate::limits::ApiUsage::new(config.limits.clone()),
         };
         Arc::new(StateData {
             config,

@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's story is its stdout; its expected retries would only be noise on stderr.
     let default_level = match cli.command {
-        ledger_cli::cli::Command::Demo(_) => "error",
+        ledger_cli::cli::LedgerCommand::Demo(_) => "error",
         _ => "warn",
     };
     let filter =

@@ -4,7 +4,7 @@
 use super::CliError;
 use std::process::ExitCode;
 use sync_ledger::audit::{audit, render_text, AuditError, AuditId};
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::ledger::open_store;
 use sync_ledger::views::open_views;
 
@@ -19,8 +19,10 @@ pub struct AuditArgs {
 
 pub async fn run(store: &StoreUrl, args: &AuditArgs) -> Result<ExitCode, CliError> {
     let id = AuditId::parse(&args.id)?;
-    let log = open_store(store).await?;
-    let views = open_views(store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await?;
     match audit(log.as_ref(), views.as_ref(), &id).await {
         Ok(report) => {
             if args.json {

@@ -5,7 +5,8 @@
 use super::CliError;
 use ledger_bench::report::{render_markdown, render_text, splice, RunContext};
 use ledger_bench::{
-    append, cost, lambda, latency, projector_batch, replay, BenchResult, Scale, BENCHES,
+    append, cost, lambda, latency, projector_batch, projector_io, reconcile, replay, BenchResult,
+    Scale, BENCHES,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
     /// Run only these measurements (repeat or comma-separate): projector_batch, append,
-    /// replay, lambda, cost, latency.
+    /// replay, lambda, cost, latency, reconcile, projector_io.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     pub only: Vec<String>,
     /// Write the results table into this Markdown file (its generated section only).
@@ -72,6 +73,16 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
                 bench: latency::NAME,
                 title: latency::TITLE,
                 outcome: latency::run(scale).await,
+            },
+            projector_io::NAME => BenchResult {
+                bench: projector_io::NAME,
+                title: projector_io::TITLE,
+                outcome: projector_io::run(scale).await,
+            },
+            reconcile::NAME => BenchResult {
+                bench: reconcile::NAME,
+                title: reconcile::TITLE,
+                outcome: reconcile::run(scale).await,
             },
             other => unreachable!("BENCHES lists {other} without a runner"),
         };

@@ -9,6 +9,7 @@
 use super::ingest::ingest_lines;
 use super::CliError;
 use projections::correlation_view::LinkItem;
+use projections::reconcile::Prefer;
 use projections::{CorrelationId, RecordedEvent, StreamId};
 use sandbox::{
     Charge, Faults, Price, Product, RatePlan, Sandbox, SandboxConfig, System, STANDARD_PRICEBOOK_ID,
@@ -18,16 +19,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use sync_ledger::audit::{audit, render_text, AuditId};
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::connectors::params::{EmbeddedParameters, ParameterStore};
 use sync_ledger::connectors::{
     ApiToken, BillingClient, ClientConfig, CrmClient, ServiceName, TokenProvider, TokenSource,
 };
-use sync_ledger::lambda::token_rotator::{ServiceSettings, TokenRotator};
 use sync_ledger::ledger::{migrate::migrate, open_store, EventLog};
 use sync_ledger::projector::effects::ConnectorEffects;
 use sync_ledger::projector::{build_selected, Effects, ProjectorDeps, RunnerSettings};
+use sync_ledger::reconcile::{reconcile, ReconcileOptions};
 use sync_ledger::replay::{self, snapshot, ReplayRequest, ViewDigest};
+use sync_ledger::rotation::{ServiceSettings, TokenRotation};
 use sync_ledger::views::{open_views, ViewNamespace, ViewStore};
 use sync_ledger::worker::{feed, StopWhen, WorkerSettings};
 
@@ -117,15 +119,19 @@ struct Demo {
     log: Arc<dyn EventLog>,
     views: Arc<dyn ViewStore>,
     sandbox: Sandbox,
-    rotator: TokenRotator,
+    rotator: TokenRotation,
     effects: Arc<dyn Effects>,
+    /// The clients a reconciliation reads through.
+    readers: (CrmClient, BillingClient),
 }
 
 async fn run_in(dir: &std::path::Path) -> Result<ExitCode, CliError> {
     let store = StoreUrl::Sqlite(dir.join("ledger.db"));
-    migrate(&store).await?;
-    let log = open_store(&store).await?;
-    let views = open_views(&store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    migrate(&store, &aws).await?;
+    let log = open_store(&store, &aws).await?;
+    let views = open_views(&store, &aws).await?;
     let sandbox = Sandbox::start(SandboxConfig::default())
         .await
         .map_err(invalid)?;
@@ -159,7 +165,7 @@ async fn run_in(dir: &std::path::Path) -> Result<ExitCode, CliError> {
     }
     let params: Arc<EmbeddedParameters> = Arc::new(params);
     let salt = ApiToken::new(uuid::Uuid::new_v4().to_string()).map_err(invalid)?;
-    let rotator = TokenRotator::new(
+    let rotator = TokenRotation::new(
         log.clone(),
         params.clone(),
         reqwest::Client::new(),
@@ -176,9 +182,22 @@ async fn run_in(dir: &std::path::Path) -> Result<ExitCode, CliError> {
     .map_err(invalid)?;
     let billing = BillingClient::new(
         ClientConfig::new(sandbox.url(), ServiceName::billing()),
-        tokens,
+        tokens.clone(),
     )
     .map_err(invalid)?;
+    // The reconciliation's readers (the effects own the writers' pair).
+    let readers = (
+        CrmClient::new(
+            ClientConfig::new(sandbox.url(), ServiceName::crm()),
+            tokens.clone(),
+        )
+        .map_err(invalid)?,
+        BillingClient::new(
+            ClientConfig::new(sandbox.url(), ServiceName::billing()),
+            tokens,
+        )
+        .map_err(invalid)?,
+    );
     let effects: Arc<dyn Effects> = Arc::new(ConnectorEffects::new(
         crm,
         billing,
@@ -191,6 +210,7 @@ async fn run_in(dir: &std::path::Path) -> Result<ExitCode, CliError> {
         sandbox,
         rotator,
         effects,
+        readers,
     };
     let result = story(&demo).await;
     demo.sandbox.shutdown().await;
@@ -355,6 +375,9 @@ async fn story(d: &Demo) -> Result<ExitCode, CliError> {
         let Some(crm_id) = item.key.key().strip_prefix("link#crm#") else {
             continue; // every link has a CRM-side and a Billing-side item: show one
         };
+        if crm_id.contains('#') {
+            continue; // a history or traces page of a link item
+        }
         let Ok(link) = serde_json::from_value::<LinkItem>(item.state) else {
             continue;
         };
@@ -381,7 +404,10 @@ async fn story(d: &Demo) -> Result<ExitCode, CliError> {
         println!("   {line}");
     }
 
-    // 8. Recovery: wipe the views, replay the log, compare.
+    // 8. Drift behind the sync's back, found and repaired through the projectors.
+    reconcile_step(d, &acme).await?;
+
+    // 9. Recovery: wipe the views, replay the log, compare.
     let mut before = Vec::new();
     for name in replay::PROJECTIONS {
         before.push(ViewDigest::of(&snapshot(d.views.as_ref(), name).await?));
@@ -397,7 +423,7 @@ async fn story(d: &Demo) -> Result<ExitCode, CliError> {
     )
     .await?;
     let replay_calls = s.calls().total - calls_before;
-    println!("\n8. Recovery: wipe every view and replay the log (fold only, no decisions):");
+    println!("\n9. Recovery: wipe every view and replay the log (fold only, no decisions):");
     let mut identical = replay_calls == 0;
     for (report, live) in reports.iter().zip(&before) {
         let rebuilt = report
@@ -436,6 +462,59 @@ fn stream(id: &str) -> Result<StreamId, CliError> {
 
 fn order_stream_of(order: &str) -> String {
     format!("crm-order-{order}")
+}
+
+/// Someone renames Acme in Billing while the relay is down (the callout is lost); a
+/// reconciliation finds it, and its repair goes through the account projector.
+async fn reconcile_step(d: &Demo, acme: &str) -> Result<(), CliError> {
+    let s = &d.sandbox;
+    let billing_id = account_link(d, acme).await?;
+    s.billing_user_update(&billing_id, "Acme Corp (EU)")
+        .map_err(invalid)?;
+    s.drain_outbox();
+    let run = |repair| ReconcileOptions {
+        dry_run: false,
+        repair,
+        prefer: Prefer::Newer,
+        max_api_calls: None,
+    };
+    let (crm, billing) = &d.readers;
+    let report = reconcile(
+        d.log.as_ref(),
+        d.views.as_ref(),
+        crm,
+        billing,
+        &run(true),
+        &mut |_, _| {},
+    )
+    .await?;
+    println!("\n8. Acme is renamed in Billing while the relay is down; `ledger reconcile --repair` finds it:");
+    for drift in &report.shown {
+        println!("   {}", super::reconcile::describe(drift));
+    }
+    run_projectors(d).await?;
+    let name = s
+        .crm_records("Account")
+        .into_iter()
+        .find(|r| r["Id"] == json!(acme))
+        .and_then(|r| r["Name"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let writes_before = s.calls();
+    let again = reconcile(
+        d.log.as_ref(),
+        d.views.as_ref(),
+        crm,
+        billing,
+        &run(false),
+        &mut |_, _| {},
+    )
+    .await?;
+    let writes = s.calls().total - writes_before.total - again.calls_crm - again.calls_billing;
+    println!(
+        "   repaired by the account projector: CRM now {name:?}; a second run: {} drift, {writes} write calls",
+        again.drift_total()
+    );
+    Ok(())
 }
 
 /// Runs the rotator and prints its audit events as `ledger audit` shows them.

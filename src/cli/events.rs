@@ -5,7 +5,7 @@ use super::CliError;
 use projections::envelope::format_timestamp;
 use projections::{RecordedEvent, StreamId};
 use std::process::ExitCode;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::ledger::open_store;
 
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,9 @@ pub struct EventsArgs {
 pub async fn run(store: &StoreUrl, args: &EventsArgs) -> Result<ExitCode, CliError> {
     let stream =
         StreamId::parse(args.stream_id.as_str()).map_err(|e| CliError::Invalid(e.to_string()))?;
-    let log = open_store(store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
     let events = log.read_stream(&stream, args.from).await?;
     if args.json {
         for event in &events {

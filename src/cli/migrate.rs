@@ -3,14 +3,16 @@
 
 use super::{describe_store, CliError};
 use std::process::ExitCode;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::ledger::migrate::{migrate, MigrationReport};
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {}
 
 pub async fn run(store: &StoreUrl, _args: &MigrateArgs) -> Result<ExitCode, CliError> {
-    let report = migrate(store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    let report = migrate(store, &aws).await?;
     print!("{}", render(&describe_store(store), &report));
     Ok(ExitCode::SUCCESS)
 }

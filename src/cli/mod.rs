@@ -1,14 +1,17 @@
-//! The `ledger` command line: the `Command` enum (one variant per subcommand, one per line)
-//! and its dispatch. Each subcommand lives in its own file; none holds business logic —
-//! they parse arguments, call the library and print.
+//! The `ledger` command line: the `LedgerCommand` enum (one variant per subcommand, one per
+//! line) and its dispatch. Each subcommand lives in its own file; none holds business logic —
+//! they parse arguments, call the library and print. (`projections::commands::Command` is
+//! the domain's call on an external system, unrelated.)
 
 pub mod audit;
 pub mod bench;
 pub mod console;
 pub mod demo;
+pub mod dlq;
 pub mod events;
 pub mod ingest;
 pub mod migrate;
+pub mod reconcile;
 pub mod redrive;
 pub mod replay;
 pub mod sandbox;
@@ -32,11 +35,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: LedgerCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum LedgerCommand {
     /// Create or update the store's tables; safe to run any number of times.
     Migrate(migrate::MigrateArgs),
     /// Append events from a JSON-lines file (or - for stdin); duplicates are recorded once.
@@ -53,10 +56,14 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Re-run the failed/deferred syncs of one correlation id (calls the external systems).
     Redrive(redrive::RedriveArgs),
+    /// Compare CRM, Billing and the view (accounts), record drift, --repair through the projectors.
+    Reconcile(reconcile::ReconcileArgs),
     /// Serve the in-memory CRM + Billing simulators (fault knobs, call counters, outbox).
     Sandbox(sandbox::SandboxArgs),
     /// Run the projectors over the change feed / DynamoDB Streams (the local event source mapping).
     Worker(worker::WorkerArgs),
+    /// Dead-letter queues: `drain --queue <url>` re-ingests the ingest DLQ's messages.
+    Dlq(dlq::DlqArgs),
     /// Measure throughput, latency and cost ratios against same-run baselines.
     Bench(bench::BenchArgs),
 }
@@ -82,7 +89,11 @@ pub enum CliError {
     #[error(transparent)]
     Replay(#[from] sync_ledger::replay::ReplayError),
     #[error(transparent)]
+    Redrive(#[from] sync_ledger::redrive::RedriveError),
+    #[error(transparent)]
     Audit(#[from] sync_ledger::audit::AuditError),
+    #[error(transparent)]
+    Reconcile(#[from] sync_ledger::reconcile::ReconcileError),
 }
 
 impl Cli {
@@ -101,17 +112,19 @@ impl Cli {
 /// Runs the parsed command; the exit code says whether everything it was given succeeded.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
-        Command::Migrate(args) => migrate::run(&cli.store_url()?, args).await,
-        Command::Ingest(args) => ingest::run(&cli.store_url()?, args).await,
-        Command::Events(args) => events::run(&cli.store_url()?, args).await,
-        Command::Demo(args) => demo::run(args).await,
-        Command::Replay(args) => replay::run(&cli.store_url()?, args).await,
-        Command::Audit(args) => audit::run(&cli.store_url()?, args).await,
-        Command::Serve(args) => serve::run(&cli.store_url()?, args).await,
-        Command::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
-        Command::Sandbox(args) => sandbox::run(args).await,
-        Command::Worker(args) => worker::run(&cli.store_url()?, args).await,
-        Command::Bench(args) => bench::run(args).await,
+        LedgerCommand::Migrate(args) => migrate::run(&cli.store_url()?, args).await,
+        LedgerCommand::Ingest(args) => ingest::run(&cli.store_url()?, args).await,
+        LedgerCommand::Events(args) => events::run(&cli.store_url()?, args).await,
+        LedgerCommand::Demo(args) => demo::run(args).await,
+        LedgerCommand::Replay(args) => replay::run(&cli.store_url()?, args).await,
+        LedgerCommand::Audit(args) => audit::run(&cli.store_url()?, args).await,
+        LedgerCommand::Serve(args) => serve::run(&cli.store_url()?, args).await,
+        LedgerCommand::Redrive(args) => redrive::run(&cli.store_url()?, args).await,
+        LedgerCommand::Reconcile(args) => reconcile::run(&cli.store_url()?, args).await,
+        LedgerCommand::Sandbox(args) => sandbox::run(args).await,
+        LedgerCommand::Worker(args) => worker::run(&cli.store_url()?, args).await,
+        LedgerCommand::Dlq(args) => dlq::run(&cli.store_url()?, args).await,
+        LedgerCommand::Bench(args) => bench::run(args).await,
     }
 }
 

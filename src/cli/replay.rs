@@ -9,7 +9,7 @@ use projections::Partition;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::ledger::open_store;
 use sync_ledger::replay::{self, ProjectionReport, ReplayRequest};
 use sync_ledger::views::{open_views, ViewNamespace};
@@ -56,8 +56,10 @@ fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub async fn run(store: &StoreUrl, args: &ReplayArgs) -> Result<ExitCode, CliError> {
-    let log = open_store(store).await?;
-    let views = open_views(store).await?;
+    // Loaded only if a DynamoDB store asks for it; shared by every client of this run.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await?;
     let mut progress = Reporter::new(std::io::stderr().is_terminal());
 
     if args.verify {

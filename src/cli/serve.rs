@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use sync_ledger::audit::answer;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
 use sync_ledger::ledger::{open_store, EventLog};
 use sync_ledger::views::{open_views, ViewStore};
 
@@ -53,11 +53,13 @@ pub async fn run(store: &StoreUrl, args: &ServeArgs) -> Result<ExitCode, CliErro
     // without a token never starts.
     let token = BearerToken::for_bind(args.bind, std::env::var(TOKEN_VARIABLE).ok())
         .map_err(|e| CliError::Invalid(e.to_string()))?;
-    let log = open_store(store).await?;
-    let views = open_views(store).await?;
+    // Loaded only by what needs it (a DynamoDB store, Parameter Store tokens), then shared.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await?;
     // Redrive needs the external systems; without their configuration the console still
     // serves every page and says why Redrive is unavailable.
-    let redrive = super::redrive::connector_effects(store)
+    let redrive = super::redrive::connector_effects(&aws)
         .await
         .map_err(|e| e.to_string());
     let console = Console {

@@ -7,11 +7,11 @@ use super::{describe_store, CliError};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use sync_ledger::config::StoreUrl;
+use sync_ledger::config::{AwsConfig, StoreUrl};
+use sync_ledger::connectors::config::{ConnectorsConfig, TokenConfig};
 use sync_ledger::lambda::projector::ProjectorHandler;
 use sync_ledger::ledger::dynamodb::events_table;
 use sync_ledger::ledger::open_store;
-use sync_ledger::projector::config::{ConnectorsConfig, TokenConfig};
 use sync_ledger::projector::effects::ConnectorEffects;
 use sync_ledger::projector::registry::selected_view_names;
 use sync_ledger::projector::{build_selected, ProjectorDeps, RunnerSettings};
@@ -84,17 +84,18 @@ pub async fn run(store: &StoreUrl, args: &WorkerArgs) -> Result<ExitCode, CliErr
     let names = selected_view_names(&args.projection).map_err(invalid)?;
     let connectors = ConnectorsConfig::from_env()?;
     connectors.check_for(&names)?;
-    let needs_aws = matches!(store, StoreUrl::DynamoDb { .. })
-        || connectors.tokens == TokenConfig::ParameterStore;
-    let aws = if needs_aws {
-        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-    } else {
-        None
+    // One AWS configuration for the run, loaded only by what needs it (a DynamoDB store,
+    // Parameter Store tokens): a worker on the embedded store with client credentials never
+    // resolves AWS credentials.
+    let aws = AwsConfig::lazy();
+    let log = open_store(store, &aws).await?;
+    let views = open_views(store, &aws).await.map_err(invalid)?;
+    let ssm_config = match connectors.tokens {
+        TokenConfig::ParameterStore => Some(aws.get().await),
+        TokenConfig::ClientCredentials { .. } => None,
     };
-    let log = open_store(store).await?;
-    let views = open_views(store).await.map_err(invalid)?;
     let effects =
-        Arc::new(ConnectorEffects::from_config(&connectors, aws.as_ref()).map_err(invalid)?);
+        Arc::new(ConnectorEffects::from_config(&connectors, ssm_config).map_err(invalid)?);
     let deps = ProjectorDeps {
         log: log.clone(),
         views: views.clone(),
@@ -108,14 +109,11 @@ pub async fn run(store: &StoreUrl, args: &WorkerArgs) -> Result<ExitCode, CliErr
 
     let streams_source = match store {
         StoreUrl::Sqlite(_) => None,
-        StoreUrl::DynamoDb { table_prefix } => {
-            let aws = aws.as_ref().expect("loaded for a DynamoDB store");
-            Some(Arc::new(
-                StreamsSource::for_events_table(aws, &events_table(table_prefix))
-                    .await
-                    .map_err(invalid)?,
-            ))
-        }
+        StoreUrl::DynamoDb { table_prefix } => Some(Arc::new(
+            StreamsSource::for_events_table(aws.get().await, &events_table(table_prefix))
+                .await
+                .map_err(invalid)?,
+        )),
     };
     let handlers: Vec<Arc<ProjectorHandler>> = projectors
         .iter()

@@ -3,7 +3,7 @@
 //! because Billing does not sell its product yet), and `ledger serve` on a free port over it.
 #![allow(dead_code)]
 
-use crate::sync_world::{fields, gold, World};
+use super::sync_world::{fields, gold, World};
 use sandbox::Product;
 use serde_json::json;
 use std::io::{BufRead, BufReader};

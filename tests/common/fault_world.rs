@@ -69,35 +69,6 @@ pub fn count_outcomes(events: &[RecordedEvent]) -> usize {
     synced.len()
 }
 
-/// A KMS key on this binary's moto, created through the KMS JSON API (moto does not check
-/// signatures), for SecureString parameters.
-pub async fn kms_key() -> String {
-    let now = chrono::Utc::now();
-    let response: Value = reqwest::Client::new()
-        .post(super::moto::moto().endpoint())
-        .header("X-Amz-Target", "TrentService.CreateKey")
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("X-Amz-Date", now.format("%Y%m%dT%H%M%SZ").to_string())
-        .header(
-            "Authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential=testing/{}/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
-                now.format("%Y%m%d")
-            ),
-        )
-        .json(&json!({"Description": "api tokens", "KeyUsage": "ENCRYPT_DECRYPT"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    response["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("CreateKey answered {response}"))
-        .to_string()
-}
-
 pub fn fields(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
 }

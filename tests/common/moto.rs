@@ -1,5 +1,5 @@
 //! The local AWS endpoint for integration tests: one patched moto server
-//! (`tests/support/moto_server.py`) per test binary, started on first use on a free port.
+//! (`tests/common/moto_server.py`) per test binary, started on first use on a free port.
 //! Never skips: without a Python that has moto it fails with the command that fixes it.
 #![allow(dead_code)]
 
@@ -40,7 +40,7 @@ impl Moto {
     pub fn start() -> Result<Moto, String> {
         let python = python()?;
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let script = root.join("tests/support/moto_server.py");
+        let script = root.join("tests/common/moto_server.py");
         let log_path = std::env::temp_dir().join(format!(
             "sync-ledger-moto-{}-{}.log",
             std::process::id(),
@@ -137,6 +137,18 @@ impl Moto {
         ]
     }
 
+    /// [`Moto::env`] followed by `pairs`: a child process's whole environment (e.g. a Lambda
+    /// binary under the Runtime API emulator).
+    pub fn env_with(&self, pairs: &[(&str, String)]) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        all
+    }
+
     /// Applies [`Moto::env`] to a command.
     pub fn apply_env<'c>(&self, command: &'c mut Command) -> &'c mut Command {
         for (key, value) in self.env() {
@@ -172,6 +184,60 @@ impl Moto {
 
     pub async fn ssm(&self) -> aws_sdk_ssm::Client {
         aws_sdk_ssm::Client::new(&self.sdk_config().await)
+    }
+
+    /// Puts (or overwrites) a SecureString parameter, as the deployment stores secrets.
+    pub async fn put_secure(&self, name: &str, value: &str) {
+        self.ssm()
+            .await
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
+    }
+
+    /// One call of moto's KMS JSON API, by hand because the workspace has no KMS SDK client
+    /// (moto does not check signatures, so a dummy one does). Asserts that moto accepted it.
+    pub async fn kms(&self, target: &str, body: serde_json::Value) -> serde_json::Value {
+        let now = chrono::Utc::now();
+        let response = reqwest::Client::new()
+            .post(self.endpoint())
+            .header("X-Amz-Target", format!("TrentService.{target}"))
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .header("X-Amz-Date", now.format("%Y%m%dT%H%M%SZ").to_string())
+            .header(
+                "Authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=testing/{}/{REGION}/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+                    now.format("%Y%m%d")
+                ),
+            )
+            .json(&body)
+            .send()
+            .await
+            .expect("moto answers");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "KMS {target}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A fresh KMS key for SecureString parameters; its id.
+    pub async fn kms_key(&self) -> String {
+        let response = self
+            .kms(
+                "CreateKey",
+                serde_json::json!({"Description": "api tokens", "KeyUsage": "ENCRYPT_DECRYPT"}),
+            )
+            .await;
+        response["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("CreateKey answered {response}"))
+            .to_string()
     }
 
     /// The launcher's patch counters (`GET /_ledger/patch-stats`), per table.

@@ -1,10 +1,10 @@
 //! A `sync_world::World` on DynamoDB (moto): a fresh table prefix, migrated, with the moto
-//! endpoint in every `ledger` run's environment. Include it beside `sync_world.rs` (`#[path]`)
-//! in a test binary that also declares `mod common;`.
+//! endpoint in every `ledger` run's environment. Use from a test binary: `mod common;` then
+//! `use common::{sync_world, sync_world_dynamodb};`.
 #![allow(dead_code)]
 
-use crate::common::moto::{moto, unique_name};
-use crate::sync_world::{counterpart, Store, World};
+use super::moto::{moto, unique_name};
+use super::sync_world::{counterpart, Store, World};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use sync_ledger::ledger::dynamodb::{migrate_with, views_table, DynamoDbLedger};

@@ -6,7 +6,8 @@ use serde_json::json;
 use std::sync::Arc;
 use sync_ledger::projections::StreamId;
 use sync_ledger::views::{
-    ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewStore, ViewWrite,
+    page_writes, ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewStore,
+    ViewWrite,
 };
 
 pub type Store = Arc<dyn ViewStore>;
@@ -20,7 +21,7 @@ macro_rules! views_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let (_guard, store) = $make.await;
-                views_conformance::$name(store).await;
+                $crate::common::views_conformance::$name(store).await;
             }
         )*
     };
@@ -47,6 +48,8 @@ macro_rules! all_views_conformance_tests {
             list_page_walks_one_projection_in_bounded_pages,
             commit_batch_writes_past_one_commit_and_keeps_the_revision_condition,
             delete_items_deletes_only_the_named_items,
+            get_many_answers_each_key_in_order_across_read_chunks,
+            spilled_pages_commit_with_their_item_and_are_write_once,
         );
     };
 }
@@ -488,18 +491,21 @@ pub async fn list_page_walks_one_projection_in_bounded_pages(store: Store) {
 }
 
 pub async fn commit_batch_writes_past_one_commit_and_keeps_the_revision_condition(store: Store) {
-    // More than two commits' worth, as a replay's flush of several projections is.
-    let writes: Vec<ViewWrite> = (0..230)
-        .map(|i| {
-            create(
-                key("order", &format!("o{i:03}")),
-                versions(&[("crm-order-1", 1)]),
-                json!(i),
-            )
-        })
-        .collect();
-    let revisions = store.commit_batch(writes).await.unwrap();
-    assert_eq!(revisions, vec![1; 230]);
+    // More than two commits' worth, as a replay's flush of several projections is, in groups
+    // of one to three items (an item and the pages it spilled go together).
+    let mut groups: Vec<Vec<ViewWrite>> = Vec::new();
+    for i in 0..230 {
+        let write = create(
+            key("order", &format!("o{i:03}")),
+            versions(&[("crm-order-1", 1)]),
+            json!(i),
+        );
+        match groups.last_mut() {
+            Some(group) if group.len() < 1 + i % 3 => group.push(write),
+            _ => groups.push(vec![write]),
+        }
+    }
+    store.commit_batch(groups).await.unwrap();
     assert_eq!(store.list("order").await.unwrap().len(), 230);
 
     let update = |i: usize, expected: ExpectedRevision| ViewWrite {
@@ -508,36 +514,54 @@ pub async fn commit_batch_writes_past_one_commit_and_keeps_the_revision_conditio
         last_version: versions(&[("crm-order-1", 2)]),
         state: json!({"again": i}),
     };
-    let revisions = store
+    store
         .commit_batch(
             (0..230)
-                .map(|i| update(i, ExpectedRevision::Exact(1)))
+                .map(|i| vec![update(i, ExpectedRevision::Exact(1))])
                 .collect(),
         )
         .await
         .unwrap();
-    assert_eq!(revisions, vec![2; 230]);
     let item = store.get(&key("order", "o117")).await.unwrap().unwrap();
     assert_eq!((item.revision, item.state), (2, json!({"again": 117})));
 
-    // A stale revision is a conflict naming the item.
+    // A stale revision is a conflict naming the item, and its group is not written.
     let err = store
-        .commit_batch(vec![update(5, ExpectedRevision::Exact(1))])
+        .commit_batch(vec![vec![
+            update(4, ExpectedRevision::Exact(2)),
+            update(5, ExpectedRevision::Exact(1)),
+        ]])
         .await
         .unwrap_err();
     match err {
         ViewError::Conflict { pk, .. } => assert_eq!(pk, "order#o005"),
         other => panic!("expected Conflict, got {other:?}"),
     }
-    // The same item twice is refused before anything is written.
+    assert_eq!(
+        store
+            .get(&key("order", "o004"))
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
+        2
+    );
+    // The same item twice, or a group over one commit, is refused before anything is written.
     let err = store
         .commit_batch(vec![
-            update(7, ExpectedRevision::Exact(2)),
-            update(7, ExpectedRevision::Exact(2)),
+            vec![update(7, ExpectedRevision::Exact(2))],
+            vec![update(7, ExpectedRevision::Exact(2))],
         ])
         .await
         .unwrap_err();
     assert!(matches!(err, ViewError::DuplicateWrite { .. }), "{err:?}");
+    let err = store
+        .commit_batch(vec![(0..101)
+            .map(|i| update(i, ExpectedRevision::Exact(2)))
+            .collect()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ViewError::TooManyWrites { .. }), "{err:?}");
     assert_eq!(
         store
             .get(&key("order", "o007"))
@@ -547,7 +571,7 @@ pub async fn commit_batch_writes_past_one_commit_and_keeps_the_revision_conditio
             .revision,
         2
     );
-    assert!(store.commit_batch(Vec::new()).await.unwrap().is_empty());
+    store.commit_batch(Vec::new()).await.unwrap();
 }
 
 pub async fn delete_items_deletes_only_the_named_items(store: Store) {
@@ -570,4 +594,109 @@ pub async fn delete_items_deletes_only_the_named_items(store: Store) {
         .collect();
     assert_eq!(left, vec!["product#p27", "product#p28", "product#p29"]);
     store.delete_items(&[]).await.unwrap();
+}
+
+/// A batch read answers every key in the order asked, misses as `None`, a repeated key twice,
+/// only from its own namespace, and past one BatchGetItem's 100 keys.
+pub async fn get_many_answers_each_key_in_order_across_read_chunks(store: Store) {
+    assert_eq!(store.get_many(&[]).await.unwrap(), vec![]);
+    let keys: Vec<ViewKey> = (0..130)
+        .map(|i| key("account", &format!("crm#{i:03}")))
+        .collect();
+    for chunk in keys.chunks(100) {
+        let writes = chunk
+            .iter()
+            .map(|k| {
+                create(
+                    k.clone(),
+                    versions(&[("crm-account-1", 1)]),
+                    json!({ "name": k.key() }),
+                )
+            })
+            .collect();
+        store.commit(writes).await.unwrap();
+    }
+    // Newest first, a miss in the middle, a key asked twice, 132 keys in all.
+    let mut asked: Vec<ViewKey> = keys.iter().rev().cloned().collect();
+    asked.insert(60, key("account", "crm#missing"));
+    asked.push(keys[5].clone());
+    let rows = store.get_many(&asked).await.unwrap();
+    assert_eq!(rows.len(), asked.len());
+    for (k, row) in asked.iter().zip(&rows) {
+        if k.key() == "crm#missing" {
+            assert_eq!(row, &None);
+            continue;
+        }
+        let row = row.as_ref().unwrap_or_else(|| panic!("{k} was written"));
+        assert_eq!(&row.key, k);
+        assert_eq!(row.state, json!({ "name": k.key() }));
+        assert_eq!(row.revision, 1);
+    }
+    assert_eq!(rows.last().unwrap(), &store.get(&keys[5]).await.unwrap());
+
+    let other = store.in_namespace(ViewNamespace::named("rebuild").unwrap());
+    let from_other = other.get_many(&keys[..3]).await.unwrap();
+    assert_eq!(
+        from_other,
+        vec![None, None, None],
+        "namespaces are isolated"
+    );
+}
+
+/// An item and the pages it spilled go in one commit: a stale item writes none of its pages,
+/// and a page, once stored, is never overwritten (a second spill of it conflicts).
+pub async fn spilled_pages_commit_with_their_item_and_are_write_once(store: Store) {
+    use sync_ledger::projections::projection::Page;
+    let item = key("correlation", "link#crm#001A");
+    let page = |n: u64, entries: serde_json::Value| Page {
+        key: format!("link#crm#001A#history#{n}"),
+        state: json!({"page_of": "link#crm#001A", "history": entries}),
+    };
+    let head = |expected| ViewWrite {
+        key: item.clone(),
+        expected,
+        last_version: versions(&[("crm-account-001A", 32)]),
+        state: json!({"history_pages": 1}),
+    };
+    let mut writes = vec![head(ExpectedRevision::Absent)];
+    writes.extend(page_writes("correlation", vec![page(0, json!([1, 2]))]).unwrap());
+    assert_eq!(store.commit(writes).await.unwrap(), vec![1, 1]);
+    let stored = store
+        .get(&key("correlation", "link#crm#001A#history#0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state["history"], json!([1, 2]));
+    assert!(
+        stored.last_version.is_empty(),
+        "pages carry no ordering guard"
+    );
+
+    // A writer that read the item before: its page 1 must not land without its item.
+    let mut stale = vec![head(ExpectedRevision::Absent)];
+    stale.extend(page_writes("correlation", vec![page(1, json!([3]))]).unwrap());
+    assert!(matches!(
+        store.commit(stale).await,
+        Err(ViewError::Conflict { .. })
+    ));
+    assert!(store
+        .get(&key("correlation", "link#crm#001A#history#1"))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Page 0 again, with other contents: refused, the stored page and item unchanged.
+    let mut again = vec![head(ExpectedRevision::Exact(1))];
+    again.extend(page_writes("correlation", vec![page(0, json!([9]))]).unwrap());
+    assert!(matches!(
+        store.commit(again).await,
+        Err(ViewError::Conflict { .. })
+    ));
+    let page0 = store
+        .get(&key("correlation", "link#crm#001A#history#0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page0.state["history"], json!([1, 2]));
+    assert_eq!(store.get(&item).await.unwrap().unwrap().revision, 1);
 }

@@ -2,14 +2,14 @@
 //! An id is a correlation id (read with `by_correlation`) or a CRM/Billing entity id (resolved
 //! through the correlation view to every correlation id that touched it). Read-only.
 
-pub mod answer;
 pub mod chain;
+pub mod http;
 pub mod query;
 pub mod render;
 
-pub use answer::{answer, Answer};
 pub use chain::{build_chain, Chain, Node};
-pub use query::{audit, AuditId, AuditReport, EntityMatch, Resolved};
+pub use http::{answer, Answer};
+pub use query::{audit, traces_of, AuditId, AuditReport, EntityMatch, Resolved};
 pub use render::render_text;
 
 use crate::ledger::LedgerError;

@@ -6,7 +6,9 @@ use super::chain::{build_chain, Chain};
 use super::AuditError;
 use crate::ledger::EventLog;
 use crate::views::{ViewKey, ViewStore};
-use projections::correlation_view::{link_key, CorrelationView, LinkItem};
+use projections::correlation_view::{
+    link_key, traces_page_key, CorrelationView, LinkItem, TracesPage,
+};
 use projections::{CorrelationId, Projection, Side};
 use serde::Serialize;
 
@@ -108,7 +110,7 @@ pub async fn audit(
                             .iter()
                             .map(|l| l.counterpart_id.clone())
                             .collect(),
-                        correlation_ids: item.correlation_ids,
+                        correlation_ids: traces_of(views, side, entity, &item).await?,
                     });
                 }
             }
@@ -140,7 +142,42 @@ async fn link_item(
     side: Side,
     id: &str,
 ) -> Result<Option<LinkItem>, AuditError> {
-    let key = ViewKey::new(CorrelationView::NAME, &link_key(side, id))?;
+    read_state(views, &link_key(side, id)).await
+}
+
+/// Every trace that touched the entity, first seen first: its spilled traces pages in order,
+/// then the item's tail, each id once (the fold dedupes within the tail only). Reads
+/// `item.trace_pages` items of ~5 KB each.
+pub async fn traces_of(
+    views: &dyn ViewStore,
+    side: Side,
+    id: &str,
+    item: &LinkItem,
+) -> Result<Vec<CorrelationId>, AuditError> {
+    let item_key = link_key(side, id);
+    let mut traces: Vec<CorrelationId> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..item.trace_pages {
+        let page_key = traces_page_key(&item_key, n);
+        let page: TracesPage =
+            read_state(views, &page_key)
+                .await?
+                .ok_or_else(|| AuditError::UnreadableView {
+                    pk: format!("{}#{page_key}", CorrelationView::NAME),
+                    reason: format!("traces page {n} of {} is missing", item.trace_pages),
+                })?;
+        traces.extend(page.correlation_ids.into_iter().filter(|c| seen.insert(*c)));
+    }
+    traces.extend(item.correlation_ids.iter().filter(|c| seen.insert(**c)));
+    Ok(traces)
+}
+
+/// One correlation-view item (a link item or one of its pages), decoded.
+async fn read_state<T: serde::de::DeserializeOwned>(
+    views: &dyn ViewStore,
+    key: &str,
+) -> Result<Option<T>, AuditError> {
+    let key = ViewKey::new(CorrelationView::NAME, key)?;
     let Some(item) = views.get(&key).await? else {
         return Ok(None);
     };

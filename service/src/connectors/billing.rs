@@ -1,11 +1,15 @@
 //! Billing client in the Zuora v1 REST shape: accounts, subscriptions (create, amend,
-//! cancel) and the product catalog. Creates carry the caller's `Idempotency-Key`; every
-//! object we write carries our origin marker. It maps wire shapes only — no sync decisions.
-//! Shapes: Zuora v1 API reference (developer.zuora.com/v1-api-reference: "Create an account",
-//! "Update an account", "Create a subscription", "Update a subscription", "Cancel a
-//! subscription", "List all products"; guide "Idempotent requests").
+//! cancel) and the product catalog. Every mutating call carries the caller's
+//! `Idempotency-Key` (creates, and the PUTs too: a retry of a timed-out amend must not amend
+//! twice); every object we write carries our origin marker. It maps wire shapes only — no
+//! sync decisions. Shapes: Zuora v1 API reference (developer.zuora.com/v1-api-reference:
+//! "Create an account", "Update an account", "Create a subscription", "Update a
+//! subscription", "Cancel a subscription", "Retrieve a subscription", "List all products",
+//! "Retrieve a product"; guide "Idempotent requests").
 
-use super::error::ConnectorError;
+mod query;
+
+use super::error::{require, ConnectorError};
 use super::http::{ApiRequest, ApiResponse, ApiTransport, ClientConfig, IdempotencyKey};
 use super::token::TokenSource;
 use super::ORIGIN_MARKER;
@@ -100,6 +104,8 @@ pub struct NewSubscription {
     pub rate_plans: Vec<RatePlanSelection>,
     /// The CRM order this subscription realises (`CrmOrderId__c`).
     pub crm_order_id: Option<String>,
+    /// ISO 4217 (`currency`, Multiple Currencies); `None`: the account's currency.
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +128,23 @@ pub enum CancellationPolicy {
     EndOfCurrentTerm,
     EndOfLastInvoicePeriod,
     SpecificDate(NaiveDate),
+}
+
+/// The parts of `GET /v1/subscriptions/{key}` sync needs: enough to tell whether an amend
+/// or a cancel already happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionSummary {
+    pub status: String,
+    pub rate_plans: Vec<SubscribedPlan>,
+}
+
+/// One rate plan on a subscription: its own id (what an amendment removes), the catalog
+/// rate plan it was made from, and the quantity of each charge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscribedPlan {
+    pub id: String,
+    pub product_rate_plan_id: String,
+    pub quantities: Vec<(String, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +197,11 @@ pub struct BillingClient {
 }
 
 impl BillingClient {
+    /// The Billing API usage reported on the latest answer (none before the first call).
+    pub fn api_usage(&self) -> Option<super::limits::ApiUsage> {
+        self.transport.api_usage()
+    }
+
     pub fn new(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> Result<Self, ConnectorError> {
         Ok(Self {
             transport: ApiTransport::new(config, tokens, zuora_reasons)?,
@@ -212,6 +240,7 @@ impl BillingClient {
         &self,
         account_key: &str,
         update: &AccountUpdate,
+        key: &IdempotencyKey,
         correlation_id: CorrelationId,
     ) -> Result<(), ConnectorError> {
         const OP: &str = "update_account";
@@ -220,8 +249,15 @@ impl BillingClient {
         body.insert(ORIGIN_FIELD.into(), json!(ORIGIN_MARKER));
         let body = Value::Object(body);
         let path = format!("v1/accounts/{}", segment(account_key));
-        self.send(OP, Method::PUT, path, Some(&body), None, correlation_id)
-            .await?;
+        self.send(
+            OP,
+            Method::PUT,
+            path,
+            Some(&body),
+            Some(key),
+            correlation_id,
+        )
+        .await?;
         Ok(())
     }
 
@@ -281,6 +317,9 @@ impl BillingClient {
         if let Some(order) = &subscription.crm_order_id {
             body[CRM_ORDER_FIELD] = json!(order);
         }
+        if let Some(currency) = &subscription.currency {
+            body["currency"] = json!(currency);
+        }
         let response = self
             .send(
                 OP,
@@ -302,6 +341,7 @@ impl BillingClient {
         &self,
         subscription_key: &str,
         amendment: &SubscriptionAmendment,
+        key: &IdempotencyKey,
         correlation_id: CorrelationId,
     ) -> Result<String, ConnectorError> {
         const OP: &str = "amend_subscription";
@@ -324,7 +364,14 @@ impl BillingClient {
         let body = json!({"add": add, "remove": remove, ORIGIN_FIELD: ORIGIN_MARKER});
         let path = format!("v1/subscriptions/{}", segment(subscription_key));
         let response = self
-            .send(OP, Method::PUT, path, Some(&body), None, correlation_id)
+            .send(
+                OP,
+                Method::PUT,
+                path,
+                Some(&body),
+                Some(key),
+                correlation_id,
+            )
             .await?;
         self.field(OP, &response, "subscriptionId")
     }
@@ -333,6 +380,7 @@ impl BillingClient {
         &self,
         subscription_key: &str,
         policy: CancellationPolicy,
+        key: &IdempotencyKey,
         correlation_id: CorrelationId,
     ) -> Result<CancelledSubscription, ConnectorError> {
         const OP: &str = "cancel_subscription";
@@ -351,7 +399,14 @@ impl BillingClient {
         };
         let path = format!("v1/subscriptions/{}/cancel", segment(subscription_key));
         let response = self
-            .send(OP, Method::PUT, path, Some(&body), None, correlation_id)
+            .send(
+                OP,
+                Method::PUT,
+                path,
+                Some(&body),
+                Some(key),
+                correlation_id,
+            )
             .await?;
         Ok(CancelledSubscription {
             subscription_id: self.field(OP, &response, "subscriptionId")?,
@@ -359,13 +414,13 @@ impl BillingClient {
         })
     }
 
-    /// The ids of a subscription's current rate plans (`GET /v1/subscriptions/{key}`):
-    /// what an amendment that replaces the lines removes.
-    pub async fn subscription_rate_plan_ids(
+    /// A subscription's status and current rate plans (`GET /v1/subscriptions/{key}`): what
+    /// an amendment that replaces the lines removes, and whether it is already done.
+    pub async fn get_subscription(
         &self,
         subscription_key: &str,
         correlation_id: CorrelationId,
-    ) -> Result<Vec<String>, ConnectorError> {
+    ) -> Result<SubscriptionSummary, ConnectorError> {
         const OP: &str = "get_subscription";
         require(OP, "subscription_key", subscription_key)?;
         let path = format!("v1/subscriptions/{}", segment(subscription_key));
@@ -375,15 +430,64 @@ impl BillingClient {
         let plans = response.body["ratePlans"]
             .as_array()
             .ok_or_else(|| self.decode(OP, &response, "missing field ratePlans"))?;
-        plans
+        let text = |v: &Value, what: &str| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| self.decode(OP, &response, &format!("{what} is missing")))
+        };
+        let rate_plans = plans
             .iter()
             .map(|p| {
-                p["id"]
-                    .as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| self.decode(OP, &response, "ratePlans[].id is missing"))
+                let quantities = p["ratePlanCharges"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| {
+                        let charge = text(
+                            &c["productRatePlanChargeId"],
+                            "ratePlanCharges[].productRatePlanChargeId",
+                        )?;
+                        Ok((charge, c["quantity"].as_f64().unwrap_or(1.0)))
+                    })
+                    .collect::<Result<_, ConnectorError>>()?;
+                Ok(SubscribedPlan {
+                    id: text(&p["id"], "ratePlans[].id")?,
+                    product_rate_plan_id: text(
+                        &p["productRatePlanId"],
+                        "ratePlans[].productRatePlanId",
+                    )?,
+                    quantities,
+                })
             })
-            .collect()
+            .collect::<Result<_, ConnectorError>>()?;
+        Ok(SubscriptionSummary {
+            status: text(&response.body["status"], "status")?,
+            rate_plans,
+        })
+    }
+
+    /// One catalog product by id or SKU (`GET /v1/catalog/products/{product-key}`); `None`
+    /// when there is none.
+    pub async fn get_product(
+        &self,
+        product_key: &str,
+        correlation_id: CorrelationId,
+    ) -> Result<Option<CatalogProduct>, ConnectorError> {
+        const OP: &str = "get_product";
+        require(OP, "product_key", product_key)?;
+        let path = format!("v1/catalog/products/{}", segment(product_key));
+        let response = match self
+            .send(OP, Method::GET, path, None, None, correlation_id)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        serde_json::from_value(response.body.clone())
+            .map(Some)
+            .map_err(|e| self.decode(OP, &response, &format!("product: {e}")))
     }
 
     /// The whole product catalog, following `nextPage` links.
@@ -491,21 +595,6 @@ impl BillingClient {
             reason: reason.to_string(),
         }
     }
-}
-
-fn require(
-    operation: &'static str,
-    field: &'static str,
-    value: &str,
-) -> Result<(), ConnectorError> {
-    if value.trim().is_empty() {
-        return Err(ConnectorError::InvalidRequest {
-            operation,
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    Ok(())
 }
 
 fn to_object<T: Serialize>(value: &T) -> Map<String, Value> {

@@ -5,8 +5,10 @@
 //! ("Insert or Update (Upsert) a Record Using an External ID": 201 created / 200 updated with
 //! `{id, success, errors, created}`; "Composite"; "Status Codes and Error Responses").
 
+mod query;
+
 use super::billing::segment;
-use super::error::ConnectorError;
+use super::error::{require, ConnectorError};
 use super::http::{ApiRequest, ApiResponse, ApiTransport, ClientConfig};
 use super::token::TokenSource;
 use super::ORIGIN_MARKER;
@@ -36,9 +38,10 @@ pub const CORRELATION_FIELD: &str = "Correlation_Id__c";
 pub const CALL_OPTIONS_HEADER: &str = "Sforce-Call-Options";
 const CALL_OPTIONS: &str = "client=sync-ledger";
 
-/// Account fields we write (`None` leaves a field untouched).
+/// The Account body we send on an upsert (`None` leaves a field untouched): the wire shape,
+/// not the domain's `projections::account_sync::AccountFields`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct AccountFields {
+pub struct CrmAccountBody {
     #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "CurrencyIsoCode", skip_serializing_if = "Option::is_none")]
@@ -98,6 +101,11 @@ pub struct CrmClient {
 }
 
 impl CrmClient {
+    /// The CRM API usage reported on the latest answer (none before the first call).
+    pub fn api_usage(&self) -> Option<super::limits::ApiUsage> {
+        self.transport.api_usage()
+    }
+
     pub fn new(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> Result<Self, ConnectorError> {
         Ok(Self {
             transport: ApiTransport::new(config, tokens, salesforce_errors)?,
@@ -110,7 +118,7 @@ impl CrmClient {
     pub async fn upsert_account(
         &self,
         billing_account_id: &str,
-        fields: &AccountFields,
+        fields: &CrmAccountBody,
         correlation_id: CorrelationId,
     ) -> Result<Upserted, ConnectorError> {
         self.upsert(
@@ -129,7 +137,7 @@ impl CrmClient {
     pub async fn update_account(
         &self,
         account_id: &str,
-        fields: &AccountFields,
+        fields: &CrmAccountBody,
         billing_account_id: Option<&str>,
         correlation_id: CorrelationId,
     ) -> Result<(), ConnectorError> {
@@ -290,6 +298,70 @@ impl CrmClient {
         }
     }
 
+    /// Upserts up to [`COLLECTION_LIMIT`] records of one sObject type by one external id
+    /// field in one sObject Collections call (`PATCH
+    /// /services/data/vXX.X/composite/sobjects/{sobject}/{field}`, `allOrNone: false`): one
+    /// API call for all of them. Answers one result per record, in request order; a record
+    /// Salesforce rejects is an `Err` naming its error code and fields, the others stand.
+    /// Upserts by external id are idempotent, so a retried collection creates nothing twice.
+    pub async fn upsert_collection(
+        &self,
+        records: &[CollectionRecord],
+        correlation_id: CorrelationId,
+    ) -> Result<Vec<Result<Upserted, RecordError>>, ConnectorError> {
+        const OP: &str = "upsert_collection";
+        let Some(first) = records.first() else {
+            return Ok(vec![]);
+        };
+        if records.len() > COLLECTION_LIMIT {
+            return Err(ConnectorError::InvalidRequest {
+                operation: OP,
+                field: "records",
+                reason: format!(
+                    "{} records; at most {COLLECTION_LIMIT} a call",
+                    records.len()
+                ),
+            });
+        }
+        let (sobject, field) = (first.sobject, first.external_id_field);
+        if let Some(other) = records
+            .iter()
+            .find(|r| (r.sobject, r.external_id_field) != (sobject, field))
+        {
+            return Err(ConnectorError::InvalidRequest {
+                operation: OP,
+                field: "records",
+                reason: format!(
+                    "one collection holds one sObject type and external id: {sobject}/{field}, not {}/{}",
+                    other.sobject, other.external_id_field
+                ),
+            });
+        }
+        let mut wire = Vec::with_capacity(records.len());
+        for record in records {
+            require(OP, "external id", &record.external_id)?;
+            let mut body = Map::new();
+            body.insert("attributes".into(), json!({ "type": sobject }));
+            body.insert(field.into(), json!(record.external_id));
+            body.extend(record.body.clone());
+            wire.push(Value::Object(body));
+        }
+        let body = json!({ "allOrNone": false, "records": wire });
+        let path = format!(
+            "services/data/{}/composite/sobjects/{sobject}/{field}",
+            self.api_version
+        );
+        let response = self
+            .send(OP, Method::PATCH, path, Some(&body), correlation_id)
+            .await?;
+        let results = response
+            .body
+            .as_array()
+            .filter(|r| r.len() == records.len())
+            .ok_or_else(|| self.decode(OP, &response, "not one result per record"))?;
+        Ok(results.iter().map(record_result).collect())
+    }
+
     async fn upsert<T: Serialize>(
         &self,
         operation: &'static str,
@@ -386,6 +458,105 @@ impl CrmClient {
     }
 }
 
+/// Records one sObject Collections call may carry (Salesforce's documented limit).
+pub const COLLECTION_LIMIT: usize = 200;
+
+/// One record of a collection upsert: its type, external id and fields (marked with our
+/// origin and its own correlation id, so each record's change event stays on its trace).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionRecord {
+    pub sobject: &'static str,
+    pub external_id_field: &'static str,
+    pub external_id: String,
+    pub body: Map<String, Value>,
+}
+
+impl CollectionRecord {
+    /// An Account upsert by `Billing_Account_Id__c`.
+    pub fn account(
+        billing_account_id: &str,
+        fields: &CrmAccountBody,
+        correlation_id: CorrelationId,
+    ) -> Self {
+        Self {
+            sobject: "Account",
+            external_id_field: ACCOUNT_EXTERNAL_ID,
+            external_id: billing_account_id.to_string(),
+            body: marked(fields, correlation_id),
+        }
+    }
+
+    /// A Product2 upsert by `Billing_Product_Id__c`.
+    pub fn product(product: &ProductFields, correlation_id: CorrelationId) -> Self {
+        Self {
+            sobject: "Product2",
+            external_id_field: PRODUCT_EXTERNAL_ID,
+            external_id: product.billing_product_id.clone(),
+            body: product_body(product, correlation_id),
+        }
+    }
+
+    /// A PricebookEntry upsert by `Billing_Price_Key__c` (its product by external id).
+    pub fn price(price: &PriceFields, correlation_id: CorrelationId) -> Self {
+        Self {
+            sobject: "PricebookEntry",
+            external_id_field: PRICE_EXTERNAL_ID,
+            external_id: price.billing_price_id.clone(),
+            body: price_body(price, correlation_id),
+        }
+    }
+}
+
+/// Why Salesforce rejected one record of a collection: `errors[0]` of its UpsertResult.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}{}", fields_note(.fields))]
+pub struct RecordError {
+    pub code: String,
+    pub message: String,
+    pub fields: Vec<String>,
+}
+
+fn fields_note(fields: &[String]) -> String {
+    if fields.is_empty() {
+        String::new()
+    } else {
+        format!(" (fields: {})", fields.join(", "))
+    }
+}
+
+/// One UpsertResult: `{"id", "success", "errors": [{"statusCode", "message", "fields"}],
+/// "created"}`.
+fn record_result(result: &Value) -> Result<Upserted, RecordError> {
+    if result["success"].as_bool() == Some(true) {
+        if let Some(id) = result["id"].as_str() {
+            return Ok(Upserted {
+                id: id.to_string(),
+                created: result["created"].as_bool().unwrap_or(false),
+            });
+        }
+    }
+    let error = &result["errors"][0];
+    Err(RecordError {
+        code: error["statusCode"]
+            .as_str()
+            .unwrap_or("UNKNOWN_EXCEPTION")
+            .to_string(),
+        message: error["message"]
+            .as_str()
+            .unwrap_or("the record was not saved and no error was given")
+            .to_string(),
+        fields: error["fields"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
 /// The fields plus our origin marker and the correlation id.
 fn marked<T: Serialize>(fields: &T, correlation_id: CorrelationId) -> Map<String, Value> {
     let mut body = match serde_json::to_value(fields) {
@@ -430,21 +601,6 @@ fn upserted(status: u16, body: &Value) -> Option<Upserted> {
     let id = body["id"].as_str()?.to_string();
     let created = body["created"].as_bool().unwrap_or(status == 201);
     Some(Upserted { id, created })
-}
-
-fn require(
-    operation: &'static str,
-    field: &'static str,
-    value: &str,
-) -> Result<(), ConnectorError> {
-    if value.trim().is_empty() {
-        return Err(ConnectorError::InvalidRequest {
-            operation,
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    Ok(())
 }
 
 /// Salesforce errors: `[{"message": "..", "errorCode": "INVALID_FIELD", "fields": [..]}]`.

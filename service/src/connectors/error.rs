@@ -149,6 +149,23 @@ fn is_missing_parent(code: Option<&str>, message: &str) -> bool {
     code == Some("INVALID_FIELD") && message.contains("Foreign key external ID")
 }
 
+/// Refuses a blank required field before any call is made, naming the operation and field
+/// (both clients validate their inputs this way).
+pub(crate) fn require(
+    operation: &'static str,
+    field: &'static str,
+    value: &str,
+) -> Result<(), ConnectorError> {
+    if value.trim().is_empty() {
+        return Err(ConnectorError::InvalidRequest {
+            operation,
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,6 +161,8 @@ pub(crate) struct ApiTransport {
     retry: RetryPolicy,
     tokens: Arc<dyn TokenSource>,
     parse_error: ErrorParser,
+    /// The API usage the latest answer reported (`limits`).
+    usage: super::limits::UsageGauge,
 }
 
 impl ApiTransport {
@@ -193,7 +195,13 @@ impl ApiTransport {
             },
             tokens,
             parse_error,
+            usage: Default::default(),
         })
+    }
+
+    /// The API usage the system reported on its latest answer.
+    pub fn api_usage(&self) -> Option<super::limits::ApiUsage> {
+        self.usage.latest()
     }
 
     pub fn service(&self) -> &ServiceName {
@@ -326,6 +334,8 @@ impl ApiTransport {
             Err(e) => return Attempt::Retryable(transport(e), None),
         };
         let status = response.status().as_u16();
+        // Every answer, errors included, says how much of the allowance is left.
+        self.usage.observe(response.headers());
         if status == 401 {
             return Attempt::Unauthorized;
         }

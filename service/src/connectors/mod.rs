@@ -3,17 +3,22 @@
 //! calls and classify failures; they never decide what to sync (that is `projections`).
 
 pub mod billing;
+pub mod concurrency;
+pub mod config;
 pub mod crm;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod oauth;
 pub mod params;
+pub mod query_page;
 pub mod token;
 
 pub use billing::BillingClient;
 pub use crm::CrmClient;
 pub use error::ConnectorError;
 pub use http::{ClientConfig, IdempotencyKey, RetryPolicy};
+pub use query_page::QueryPage;
 pub use token::{ApiToken, ServiceName, TokenError, TokenProvider, TokenSource};
 
 /// The origin marker written onto every object we create or change in CRM/Billing, so the

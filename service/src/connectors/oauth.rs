@@ -1,9 +1,9 @@
 //! OAuth 2.0 client-credentials exchange (RFC 6749 §4.4) against a service's token endpoint:
-//! used by the token rotator, and as a token store for local runs against the sandbox.
-//! The client secret and the issued token stay inside `ApiToken`; errors never carry them.
+//! used by the token rotator, and as a `SecretReader` of tokens for local runs against the
+//! sandbox. The client secret and the issued token stay inside `ApiToken`; errors never carry them.
 
 use super::error::{ConnectorError, TransportFailure};
-use super::token::{ApiToken, TokenError, TokenStore};
+use super::token::{ApiToken, SecretReader, TokenError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use projections::CorrelationId;
@@ -96,8 +96,8 @@ pub async fn client_credentials(
     Ok(IssuedToken { token, expires_at })
 }
 
-/// A token store that asks each service's token endpoint directly (no Parameter Store):
-/// for the demo and local runs against the sandbox.
+/// A `SecretReader` of API tokens that asks each service's token endpoint directly (no
+/// Parameter Store): for the demo and local runs against the sandbox.
 pub struct ClientCredentialsStore {
     http: reqwest::Client,
     /// Parameter name (`/apiTokens/<service>`) -> credentials.
@@ -119,7 +119,7 @@ impl ClientCredentialsStore {
 }
 
 #[async_trait]
-impl TokenStore for ClientCredentialsStore {
+impl SecretReader for ClientCredentialsStore {
     async fn read(&self, parameter: &str) -> Result<ApiToken, TokenError> {
         let (service, credentials) =
             self.services

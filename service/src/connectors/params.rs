@@ -3,7 +3,7 @@
 //! under a KMS key) in AWS; an embedded SQLite file for the demo and local runs. Values stay
 //! `ApiToken`s end to end so none is ever printed; no caching here (that is `TokenProvider`).
 
-use super::token::{ApiToken, SsmStore, TokenError, TokenStore};
+use super::token::{ApiToken, SecretReader, SsmStore, TokenError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -26,9 +26,9 @@ impl ParameterError {
     }
 }
 
-/// A versioned parameter store; `read` (from `TokenStore`) gives the latest version.
+/// A versioned parameter store; `read` (from `SecretReader`) gives the latest version.
 #[async_trait]
-pub trait ParameterStore: TokenStore {
+pub trait ParameterStore: SecretReader {
     /// Writes `value` as the next version of `name` (encrypted where the store encrypts) and
     /// returns that version.
     async fn put(
@@ -67,7 +67,7 @@ fn sdk_detail<E: std::error::Error>(e: &E) -> String {
 }
 
 #[async_trait]
-impl TokenStore for SsmParameters {
+impl SecretReader for SsmParameters {
     async fn read(&self, parameter: &str) -> Result<ApiToken, TokenError> {
         SsmStore::new(self.client.clone()).read(parameter).await
     }
@@ -185,7 +185,7 @@ impl EmbeddedParameters {
 }
 
 #[async_trait]
-impl TokenStore for EmbeddedParameters {
+impl SecretReader for EmbeddedParameters {
     async fn read(&self, parameter: &str) -> Result<ApiToken, TokenError> {
         let name = parameter.to_string();
         let value = self

@@ -1,6 +1,15 @@
 //! API tokens: the redacting `ApiToken` newtype and the `TokenProvider` that reads
 //! `/apiTokens/<service>` through the Parameters and Secrets Lambda Extension, or the SSM API
 //! when the extension is absent, and caches it. Nothing here may print or log a token value.
+//!
+//! Three ports, one meaning each:
+//! - [`TokenSource`]: the API token of a *service* (`crm`, `billing`), as the HTTP clients
+//!   need it, cached, with `invalidate` after a 401 (`TokenProvider`);
+//! - [`SecretReader`]: the current value of a *named secret parameter* (a token, an OAuth
+//!   client id or secret, a salt), uncached, read-only (SSM, the extension, the embedded
+//!   store, a client-credentials exchange);
+//! - `params::ParameterStore`: a `SecretReader` that also *writes versions* and reads an
+//!   exact version back (what the rotator needs).
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -120,13 +129,14 @@ impl TokenError {
     }
 }
 
-/// A place tokens are read from (no caching here).
+/// Reads the current value of a named secret parameter (`/apiTokens/crm`,
+/// `/oauthClients/crm/clientId`, ...). No caching here: that is `TokenProvider`'s.
 #[async_trait]
-pub trait TokenStore: Send + Sync {
+pub trait SecretReader: Send + Sync {
     async fn read(&self, parameter: &str) -> Result<ApiToken, TokenError>;
 }
 
-/// What the HTTP clients need: a token per service, and a way to drop a stale one.
+/// What the HTTP clients need: the API token of a service, and a way to drop a stale one.
 #[async_trait]
 pub trait TokenSource: Send + Sync {
     async fn token(&self, service: &ServiceName) -> Result<ApiToken, TokenError>;
@@ -134,10 +144,10 @@ pub trait TokenSource: Send + Sync {
     fn invalidate(&self, service: &ServiceName);
 }
 
-/// Caching token source over a `TokenStore`. Entries live for `ttl` (so a rotated token is
+/// Caching token source over a `SecretReader`. Entries live for `ttl` (so a rotated token is
 /// picked up without a 401) or until invalidated after a 401.
 pub struct TokenProvider {
-    store: Arc<dyn TokenStore>,
+    store: Arc<dyn SecretReader>,
     ttl: Duration,
     cache: Mutex<HashMap<ServiceName, (ApiToken, Instant)>>,
 }
@@ -145,7 +155,7 @@ pub struct TokenProvider {
 impl TokenProvider {
     pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
-    pub fn new(store: Arc<dyn TokenStore>, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn SecretReader>, ttl: Duration) -> Self {
         Self {
             store,
             ttl,
@@ -157,7 +167,7 @@ impl TokenProvider {
     /// `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`) when it answers, else the SSM API.
     pub fn for_lambda(ssm: aws_sdk_ssm::Client) -> Self {
         let ssm = SsmStore::new(ssm);
-        let store: Arc<dyn TokenStore> = match ExtensionStore::from_env() {
+        let store: Arc<dyn SecretReader> = match ExtensionStore::from_env() {
             Some(extension) => Arc::new(ExtensionOrSsm { extension, ssm }),
             None => Arc::new(ssm),
         };
@@ -208,7 +218,7 @@ impl SsmStore {
 }
 
 #[async_trait]
-impl TokenStore for SsmStore {
+impl SecretReader for SsmStore {
     async fn read(&self, parameter: &str) -> Result<ApiToken, TokenError> {
         use aws_sdk_ssm::error::SdkError;
         use aws_sdk_ssm::operation::get_parameter::GetParameterError;
@@ -380,7 +390,7 @@ enum ExtensionFailure {
 }
 
 #[async_trait]
-impl TokenStore for ExtensionStore {
+impl SecretReader for ExtensionStore {
     async fn read(&self, parameter: &str) -> Result<ApiToken, TokenError> {
         self.get(parameter).await.map_err(|f| match f {
             ExtensionFailure::Absent => TokenError::Unavailable {
@@ -405,7 +415,7 @@ impl ExtensionOrSsm {
 }
 
 #[async_trait]
-impl TokenStore for ExtensionOrSsm {
+impl SecretReader for ExtensionOrSsm {
     async fn read(&self, parameter: &str) -> Result<ApiToken, TokenError> {
         match self.extension.get(parameter).await {
             Ok(token) => Ok(token),
@@ -430,7 +440,7 @@ impl StaticTokens {
 }
 
 #[async_trait]
-impl TokenStore for StaticTokens {
+impl SecretReader for StaticTokens {
     async fn read(&self, parameter: &str) -> Result<ApiToken, TokenError> {
         self.0
             .get(parameter)

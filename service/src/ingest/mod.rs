@@ -1,8 +1,11 @@
 //! Pure mapping of raw source events (Salesforce via EventBridge, Zuora callouts) to ledger
 //! envelopes, or to a typed `Rejection` naming the field and the reason. No I/O here: only
-//! `append` touches the `EventLog` port; the Lambda handler and the CLI feed bytes in.
+//! `append` touches the `EventLog` port; the Lambda handler and the CLI feed bytes in
+//! (`decode` reads the CLI's input lines).
 
 pub mod append;
+pub mod basic_auth;
+pub mod decode;
 pub mod eventbridge;
 pub mod fields;
 pub mod raw;

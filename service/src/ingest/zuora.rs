@@ -70,6 +70,18 @@ const OBJECTS: &[&str] = &[
 /// Map one callout body. `header_correlation` is the `X-Correlation-Id` request header, which
 /// wins over a `correlationId` in the body.
 pub fn map_callout(body: &Value, header_correlation: Option<&str>, now: DateTime<Utc>) -> Mapped {
+    map_notification(body, None, header_correlation, now)
+}
+
+/// `map_callout` for a callout that carried a `Zuora-Notification-Id` header: that id is the
+/// source event id. Zuora retries a notification with a new `Zuora-Request-Id` and a body
+/// rendered again, but the same notification id, so each retry is recorded once.
+pub fn map_notification(
+    body: &Value,
+    notification_id: Option<&str>,
+    header_correlation: Option<&str>,
+    now: DateTime<Utc>,
+) -> Mapped {
     let root = Obj::at(body, "")?;
     let event_type = root.str_req("eventType")?;
     let occurred_at = match root.get("eventTime") {
@@ -80,8 +92,12 @@ pub fn map_callout(body: &Value, header_correlation: Option<&str>, now: DateTime
         Some(h) => Some(h),
         None => root.str_opt("correlationId")?,
     };
+    let event_id = match notification_id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => id,
+        None => root.str_req("eventId")?,
+    };
     let ctx = Context {
-        event_id: root.str_req("eventId")?,
+        event_id,
         correlation_id: correlation_or_new(carried),
         occurred_at,
         callout: root.extra(OBJECTS),

@@ -2,6 +2,10 @@
 //! as JSON. The route is IAM-authorised in the template; the handler also refuses (403) a
 //! request whose context carries no IAM caller, so a misrouted or unauthorised call reads nothing.
 
+mod config;
+
+pub use config::AuditApiConfig;
+
 use crate::audit::{answer, Answer};
 use crate::ledger::EventLog;
 use crate::views::ViewStore;
@@ -70,4 +74,17 @@ fn respond(answer: Answer) -> ApiGatewayV2httpResponse {
     );
     response.body = Some(Body::Text(answer.body.to_string()));
     response
+}
+
+impl super::bootstrap::Handler for AuditApi {
+    type Event = ApiGatewayV2httpRequest;
+    type Response = ApiGatewayV2httpResponse;
+    type Error = std::convert::Infallible;
+
+    async fn handle(
+        &self,
+        request: ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, Self::Error> {
+        Ok(AuditApi::handle(self, request).await)
+    }
 }

@@ -13,10 +13,11 @@ mod config;
 mod secret;
 
 pub use callout_auth::{CalloutAuth, REFRESH_AFTER};
-pub use config::{IngestConfig, DEFAULT_SECRET_PARAM, SECRET_PARAM_ENV};
+pub use config::{IngestConfig, BASIC_AUTH_PARAM_ENV, DEFAULT_SECRET_PARAM, SECRET_PARAM_ENV};
 pub use secret::{SecretError, SecretSource, StaticSecret, TokenSecret};
 
 use super::emf::Metrics;
+use crate::ingest::basic_auth;
 use crate::ingest::signature::{CalloutSecret, SIGNATURE_HEADER};
 use crate::ingest::{self as mapping, Channel, Ingested, Rejection};
 use crate::ledger::{EventLog, LedgerError};
@@ -30,6 +31,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+/// Zuora's id of a notification, the same on every retry of it (`Zuora-Request-Id` changes).
+pub const NOTIFICATION_ID_HEADER: &str = "zuora-notification-id";
+pub const AUTHORIZATION_HEADER: &str = "authorization";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -65,7 +69,10 @@ impl From<IngestError> for lambda_runtime::Diagnostic {
 /// The handler, built once per container (cold start) and shared by invocations.
 pub struct IngestHandler {
     log: Arc<dyn EventLog>,
+    /// The `X-Zuora-Signature` HMAC scheme.
     auth: CalloutAuth,
+    /// Basic auth (`user:password`), when configured; accepted beside the HMAC scheme.
+    basic: Option<CalloutAuth>,
 }
 
 impl IngestHandler {
@@ -74,12 +81,41 @@ impl IngestHandler {
         Self {
             log,
             auth: CalloutAuth::fixed(secret),
+            basic: None,
         }
     }
 
     /// A handler authenticating callouts with `auth`.
     pub fn with_auth(log: Arc<dyn EventLog>, auth: CalloutAuth) -> Self {
-        Self { log, auth }
+        Self {
+            log,
+            auth,
+            basic: None,
+        }
+    }
+
+    /// Also accepts callouts carrying `Authorization: Basic` credentials checked by `basic`.
+    pub fn with_basic_auth(self, basic: CalloutAuth) -> Self {
+        Self {
+            basic: Some(basic),
+            ..self
+        }
+    }
+
+    /// `init`, plus Basic auth credentials read from `basic` at init (re-read like the
+    /// HMAC secret when credentials do not match) when it is given.
+    pub async fn init_with_basic(
+        log: Arc<dyn EventLog>,
+        secrets: Arc<dyn SecretSource>,
+        basic: Option<Arc<dyn SecretSource>>,
+    ) -> Result<Self, SecretError> {
+        let handler = Self::init(log, secrets).await?;
+        Ok(match basic {
+            Some(source) => {
+                handler.with_basic_auth(CalloutAuth::load(source, REFRESH_AFTER).await?)
+            }
+            None => handler,
+        })
     }
 
     /// Reads the callout secret from `secrets` at init (not per request); it is re-read
@@ -206,20 +242,21 @@ impl IngestHandler {
             Ok(body) => body,
             Err(reason) => return response(400, json!({"error": reason, "field": "body"})),
         };
-        let signature_header = header(&request.headers, SIGNATURE_HEADER);
         let now = Utc::now();
-        if let Err(e) = self
-            .auth
-            .verify(signature_header, &body, now.timestamp())
+        if let Err(reason) = self
+            .authenticate(&request.headers, &body, now.timestamp())
             .await
         {
-            tracing::warn!(reason = %e, "billing callout refused");
-            return response(401, json!({"error": e.to_string()}));
+            tracing::warn!(reason, "billing callout refused");
+            return response(401, json!({"error": reason}));
         }
         let correlation = header(&request.headers, CORRELATION_HEADER);
+        let notification = header(&request.headers, NOTIFICATION_ID_HEADER);
         let mapped = serde_json::from_slice::<Value>(&body)
             .map_err(|e| Rejection::whole(format!("body is not JSON: {e}")))
-            .and_then(|value| mapping::zuora::map_callout(&value, correlation, now));
+            .and_then(|value| {
+                mapping::zuora::map_notification(&value, notification, correlation, now)
+            });
         let request_id = request.request_context.request_id.clone();
         match self
             .record(
@@ -244,6 +281,30 @@ impl IngestHandler {
                 r
             }
             Err(_) => response(500, json!({"error": "the ledger refused the event"})),
+        }
+    }
+
+    /// Basic auth when the callout carries `Authorization: Basic ...`, else the HMAC
+    /// signature. The reason never holds what was sent.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<(), String> {
+        match header(headers, AUTHORIZATION_HEADER).filter(|h| basic_auth::is_basic(h)) {
+            Some(authorization) => match &self.basic {
+                Some(basic) => basic
+                    .verify_basic(Some(authorization))
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("Basic auth is not configured for callouts".to_string()),
+            },
+            None => self
+                .auth
+                .verify(header(headers, SIGNATURE_HEADER), body, now_unix)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -353,4 +414,21 @@ fn response(status: i64, body: Value) -> ApiGatewayV2httpResponse {
 
 fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("Lambda event types serialize to JSON")
+}
+
+impl super::bootstrap::Handler for IngestHandler {
+    type Event = Value;
+    type Response = Value;
+    type Error = IngestError;
+
+    async fn handle(&self, event: Value) -> Result<Value, IngestError> {
+        IngestHandler::handle(self, event).await
+    }
+}
+
+/// The callout secret is read at init.
+impl From<SecretError> for super::bootstrap::InitError {
+    fn from(e: SecretError) -> Self {
+        Self::secret(e)
+    }
 }

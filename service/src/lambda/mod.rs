@@ -4,6 +4,7 @@
 pub mod audit_api;
 pub mod bootstrap;
 pub mod emf;
+pub mod give_up;
 pub mod ingest;
 pub mod projector;
 pub mod token_rotator;

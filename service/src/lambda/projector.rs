@@ -4,6 +4,10 @@
 //! Each batch is reported as one EMF line (`batch_metrics`), including the `SyncFailed`
 //! outcomes of this projection that the batch carries.
 
+mod config;
+
+pub use config::{ProjectorConfig, PROJECTION_ENV};
+
 use super::emf::Metrics;
 use crate::ledger::dynamodb::item::decode_event;
 use crate::projector::{BatchOutcome, EventStatus, Projector, PROJECTIONS};
@@ -200,6 +204,7 @@ pub fn batch_metrics(
         count(|s| matches!(s, EventStatus::AlreadyApplied)),
     );
     metrics.count("EventsGapFilled", outcome.gap_filled as u64);
+    metrics.count("CatalogLookups", outcome.catalog_lookups);
     metrics.count(
         "EventsFailedTransient",
         count(|s| {
@@ -226,6 +231,30 @@ pub fn batch_metrics(
     );
     metrics.count("SyncFailedAppended", sync_failed_appended as u64);
     metrics
+}
+
+impl super::bootstrap::Handler for ProjectorHandler {
+    type Event = Event;
+    type Response = DynamoDbEventResponse;
+    type Error = std::convert::Infallible;
+
+    async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, Self::Error> {
+        Ok(self.handle_stream_event(event).await)
+    }
+}
+
+/// The connectors are built from configuration alone (no call is made at init).
+impl From<crate::connectors::error::ConnectorError> for super::bootstrap::InitError {
+    fn from(e: crate::connectors::error::ConnectorError) -> Self {
+        Self::config(e)
+    }
+}
+
+/// `PROJECTION` names no projection this build knows.
+impl From<crate::projector::UnknownProjection> for super::bootstrap::InitError {
+    fn from(e: crate::projector::UnknownProjection) -> Self {
+        Self::config(e)
+    }
 }
 
 #[cfg(test)]
@@ -383,7 +412,7 @@ mod tests {
         async fn process(&self, _: Vec<RecordedEvent>) -> BatchOutcome {
             BatchOutcome {
                 statuses: self.0.clone(),
-                gap_filled: 0,
+                ..BatchOutcome::default()
             }
         }
     }
@@ -454,6 +483,7 @@ mod tests {
                 failed(false),
             ],
             gap_filled: 2,
+            catalog_lookups: 3,
         };
         let doc = batch_metrics("account", 9, &outcome, 1).to_emf(0);
         assert_eq!(doc["Projection"], "account");
@@ -461,6 +491,7 @@ mod tests {
         assert_eq!(doc["EventsApplied"], 2);
         assert_eq!(doc["EventsAlreadyApplied"], 1);
         assert_eq!(doc["EventsGapFilled"], 2);
+        assert_eq!(doc["CatalogLookups"], 3);
         assert_eq!(doc["EventsFailedTransient"], 1);
         assert_eq!(doc["EventsFailedPermanent"], 1);
         assert_eq!(doc["SyncFailedAppended"], 1);

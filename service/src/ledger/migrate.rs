@@ -4,13 +4,13 @@
 
 use super::open::StoreError;
 use super::sqlite;
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
 
 pub use sqlite::MigrationReport;
 
 /// Applies every pending migration of the selected store, idempotently, and reports what it
 /// applied and what was already there.
-pub async fn migrate(store: &StoreUrl) -> Result<MigrationReport, StoreError> {
+pub async fn migrate(store: &StoreUrl, aws: &AwsConfig) -> Result<MigrationReport, StoreError> {
     match store {
         StoreUrl::Sqlite(path) => {
             let path = path.clone();
@@ -20,7 +20,7 @@ pub async fn migrate(store: &StoreUrl) -> Result<MigrationReport, StoreError> {
             Ok(report)
         }
         StoreUrl::DynamoDb { table_prefix } => {
-            let report = super::dynamodb::migrate(table_prefix).await?;
+            let report = super::dynamodb::migrate_with(aws.get().await, table_prefix).await?;
             Ok(MigrationReport {
                 applied: report.applied,
                 already_applied: report.already_applied,

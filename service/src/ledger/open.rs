@@ -3,7 +3,7 @@
 
 use super::sqlite::SqliteLedger;
 use super::{EventLog, LedgerError};
-use crate::config::StoreUrl;
+use crate::config::{AwsConfig, StoreUrl};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,8 +14,11 @@ pub enum StoreError {
     Ledger(#[from] LedgerError),
 }
 
-/// The ledger behind `store`, ready to use.
-pub async fn open_store(store: &StoreUrl) -> Result<Arc<dyn EventLog>, StoreError> {
+/// The ledger behind `store`, ready to use. `aws` is only loaded for a DynamoDB store.
+pub async fn open_store(
+    store: &StoreUrl,
+    aws: &AwsConfig,
+) -> Result<Arc<dyn EventLog>, StoreError> {
     match store {
         StoreUrl::Sqlite(path) => {
             let path = path.clone();
@@ -25,7 +28,7 @@ pub async fn open_store(store: &StoreUrl) -> Result<Arc<dyn EventLog>, StoreErro
             Ok(Arc::new(ledger))
         }
         StoreUrl::DynamoDb { table_prefix } => Ok(Arc::new(
-            super::dynamodb::DynamoDbLedger::open(table_prefix).await?,
+            super::dynamodb::DynamoDbLedger::open_with(aws.get().await, table_prefix).await?,
         )),
     }
 }

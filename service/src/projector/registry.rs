@@ -13,6 +13,8 @@ use projections::product_sync::ProductSync;
 use projections::Projection;
 use std::sync::Arc;
 
+pub use super::names::{known, view_name, PROJECTIONS};
+
 /// What every runner needs.
 #[derive(Clone)]
 pub struct ProjectorDeps {
@@ -22,15 +24,6 @@ pub struct ProjectorDeps {
     pub settings: RunnerSettings,
 }
 
-/// The deployed name of each projection (the template's `PROJECTION` values) and the name
-/// its view items are stored under.
-pub const PROJECTIONS: &[(&str, &str)] = &[
-    ("account", AccountSync::NAME),
-    ("order", OrderSync::NAME),
-    ("product", ProductSync::NAME),
-    ("correlation", CorrelationView::NAME),
-];
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("projection {given:?} is unknown; known: {known}")]
 pub struct UnknownProjection {
@@ -38,28 +31,11 @@ pub struct UnknownProjection {
     pub known: String,
 }
 
-/// The deployed names, for messages.
-pub fn known() -> String {
-    PROJECTIONS
-        .iter()
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn unknown(given: &str) -> UnknownProjection {
     UnknownProjection {
         given: given.to_string(),
         known: known(),
     }
-}
-
-/// The view name of a projection given by deployed name or view name.
-pub fn view_name(name: &str) -> Option<&'static str> {
-    PROJECTIONS
-        .iter()
-        .find(|(deployed, view)| *deployed == name || *view == name)
-        .map(|(_, view)| *view)
 }
 
 /// The view names `all` or one name selects.

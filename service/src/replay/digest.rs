@@ -4,7 +4,7 @@
 //! streams over a store's pages and partitions' digests combine into the whole's.
 
 use super::ReplayError;
-use crate::views::{ViewItem, ViewStore};
+use crate::views::{ViewRow, ViewStore};
 use projections::Partition;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -154,7 +154,7 @@ pub async fn snapshot(views: &dyn ViewStore, projection: &str) -> Result<Snapsho
 }
 
 /// What an item holds, as the digest sees it: canonical JSON of `{last_version, state}`.
-fn held_json(item: &ViewItem) -> String {
+fn held_json(item: &ViewRow) -> String {
     let held = serde_json::json!({
         "last_version": item.last_version,
         "state": item.state,

@@ -2,12 +2,15 @@
 //! same ordering guard and `evolve` as live projection (`ViewItem::apply`), caches the items
 //! it touched and hands their writes to the caller, who commits every fold's writes of a
 //! checkpoint together. It never calls `decide`. Its memory is bounded: the item cache is
-//! dropped past its limit (`CACHE_LIMIT` by default), and evicted keys are remembered in a fixed-size filter.
+//! dropped past its limit (`CACHE_LIMIT` by default), and evicted keys are remembered in a
+//! fixed-size filter.
 
 use super::key_filter::KeyFilter;
 use super::ReplayError;
 use crate::ledger::EventLog;
-use crate::views::{ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite};
+use crate::views::{
+    page_writes, ExpectedRevision, ViewError, ViewKey, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT,
+};
 use async_trait::async_trait;
 use projections::projection::{Apply, Projection, ViewItem as DomainItem};
 use projections::{Partition, RecordedEvent};
@@ -42,18 +45,19 @@ pub trait Replayer: Send {
 
     /// Writes every changed item; returns how many were written.
     async fn flush(&mut self) -> Result<usize, ReplayError> {
-        let writes = self.drain()?;
-        let count = writes.len();
-        commit(self.views(), writes).await?;
+        let groups = self.drain()?;
+        let count = groups.len();
+        commit(self.views(), groups).await?;
         self.evict();
         Ok(count)
     }
 
-    /// The writes of every item changed since the last drain, for the caller to commit
-    /// (together with other folds' writes, possibly while this fold goes on). The cached
-    /// items take the revision their write will give them (a write's revision is always
-    /// the expected one plus one), so the next drain is conditioned on it.
-    fn drain(&mut self) -> Result<Vec<ViewWrite>, ReplayError>;
+    /// The writes of every item changed since the last drain, one group per item (the item,
+    /// then the pages it spilled, to be committed together), for the caller to commit with
+    /// other folds' groups, possibly while this fold goes on. The cached items take the
+    /// revision their write will give them (a write's revision is always the expected one
+    /// plus one), so the next drain is conditioned on it.
+    fn drain(&mut self) -> Result<Vec<Vec<ViewWrite>>, ReplayError>;
 
     /// Drops the cached items not changed since the last drain once the cache is over its
     /// limit. Only call it when every drained write has landed: an evicted item is read
@@ -74,17 +78,43 @@ pub trait Replayer: Send {
     fn assume_empty(&mut self);
 }
 
-/// Commits a flush's writes in as few round trips as the store allows; a conflict means
-/// someone else wrote the views meanwhile.
+/// Commits a flush's groups (an item with its pages each) in as few round trips as the
+/// store allows; a conflict means someone else wrote the views meanwhile.
 pub async fn commit(
     views: &dyn ViewStore,
-    writes: Vec<ViewWrite>,
-) -> Result<Vec<u64>, ReplayError> {
-    if writes.is_empty() {
-        return Ok(Vec::new());
+    mut groups: Vec<Vec<ViewWrite>>,
+) -> Result<(), ReplayError> {
+    for group in &mut groups {
+        if group.len() > MAX_WRITES_PER_COMMIT {
+            // More pages than one commit holds (a very long run between flushes): store the
+            // pages first, each only if absent or identical, so a rerun after a crash between
+            // them and the item rewrites nothing differently.
+            for page in group.drain(1..) {
+                put_page(views, page).await?;
+            }
+        }
     }
-    match views.commit_batch(writes).await {
-        Ok(revisions) => Ok(revisions),
+    groups.retain(|group| !group.is_empty());
+    if groups.is_empty() {
+        return Ok(());
+    }
+    match views.commit_batch(groups).await {
+        Ok(()) => Ok(()),
+        Err(ViewError::Conflict { pk, .. }) => Err(ReplayError::Concurrent { pk }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stores a spilled page unless the same page is already there (pages are write-once).
+async fn put_page(views: &dyn ViewStore, page: ViewWrite) -> Result<(), ReplayError> {
+    if let Some(stored) = views.get(&page.key).await? {
+        if stored.state == page.state {
+            return Ok(());
+        }
+        return Err(ReplayError::Concurrent { pk: page.key.pk() });
+    }
+    match views.commit(vec![page]).await {
+        Ok(_) => Ok(()),
         Err(ViewError::Conflict { pk, .. }) => Err(ReplayError::Concurrent { pk }),
         Err(e) => Err(e.into()),
     }
@@ -140,16 +170,16 @@ impl<P: Projection> Rebuilder<P> {
                 },
                 Some(stored) => Cached {
                     expected: ExpectedRevision::Exact(stored.revision),
-                    item: DomainItem {
-                        key: key.to_string(),
-                        last_version: stored.last_version,
-                        state: serde_json::from_value(stored.state).map_err(|e| {
+                    item: DomainItem::stored(
+                        key,
+                        stored.last_version,
+                        serde_json::from_value(stored.state).map_err(|e| {
                             ReplayError::UnreadableState {
                                 pk: view_key.pk(),
                                 reason: e.to_string(),
                             }
                         })?,
-                    },
+                    ),
                 },
             };
             self.cache.insert(key.to_string(), cached);
@@ -213,21 +243,25 @@ where
         }
     }
 
-    fn drain(&mut self) -> Result<Vec<ViewWrite>, ReplayError> {
+    fn drain(&mut self) -> Result<Vec<Vec<ViewWrite>>, ReplayError> {
         let dirty = std::mem::take(&mut self.dirty);
-        let mut writes = Vec::with_capacity(dirty.len());
+        let mut groups = Vec::with_capacity(dirty.len());
         for key in &dirty {
             let cached = self.cache.get_mut(key).expect("dirty items are cached");
-            writes.push(ViewWrite {
+            // Each item goes with the pages it spilled, in one commit, so a page exists
+            // exactly when the item state that spilled it does (the live runner's rule too).
+            let mut group = vec![ViewWrite {
                 key: ViewKey::new(P::NAME, key)?,
                 expected: cached.expected,
                 last_version: cached.item.last_version.clone(),
                 state: serde_json::to_value(&cached.item.state)
                     .expect("projection states serialize to JSON"),
-            });
+            }];
+            group.extend(page_writes(P::NAME, cached.item.take_spilled())?);
             cached.expected = ExpectedRevision::Exact(cached.expected.next());
+            groups.push(group);
         }
-        Ok(writes)
+        Ok(groups)
     }
 
     fn evict(&mut self) {

@@ -1,12 +1,12 @@
 //! Replay for recovery: rebuilds projections from the recorded log in the deterministic global
 //! order, with `evolve` only — it never decides, so it never calls an external system.
 //! Checkpoints make an interrupted run resume; digests and diffs prove a rebuild is exact.
+//! Re-running failed syncs against the external systems is `crate::redrive`, not replay.
 
 pub mod digest;
 pub mod fold;
 mod key_filter;
 mod pages;
-pub mod redrive;
 pub mod registry;
 pub mod run;
 
@@ -43,8 +43,6 @@ pub enum ReplayError {
     },
     #[error("view item {pk} was written by someone else during the replay: stop the projectors for an in-place replay, or use --into")]
     Concurrent { pk: String },
-    #[error("unknown correlation id {0}: no event in the ledger carries it")]
-    UnknownCorrelation(projections::CorrelationId),
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }

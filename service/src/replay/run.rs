@@ -500,7 +500,8 @@ async fn replay_together(
 
 /// The batch of one checkpoint: every lane's changed items, then the lanes' checkpoints.
 struct Batch {
-    writes: Vec<ViewWrite>,
+    /// One group per changed item: the item and the pages it spilled.
+    writes: Vec<Vec<ViewWrite>>,
     checkpoints: Vec<(&'static str, ReplayCheckpoint)>,
 }
 

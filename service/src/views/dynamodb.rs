@@ -4,12 +4,14 @@
 
 use super::{
     check_checkpoint_name, check_commit, check_item_size, check_projection, Checkpoint,
-    ExpectedRevision, LastVersions, ViewError, ViewItem, ViewKey, ViewNamespace, ViewPage,
-    ViewStore, ViewWrite,
+    ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewPage, ViewRow,
+    ViewStore, ViewWrite, MAX_KEYS_PER_READ,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, TransactWriteItem, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use projections::envelope::format_timestamp;
@@ -24,6 +26,9 @@ type Item = HashMap<String, AttributeValue>;
 const BATCH_WRITE_MAX: usize = 25;
 /// How often unprocessed deletes are re-sent before the wipe reports the store throttled.
 const BATCH_WRITE_ATTEMPTS: u32 = 8;
+/// How often unprocessed keys of a batch read are re-sent before it reports the store
+/// throttled (the runner then retries the batch by redelivery).
+const BATCH_READ_ATTEMPTS: u32 = 8;
 
 #[derive(Clone)]
 pub struct DynamoViewStore {
@@ -110,7 +115,7 @@ impl DynamoViewStore {
             .map_err(|e| ViewError::Store(format!("building put of {}: {e}", w.key)))
     }
 
-    fn decode_item(&self, item: &Item) -> Result<ViewItem, ViewError> {
+    fn decode_item(&self, item: &Item) -> Result<ViewRow, ViewError> {
         let stored_pk = string_attr(item, "pk", "?")?;
         let pk = stored_pk
             .strip_prefix(&self.namespace.key_prefix())
@@ -142,7 +147,7 @@ impl DynamoViewStore {
                 last_version.insert(stream, v);
             }
         }
-        Ok(ViewItem {
+        Ok(ViewRow {
             key,
             revision,
             last_version,
@@ -273,7 +278,7 @@ impl ViewStore for DynamoViewStore {
         })
     }
 
-    async fn get(&self, key: &ViewKey) -> Result<Option<ViewItem>, ViewError> {
+    async fn get(&self, key: &ViewKey) -> Result<Option<ViewRow>, ViewError> {
         let out = self
             .client
             .get_item()
@@ -285,6 +290,62 @@ impl ViewStore for DynamoViewStore {
             .await
             .map_err(|e| classify("GetItem", e))?;
         out.item.map(|item| self.decode_item(&item)).transpose()
+    }
+
+    async fn get_many(&self, keys: &[ViewKey]) -> Result<Vec<Option<ViewRow>>, ViewError> {
+        let stored: Vec<String> = keys.iter().map(|k| self.stored_pk(&k.pk())).collect();
+        // BatchGetItem refuses a key given twice in one request.
+        let mut distinct = stored.clone();
+        distinct.sort();
+        distinct.dedup();
+        let mut found: HashMap<String, ViewRow> = HashMap::new();
+        for chunk in distinct.chunks(MAX_KEYS_PER_READ) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|pk| HashMap::from([("pk".to_string(), AttributeValue::S(pk.clone()))]))
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt > 0 {
+                    if attempt >= BATCH_READ_ATTEMPTS {
+                        return Err(ViewError::Throttled(format!(
+                            "BatchGetItem: {} keys still unprocessed after {attempt} attempts",
+                            pending.len()
+                        )));
+                    }
+                    // Unprocessed keys mean the table is over its throughput: back off.
+                    tokio::time::sleep(Duration::from_millis(25 << attempt.min(6))).await;
+                }
+                attempt += 1;
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    // The next write is conditioned on what is read here: read it strongly.
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| ViewError::Store(format!("BatchGetItem request: {e}")))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| classify("BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let row = self.decode_item(&item)?;
+                    found.insert(self.stored_pk(&row.key.pk()), row);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(stored.iter().map(|pk| found.get(pk).cloned()).collect())
     }
 
     async fn commit(&self, writes: Vec<ViewWrite>) -> Result<Vec<u64>, ViewError> {
@@ -361,7 +422,7 @@ impl ViewStore for DynamoViewStore {
         }
     }
 
-    async fn list(&self, projection: &str) -> Result<Vec<ViewItem>, ViewError> {
+    async fn list(&self, projection: &str) -> Result<Vec<ViewRow>, ViewError> {
         check_projection(projection)?;
         let items = self
             .scan_prefix(&self.stored_pk(&format!("{projection}#")))

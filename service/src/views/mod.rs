@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// Most writes one `commit` may carry: DynamoDB's TransactWriteItems limit.
 pub const MAX_WRITES_PER_COMMIT: usize = 100;
 
+/// Keys one batch read sends at once: DynamoDB's BatchGetItem limit.
+pub const MAX_KEYS_PER_READ: usize = 100;
+
 /// Largest view item we write: DynamoDB's 400 KB item limit less room for attribute names,
 /// the namespace prefix and bookkeeping attributes. Both adapters enforce it, so a state that
 /// could not be stored in production fails on the embedded store first.
@@ -145,10 +148,12 @@ impl fmt::Display for ViewKey {
 /// The last applied version of each source stream that fed an item.
 pub type LastVersions = BTreeMap<StreamId, u64>;
 
-/// A stored view item. `revision` counts the writes (1 after the first) and is the token of
-/// the optimistic condition; `last_version` says how far each source stream was applied.
+/// One view item as the store holds it (a row of the views table): the domain's
+/// `projections::ViewItem` with its state as JSON, plus the store's bookkeeping. `revision`
+/// counts the writes (1 after the first) and is the token of the optimistic condition;
+/// `last_version` says how far each source stream was applied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ViewItem {
+pub struct ViewRow {
     pub key: ViewKey,
     pub revision: u64,
     pub last_version: LastVersions,
@@ -156,7 +161,7 @@ pub struct ViewItem {
     pub updated_at: DateTime<Utc>,
 }
 
-impl ViewItem {
+impl ViewRow {
     /// Last applied version of `stream` (0 when the stream never fed this item).
     pub fn applied(&self, stream: &StreamId) -> u64 {
         self.last_version.get(stream).copied().unwrap_or(0)
@@ -174,7 +179,7 @@ pub enum ExpectedRevision {
 
 impl ExpectedRevision {
     /// What a writer expects after reading `item`.
-    pub fn of(item: Option<&ViewItem>) -> Self {
+    pub fn of(item: Option<&ViewRow>) -> Self {
         item.map_or(ExpectedRevision::Absent, |i| {
             ExpectedRevision::Exact(i.revision)
         })
@@ -202,7 +207,7 @@ impl ViewWrite {
     /// A write that replaces `current` (or creates the item when there is none).
     pub fn replacing(
         key: ViewKey,
-        current: Option<&ViewItem>,
+        current: Option<&ViewRow>,
         last_version: LastVersions,
         state: serde_json::Value,
     ) -> Self {
@@ -218,9 +223,30 @@ impl ViewWrite {
 /// One page of a projection's items (`ViewStore::list_page`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ViewPage {
-    pub items: Vec<ViewItem>,
+    pub items: Vec<ViewRow>,
     /// The cursor of the next page; `None` after the last one.
     pub next: Option<String>,
+}
+
+/// The writes that store the pages an item spilled (`Projection::spill`), to go in the same
+/// commit as the item. Each is conditioned on the page being absent: a page exists only if the
+/// item state that spilled it was committed, and then the events that spilled it are already
+/// applied and never spill it again, so a second write of the same page is a bug to surface.
+pub fn page_writes(
+    projection: &str,
+    pages: Vec<projections::projection::Page>,
+) -> Result<Vec<ViewWrite>, ViewError> {
+    pages
+        .into_iter()
+        .map(|page| {
+            Ok(ViewWrite {
+                key: ViewKey::new(projection, &page.key)?,
+                expected: ExpectedRevision::Absent,
+                last_version: LastVersions::new(),
+                state: page.state,
+            })
+        })
+        .collect()
 }
 
 /// A feed reader's resumable position.
@@ -287,10 +313,17 @@ pub fn check_commit(writes: &[ViewWrite]) -> Result<(), ViewError> {
     Ok(())
 }
 
-/// Checks a batch (`ViewStore::commit_batch`) before any write: no item twice.
-pub fn check_batch(writes: &[ViewWrite]) -> Result<(), ViewError> {
-    let mut seen = std::collections::HashSet::with_capacity(writes.len());
-    match writes.iter().find(|w| !seen.insert(&w.key)) {
+/// Checks a batch (`ViewStore::commit_batch`) before any write: no group over one commit's
+/// limit, no item twice.
+pub fn check_batch(groups: &[Vec<ViewWrite>]) -> Result<(), ViewError> {
+    if let Some(big) = groups.iter().find(|g| g.len() > MAX_WRITES_PER_COMMIT) {
+        return Err(ViewError::TooManyWrites {
+            count: big.len(),
+            max: MAX_WRITES_PER_COMMIT,
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    match groups.iter().flatten().find(|w| !seen.insert(&w.key)) {
         Some(twice) => Err(ViewError::DuplicateWrite { pk: twice.key.pk() }),
         None => Ok(()),
     }
@@ -322,8 +355,11 @@ pub fn check_checkpoint_name(name: &str) -> Result<(), ViewError> {
 }
 
 /// The views beside the ledger a `StoreUrl` names (`<path>` for SQLite, `<prefix>-views`
-/// for DynamoDB, whose client comes from the standard AWS configuration chain).
-pub async fn open_views(store: &StoreUrl) -> Result<Arc<dyn ViewStore>, ViewError> {
+/// for DynamoDB, whose client comes from the process's AWS configuration, loaded only then).
+pub async fn open_views(
+    store: &StoreUrl,
+    aws: &crate::config::AwsConfig,
+) -> Result<Arc<dyn ViewStore>, ViewError> {
     match store {
         StoreUrl::Sqlite(path) => {
             let path = path.clone();
@@ -332,13 +368,10 @@ pub async fn open_views(store: &StoreUrl) -> Result<Arc<dyn ViewStore>, ViewErro
                 .map_err(|e| ViewError::Store(format!("opening the views failed: {e}")))??;
             Ok(Arc::new(views))
         }
-        StoreUrl::DynamoDb { table_prefix } => {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Ok(Arc::new(dynamodb::DynamoViewStore::new(
-                aws_sdk_dynamodb::Client::new(&config),
-                dynamodb::DynamoViewStore::table_name(table_prefix),
-            )))
-        }
+        StoreUrl::DynamoDb { table_prefix } => Ok(Arc::new(dynamodb::DynamoViewStore::new(
+            aws_sdk_dynamodb::Client::new(aws.get().await),
+            dynamodb::DynamoViewStore::table_name(table_prefix),
+        ))),
     }
 }
 
@@ -352,7 +385,12 @@ pub trait ViewStore: Send + Sync {
     fn in_namespace(&self, namespace: ViewNamespace) -> Arc<dyn ViewStore>;
 
     /// One item, read consistently (a writer's next `commit` is conditioned on it).
-    async fn get(&self, key: &ViewKey) -> Result<Option<ViewItem>, ViewError>;
+    async fn get(&self, key: &ViewKey) -> Result<Option<ViewRow>, ViewError>;
+
+    /// Several items, read consistently like `get`, answered in `keys` order (a key given
+    /// twice is answered twice). In as few round trips as the store allows: one query on the
+    /// embedded store, one BatchGetItem per `MAX_KEYS_PER_READ` keys on DynamoDB.
+    async fn get_many(&self, keys: &[ViewKey]) -> Result<Vec<Option<ViewRow>>, ViewError>;
 
     /// Puts every write atomically, each only if its item is still at the expected revision;
     /// otherwise nothing is written and `Conflict` names the first item that moved. Returns
@@ -360,7 +398,7 @@ pub trait ViewStore: Send + Sync {
     async fn commit(&self, writes: Vec<ViewWrite>) -> Result<Vec<u64>, ViewError>;
 
     /// Every item of one projection, in `pk` order (replay verify, digests, ops).
-    async fn list(&self, projection: &str) -> Result<Vec<ViewItem>, ViewError>;
+    async fn list(&self, projection: &str) -> Result<Vec<ViewRow>, ViewError>;
 
     /// Deletes every item of one projection (a replay wipe); returns how many went.
     async fn delete_projection(&self, projection: &str) -> Result<usize, ViewError>;
@@ -375,20 +413,25 @@ pub trait ViewStore: Send + Sync {
         limit: usize,
     ) -> Result<ViewPage, ViewError>;
 
-    /// Many conditional puts in as few round trips as the store allows (a replay's flush):
-    /// each write still needs its item at the expected revision. Atomic per chunk of
-    /// `MAX_WRITES_PER_COMMIT` in write order (the embedded store: atomic as a whole); on a
-    /// `Conflict` the chunks before the failing one stay written. Returns the new revisions
-    /// in write order.
-    async fn commit_batch(&self, writes: Vec<ViewWrite>) -> Result<Vec<u64>, ViewError> {
-        check_batch(&writes)?;
-        let mut revisions = Vec::with_capacity(writes.len());
-        let mut writes = writes.into_iter().peekable();
-        while writes.peek().is_some() {
-            let chunk: Vec<ViewWrite> = writes.by_ref().take(MAX_WRITES_PER_COMMIT).collect();
-            revisions.extend(self.commit(chunk).await?);
+    /// Many commits in as few round trips as the store allows (a replay's flush): each
+    /// group is atomic like one `commit` (every write under its revision condition, all or
+    /// nothing) and holds at most `MAX_WRITES_PER_COMMIT` writes; groups are applied in order,
+    /// as many per round trip as fit (the embedded store: all of them in one transaction).
+    /// On a `Conflict` the round trips before the failing one stay written. A write's new
+    /// revision is always its expected one plus one.
+    async fn commit_batch(&self, groups: Vec<Vec<ViewWrite>>) -> Result<(), ViewError> {
+        check_batch(&groups)?;
+        let mut chunk: Vec<ViewWrite> = Vec::new();
+        for group in groups {
+            if !chunk.is_empty() && chunk.len() + group.len() > MAX_WRITES_PER_COMMIT {
+                self.commit(std::mem::take(&mut chunk)).await?;
+            }
+            chunk.extend(group);
         }
-        Ok(revisions)
+        if !chunk.is_empty() {
+            self.commit(chunk).await?;
+        }
+        Ok(())
     }
 
     /// Deletes these items whatever their revision (a partition's wipe before its replay);

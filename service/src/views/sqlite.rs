@@ -4,8 +4,8 @@
 
 use super::{
     check_batch, check_checkpoint_name, check_commit, check_item_size, check_projection,
-    Checkpoint, ExpectedRevision, LastVersions, ViewError, ViewItem, ViewKey, ViewNamespace,
-    ViewPage, ViewStore, ViewWrite,
+    Checkpoint, ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewPage,
+    ViewRow, ViewStore, ViewWrite,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -135,7 +135,7 @@ impl Row {
         })
     }
 
-    fn decode(self, prefix: &str) -> Result<ViewItem, ViewError> {
+    fn decode(self, prefix: &str) -> Result<ViewRow, ViewError> {
         let pk = &self.stored_pk;
         let corrupt = |reason: String| ViewError::Corrupt {
             pk: pk.clone(),
@@ -147,7 +147,7 @@ impl Row {
             .map_err(|e| corrupt(format!("last_versions: {e}")))?;
         let revision = u64::try_from(self.revision)
             .map_err(|_| corrupt(format!("revision {} is negative", self.revision)))?;
-        Ok(ViewItem {
+        Ok(ViewRow {
             key,
             revision,
             last_version,
@@ -232,7 +232,7 @@ impl ViewStore for SqliteViewStore {
         })
     }
 
-    async fn get(&self, key: &ViewKey) -> Result<Option<ViewItem>, ViewError> {
+    async fn get(&self, key: &ViewKey) -> Result<Option<ViewRow>, ViewError> {
         let prefix = self.namespace.key_prefix();
         let stored_pk = format!("{prefix}{}", key.pk());
         self.with_conn(move |conn| {
@@ -249,6 +249,35 @@ impl ViewStore for SqliteViewStore {
         .await
     }
 
+    async fn get_many(&self, keys: &[ViewKey]) -> Result<Vec<Option<ViewRow>>, ViewError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prefix = self.namespace.key_prefix();
+        let stored: Vec<String> = keys.iter().map(|k| format!("{prefix}{}", k.pk())).collect();
+        self.with_conn(move |conn| {
+            // One statement (a single read snapshot) over the distinct keys, then answered
+            // in the caller's order.
+            let mut distinct = stored.clone();
+            distinct.sort();
+            distinct.dedup();
+            let placeholders = vec!["?"; distinct.len()].join(", ");
+            let mut stmt = conn
+                .prepare(&format!("{SELECT_ITEM} WHERE pk IN ({placeholders})"))
+                .map_err(store_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(distinct.iter()), Row::read)
+                .map_err(store_err)?;
+            let mut found = std::collections::HashMap::new();
+            for row in rows {
+                let row = row.map_err(store_err)?;
+                found.insert(row.stored_pk.clone(), row.decode(&prefix)?);
+            }
+            Ok(stored.iter().map(|pk| found.get(pk).cloned()).collect())
+        })
+        .await
+    }
+
     async fn commit(&self, writes: Vec<ViewWrite>) -> Result<Vec<u64>, ViewError> {
         check_commit(&writes)?;
         let prefix = self.namespace.key_prefix();
@@ -256,7 +285,7 @@ impl ViewStore for SqliteViewStore {
             .await
     }
 
-    async fn list(&self, projection: &str) -> Result<Vec<ViewItem>, ViewError> {
+    async fn list(&self, projection: &str) -> Result<Vec<ViewRow>, ViewError> {
         check_projection(projection)?;
         let prefix = self.namespace.key_prefix();
         let (lower, upper) = prefix_range(&format!("{prefix}{projection}#"));
@@ -327,13 +356,14 @@ impl ViewStore for SqliteViewStore {
         .await
     }
 
-    async fn commit_batch(&self, writes: Vec<ViewWrite>) -> Result<Vec<u64>, ViewError> {
+    async fn commit_batch(&self, groups: Vec<Vec<ViewWrite>>) -> Result<(), ViewError> {
         // One transaction for the whole batch: each commit rewrites the B-tree pages it
         // dirtied to the WAL, so a replay's flush in chunks of 100 wrote the same pages
         // again and again.
-        check_batch(&writes)?;
+        check_batch(&groups)?;
+        let writes: Vec<ViewWrite> = groups.into_iter().flatten().collect();
         let prefix = self.namespace.key_prefix();
-        self.with_conn(move |conn| put_all(conn, &prefix, &writes))
+        self.with_conn(move |conn| put_all(conn, &prefix, &writes).map(|_| ()))
             .await
     }
 

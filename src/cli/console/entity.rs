@@ -1,6 +1,7 @@
 //! `GET /entity/{crm|billing}/{id}`: one CRM or Billing record as the correlation view knows
 //! it: its current links, the history of each link change (what made it, in which trace),
-//! and every trace that touched it.
+//! and every trace that touched it. The item holds the latest link changes only (older
+//! pages stay in the view and the stream); the traces are read through every spilled page.
 
 use super::page::{self, entity_link, seg, stream_link, time, trace_link};
 use super::search::link_item;
@@ -9,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
+use projections::correlation_view::HISTORY_PAGE;
 use projections::Side;
 
 pub async fn entity_page(
@@ -40,6 +42,17 @@ pub async fn entity_page(
         }
         Err(e) => return store_trouble("reading the correlation view", &e, e.is_transient()),
     };
+    // The item keeps only the latest traces; older ones are in its spilled pages.
+    let traces = match sync_ledger::audit::traces_of(console.views.as_ref(), side, &id, &item).await
+    {
+        Ok(traces) => traces,
+        Err(e) => {
+            let transient =
+                matches!(&e, sync_ledger::audit::AuditError::View(v) if v.is_transient());
+            return store_trouble("reading the correlation view's traces", &e, transient);
+        }
+    };
+    let earlier_changes = item.history_pages * HISTORY_PAGE as u64;
     let kind = item.entity.clone().unwrap_or_else(|| "record".to_string());
     let stream = format!("{}-{}-{}", side.as_str(), kind, id);
     page::page(
@@ -73,6 +86,12 @@ pub async fn entity_page(
                 }
             }
             h2 { "Link history" }
+            @if earlier_changes > 0 {
+                p.muted.earlier {
+                    "Latest " (item.history.len()) " changes; " (earlier_changes)
+                    " earlier ones are in the stream " (stream_link(&stream, None)) "."
+                }
+            }
             @if item.history.is_empty() { p.muted { "No link changes recorded." } }
             @else {
                 table.history {
@@ -93,9 +112,9 @@ pub async fn entity_page(
                     }
                 }
             }
-            h2 { "Traces that touched it (" (item.correlation_ids.len()) ")" }
+            h2 { "Traces that touched it (" (traces.len()) ")" }
             ol.links.traces {
-                @for c in &item.correlation_ids { li { (trace_link(&c.to_string())) } }
+                @for c in &traces { li { (trace_link(&c.to_string())) } }
             }
         },
     )

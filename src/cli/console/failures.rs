@@ -1,8 +1,8 @@
 //! `GET /failures`: the syncs that are not done — a `SyncFailed` nothing redrove, a delivery
 //! the worker gave up on, a `SyncDeferred` still waiting — filterable by projection and time;
 //! `POST /failures/redrive`: the Redrive action for one trace or a selection. It runs
-//! `replay::redrive`, exactly what `ledger redrive` runs, recording who (the form's `by`) and
-//! why (`reason`); it needs a CSRF token this process issued.
+//! `sync_ledger::redrive`, exactly what `ledger redrive` runs, recording who (the form's `by`)
+//! and why (`reason`); it needs a CSRF token this process issued.
 
 use super::page::{self, badge, stream_link, time, trace_link, Section};
 use super::scan::{scan, Flow, Window, MAX_SCANNED};
@@ -17,7 +17,7 @@ use projections::correlation_view::CorrelationView;
 use projections::{CorrelationId, Projection};
 use std::collections::HashMap;
 use sync_ledger::projector::registry::{view_name, PROJECTIONS};
-use sync_ledger::replay::redrive::{plan, redrive, Pending, RedriveRequest, Target};
+use sync_ledger::redrive::{plan, redrive, Pending, RedriveRequest, Target};
 
 /// Most traces one failures page lists (and one POST redrives).
 const MAX_TRACES: usize = 50;
@@ -270,6 +270,7 @@ pub async fn redrive_action(State(console): State<Shared>, body: String) -> Resp
             requested_by: by.clone(),
             reason: reason.clone(),
             dry_run: false,
+            projection: None,
         };
         match redrive(
             console.log.clone(),

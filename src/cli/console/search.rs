@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use projections::account_sync::AccountView;
-use projections::correlation_view::{link_key, CorrelationView, LinkItem};
+use projections::correlation_view::{link_key, CorrelationView, LinkItem, TRACES_PAGE};
 use projections::{Projection, Side};
 use std::collections::HashMap;
 use sync_ledger::audit::AuditId;
@@ -192,7 +192,10 @@ pub async fn search_page(
 
 fn found_card(f: &Found) -> Markup {
     let kind = f.item.entity.as_deref().unwrap_or("account");
+    // The item holds the latest traces; full pages of older ones count toward the total
+    // (an id repeated across pages counts twice: the entity page reads and dedupes them).
     let traces = &f.item.correlation_ids;
+    let total_traces = f.item.trace_pages as usize * TRACES_PAGE + traces.len();
     html! {
         section.card.result {
             h2 { (entity_link(f.side.as_str(), kind, &f.id)) }
@@ -208,8 +211,8 @@ fn found_card(f: &Found) -> Markup {
                 }
                 dt { "traces" }
                 dd {
-                    (traces.len())
-                    @if traces.len() > TRACES_PER_ENTITY { " (latest " (TRACES_PER_ENTITY) " shown; all on the entity page)" }
+                    (total_traces)
+                    @if total_traces > TRACES_PER_ENTITY { " (latest " (traces.len().min(TRACES_PER_ENTITY)) " shown; all on the entity page)" }
                 }
             }
             ul.links.traces {

@@ -17,7 +17,7 @@ use maud::{html, Markup};
 use projections::{CorrelationId, EventId, RecordedEvent};
 use std::collections::HashMap;
 use sync_ledger::audit::{build_chain, Node};
-use sync_ledger::replay::redrive::plan;
+use sync_ledger::redrive::plan;
 
 /// Children of one event, as the timeline groups them.
 enum Group<'a> {

@@ -1,10 +1,12 @@
-//! Authenticating Billing callouts with a secret that can rotate. The secret is read at init;
-//! when a signature does not match, the secret is re-read (at most once per
-//! `REFRESH_AFTER`, so forged requests cannot hammer SSM) and the one it replaces stays
-//! accepted, so a rotation never turns the sender's in-flight callouts into 401s. It never
-//! logs or returns a secret.
+//! Authenticating Billing callouts with a secret that can rotate: the HMAC secret of the
+//! `X-Zuora-Signature` scheme, or the `user:password` of Basic auth (what a Zuora callout
+//! template sends when it is set to Basic). The secret is read at init; when a request does
+//! not match, the secret is re-read (at most once per `REFRESH_AFTER`, so forged requests
+//! cannot hammer SSM) and the one it replaces stays accepted, so a rotation never turns the
+//! sender's in-flight callouts into 401s. It never logs or returns a secret.
 
 use super::secret::{SecretError, SecretSource};
+use crate::ingest::basic_auth::{self, BasicAuthError};
 use crate::ingest::signature::{self, CalloutSecret, SignatureError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,25 +66,48 @@ impl CalloutAuth {
         body: &[u8],
         now_unix: i64,
     ) -> Result<(), SignatureError> {
-        match self.verify_known(header, body, now_unix) {
-            Err(SignatureError::Mismatch) if self.refresh().await => {
-                self.verify_known(header, body, now_unix)
+        self.check(
+            |secret| signature::verify(secret, header, body, now_unix),
+            |e| *e == SignatureError::Mismatch,
+        )
+        .await
+    }
+
+    /// Checks a callout's `Authorization: Basic ...` header against the `user:password`
+    /// secret, in constant time.
+    pub async fn verify_basic(&self, authorization: Option<&str>) -> Result<(), BasicAuthError> {
+        self.check(
+            |secret| basic_auth::verify(secret, authorization),
+            |e| *e == BasicAuthError::Mismatch,
+        )
+        .await
+    }
+
+    /// `check` against the known secrets; on a mismatch, once more after a re-read.
+    async fn check<E>(
+        &self,
+        check: impl Fn(&CalloutSecret) -> Result<(), E>,
+        is_mismatch: impl Fn(&E) -> bool,
+    ) -> Result<(), E> {
+        match self.check_known(&check, &is_mismatch) {
+            Err(e) if is_mismatch(&e) && self.refresh().await => {
+                self.check_known(&check, &is_mismatch)
             }
             other => other,
         }
     }
 
-    fn verify_known(
+    /// The current secret, then the one it replaced.
+    fn check_known<E>(
         &self,
-        header: Option<&str>,
-        body: &[u8],
-        now_unix: i64,
-    ) -> Result<(), SignatureError> {
+        check: &impl Fn(&CalloutSecret) -> Result<(), E>,
+        is_mismatch: &impl Fn(&E) -> bool,
+    ) -> Result<(), E> {
         let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        match signature::verify(&secrets.current, header, body, now_unix) {
-            Err(SignatureError::Mismatch) => match &secrets.previous {
-                Some(previous) => signature::verify(previous, header, body, now_unix),
-                None => Err(SignatureError::Mismatch),
+        match check(&secrets.current) {
+            Err(e) if is_mismatch(&e) => match &secrets.previous {
+                Some(previous) => check(previous),
+                None => Err(e),
             },
             other => other,
         }
@@ -169,6 +194,29 @@ mod tests {
             auth.verify(Some(&new), b"x", 100).await,
             Err(SignatureError::Mismatch),
             "no re-read within the interval"
+        );
+    }
+
+    #[tokio::test]
+    async fn rotated_basic_credentials_are_picked_up_and_the_old_ones_still_accepted() {
+        use base64::Engine;
+        let basic = |c: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(c)
+            )
+        };
+        let source = Arc::new(Rotating(Mutex::new("zuora:old")));
+        let auth = CalloutAuth::load(source.clone(), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(auth.verify_basic(Some(&basic("zuora:old"))).await, Ok(()));
+        *source.0.lock().unwrap() = "zuora:new";
+        assert_eq!(auth.verify_basic(Some(&basic("zuora:new"))).await, Ok(()));
+        assert_eq!(auth.verify_basic(Some(&basic("zuora:old"))).await, Ok(()));
+        assert_eq!(
+            auth.verify_basic(Some(&basic("zuora:forged"))).await,
+            Err(BasicAuthError::Mismatch)
         );
     }
 }

@@ -112,13 +112,8 @@ pub fn table_spec(json: &str, table_prefix: &str) -> Result<TableSpec, LedgerErr
         .map_err(|e| LedgerError::Store(format!("invalid DynamoDB migration file: {e}")))
 }
 
-/// Applies every pending migration with the standard AWS configuration chain (including
-/// `AWS_ENDPOINT_URL`).
-pub async fn migrate(table_prefix: &str) -> Result<MigrationReport, LedgerError> {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    migrate_with(&config, table_prefix).await
-}
-
+/// Applies every pending migration with the process's AWS configuration
+/// (`config::AwsConfig`, which honours `AWS_ENDPOINT_URL`).
 pub async fn migrate_with(
     config: &aws_config::SdkConfig,
     table_prefix: &str,

@@ -27,7 +27,7 @@ use super::{
 use errors::{classify, with_retries};
 use item::{MetaItem, GSI_BY_CORRELATION, GSI_BY_TIME, META_PK};
 
-pub use migrate::{migrate, migrate_with, MigrationReport};
+pub use migrate::{migrate_with, MigrationReport};
 
 pub use chunk::{MAX_EVENTS_PER_TRANSACTION, MAX_TRANSACTION_BYTES};
 
@@ -52,13 +52,8 @@ pub struct DynamoDbLedger {
 }
 
 impl DynamoDbLedger {
-    /// Opens `<table_prefix>-events` with the standard AWS configuration chain (including
-    /// `AWS_ENDPOINT_URL`). Refuses an unmigrated store with `NotMigrated`.
-    pub async fn open(table_prefix: &str) -> Result<Self, LedgerError> {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::open_with(&config, table_prefix).await
-    }
-
+    /// Opens `<table_prefix>-events` with the process's AWS configuration (`config::AwsConfig`,
+    /// which honours `AWS_ENDPOINT_URL`). Refuses an unmigrated store with `NotMigrated`.
     pub async fn open_with(
         config: &aws_config::SdkConfig,
         table_prefix: &str,
