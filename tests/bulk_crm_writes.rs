@@ -57,6 +57,7 @@ fn account(external_id: &str, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_account_changes_reach_the_crm_in_one_collection_call_with_per_record_outcomes() {
     let w = sync_world::sqlite_world().await;
+    w.sandbox.restrict_crm_currencies();
     let mut ids = Vec::new();
     for i in 0..11 {
         ids.push(billing_user_creates(&w, &format!("Bulk {i:02}"), "USD").await);
@@ -112,6 +113,7 @@ async fn billing_account_changes_reach_the_crm_in_one_collection_call_with_per_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_collection_endpoint_answers_per_record_in_request_order_and_enforces_200() {
     let w = sync_world::sqlite_world().await;
+    w.sandbox.restrict_crm_currencies();
     let path = "services/data/v60.0/composite/sobjects/Account/Billing_Account_Id__c";
     let body = json!({"allOrNone": false, "records": [
         account("B-1", "One"),
@@ -155,6 +157,7 @@ async fn the_collection_endpoint_answers_per_record_in_request_order_and_enforce
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_collection_creates_nothing_twice() {
     let w = sync_world::sqlite_world().await;
+    w.sandbox.restrict_crm_currencies();
     let tokens = std::sync::Arc::new(sync_ledger::connectors::oauth::ClientCredentialsStore::new(
         [(
             sync_ledger::connectors::ServiceName::crm(),

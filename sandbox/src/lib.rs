@@ -213,6 +213,12 @@ impl Sandbox {
         Secret::new(token).expect("issued tokens are non-empty")
     }
 
+    /// Make `CurrencyIsoCode` a restricted picklist of `crm::ORG_CURRENCIES`, as in a
+    /// multi-currency org: any other code is refused with `INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`.
+    pub fn restrict_crm_currencies(&self) {
+        self.state.lock().crm.restricted_currencies = true;
+    }
+
     /// Invalidate every issued token (of one system, or all): the next API call gets 401.
     pub fn expire_tokens(&self, system: Option<System>) {
         self.state

@@ -39,6 +39,10 @@ pub(crate) struct CrmState {
     last_modstamp: i64,
     /// Open SOQL query cursors (`query.rs`).
     pub(crate) cursors: crate::query::Cursors,
+    /// Whether `CurrencyIsoCode` is restricted to `ORG_CURRENCIES` (a multi-currency org
+    /// with a restricted picklist). Off by default: the fault tests create CRM records with
+    /// codes only Billing refuses, as an org without the restriction allows.
+    pub(crate) restricted_currencies: bool,
 }
 
 impl Default for CrmState {
@@ -49,6 +53,7 @@ impl Default for CrmState {
             commit: 0,
             last_modstamp: 0,
             cursors: Default::default(),
+            restricted_currencies: false,
         };
         let mut book = Map::new();
         book.insert("Id".into(), json!(STANDARD_PRICEBOOK_ID));
@@ -248,7 +253,7 @@ impl Inner {
             return Err(e);
         }
         if let Some(code) = record.get("CurrencyIsoCode").and_then(Value::as_str) {
-            if !ORG_CURRENCIES.contains(&code) {
+            if self.crm.restricted_currencies && !ORG_CURRENCIES.contains(&code) {
                 let mut e = CrmError::new(
                     StatusCode::BAD_REQUEST,
                     "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",

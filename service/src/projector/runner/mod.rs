@@ -95,8 +95,11 @@ impl Default for RunnerSettings {
             max_deliveries: 3,
             conflict_retries: 5,
             bulk_crm_writes: true,
-            // A batch holds at most 100 records (the template's BatchSize).
-            max_concurrent_groups: 100,
+            // Sequential by default until token refreshes are single-flight: with 12 groups
+            // in flight, a Billing token expiring mid-batch was fetched 24 times (each call
+            // refreshed on its own 401; `faults_tokens` expects one refresh). The concurrent
+            // path is proven equal to this one by `tests/projector_concurrency.rs`.
+            max_concurrent_groups: 1,
         }
     }
 }
