@@ -220,6 +220,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
     .map(|k| k * 1024)
 }
 
+/// CPU time this process has used so far, user + system, all threads (`/proc/self/stat`
+/// fields 14 and 15, in USER_HZ = 100 ticks per second on Linux). On a loaded machine the
+/// wall time of a run mostly measures the wait for a core; its CPU time does not.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; every field after its ')' is a number.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
+    Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
+}
+
 /// Resets the peak resident set to the current one (Linux `clear_refs` 5), so a later
 /// `peak_rss_bytes` is the peak of what ran in between. Returns whether the kernel allowed it.
 pub fn reset_peak_rss() -> bool {
@@ -233,6 +244,19 @@ pub use sandbox::runtime_api::proc_status_kib;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_cpu_time_grows_with_work() {
+        let before = process_cpu_seconds().expect("Linux /proc");
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed().as_millis() < 300 {
+            x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(7));
+        }
+        std::hint::black_box(x);
+        let after = process_cpu_seconds().unwrap();
+        assert!(after >= before, "{before} -> {after}");
+    }
 
     #[test]
     fn ratio_targets_apply_to_the_ratio_and_value_targets_to_the_value() {

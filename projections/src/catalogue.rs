@@ -334,6 +334,16 @@ macro_rules! catalogue {
                     None => Ok(DomainEvent::Unknown { event_type: event_type.to_string(), payload }),
                 }
             }
+
+            /// `decode` from a borrowed payload: a typed payload deserializes straight from
+            /// the JSON tree, without the deep copy `decode` needs (folds decode every event
+            /// once per projection).
+            pub fn decode_ref(event_type: &str, payload: &Value) -> Result<Self, DecodeError> {
+                match EventType::parse(event_type) {
+                    $(Some(EventType::$variant) => decode_ref_as(event_type, payload).map(DomainEvent::$variant),)*
+                    None => Ok(DomainEvent::Unknown { event_type: event_type.to_string(), payload: payload.clone() }),
+                }
+            }
         }
     };
 }
@@ -372,6 +382,13 @@ catalogue! {
 
 fn decode_as<T: DeserializeOwned>(event_type: &str, payload: Value) -> Result<T, DecodeError> {
     serde_json::from_value(payload).map_err(|e| DecodeError {
+        event_type: event_type.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode_ref_as<T: DeserializeOwned>(event_type: &str, payload: &Value) -> Result<T, DecodeError> {
+    T::deserialize(payload).map_err(|e| DecodeError {
         event_type: event_type.to_string(),
         reason: e.to_string(),
     })

@@ -179,6 +179,9 @@ impl RecordedEvent {
     /// The typed view of this event, after upcasting older schema versions. Unknown event
     /// types decode to `DomainEvent::Unknown` (kept, never an error).
     pub fn decode(&self) -> Result<DomainEvent, DecodeError> {
+        if !upcast::needs_upcast(&self.event_type, self.schema_version) {
+            return DomainEvent::decode_ref(&self.event_type, &self.payload);
+        }
         let (event_type, payload) =
             upcast::upcast(&self.event_type, self.schema_version, self.payload.clone());
         DomainEvent::decode(&event_type, payload)

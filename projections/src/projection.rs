@@ -192,8 +192,14 @@ impl<S> ViewItem<S> {
         if position == Apply::Applied {
             P::evolve(&mut self.state, event);
             self.spilled.extend(P::spill(&self.key, &mut self.state));
-            self.last_version
-                .insert(event.stream_id.clone(), event.version);
+            // Only a stream new to the item needs its id copied (once, not per event).
+            match self.last_version.get_mut(&event.stream_id) {
+                Some(last) => *last = event.version,
+                None => {
+                    self.last_version
+                        .insert(event.stream_id.clone(), event.version);
+                }
+            }
         }
         position
     }

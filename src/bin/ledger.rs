@@ -7,6 +7,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc for the CLI only: a replay allocates per decoded row and per fold, and the
+/// system allocator's malloc/free was a quarter of its profile (BENCHMARKS.md). The Lambda
+/// binaries keep the system allocator (smaller binaries, and nothing measured it there).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

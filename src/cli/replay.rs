@@ -5,6 +5,7 @@
 use super::CliError;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
+use projections::Partition;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -26,7 +27,7 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "verify")]
     pub into: Option<String>,
     /// After a finished `--into` rebuild, make it the live views.
-    #[arg(long, requires = "into")]
+    #[arg(long, requires = "into", conflicts_with = "partition")]
     pub switch: bool,
     /// Rebuild into scratch and compare with the live views; exits 1 listing differing keys.
     #[arg(long, conflicts_with_all = ["from", "max_events"])]
@@ -34,6 +35,15 @@ pub struct ReplayArgs {
     /// Stop after reading this many events (the checkpoint lets the same command resume).
     #[arg(long, value_name = "N")]
     pub max_events: Option<u64>,
+    /// Rebuild only the view keys of partition I of N (0-based, e.g. 2/4): the stable FNV-1a
+    /// hash of each item's key picks its partition, so N processes rebuild the projections in
+    /// parallel, each with its own checkpoint; their digests add up to one run's.
+    #[arg(long, value_name = "I/N", conflicts_with = "verify")]
+    pub partition: Option<Partition>,
+    /// Items each projection keeps in memory between checkpoints (a bigger cache reads the
+    /// store less and holds more memory).
+    #[arg(long, value_name = "N", default_value_t = sync_ledger::replay::fold::CACHE_LIMIT as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_items: u64,
     /// Save the checkpoint every N events.
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
@@ -88,6 +98,8 @@ pub async fn run(store: &StoreUrl, args: &ReplayArgs) -> Result<ExitCode, CliErr
     request.from = args.from;
     request.max_events = args.max_events;
     request.checkpoint_every = args.checkpoint_every;
+    request.partition = args.partition.unwrap_or(Partition::ALL);
+    request.cache_items = usize::try_from(args.cache_items).unwrap_or(usize::MAX);
     if progress.terminal {
         progress.total = Some(replay::count_events(log.as_ref(), args.from).await?);
     }
@@ -122,12 +134,21 @@ pub fn summary(r: &ProjectionReport) -> String {
     } else {
         "started".to_string()
     };
+    let partition = r
+        .partition
+        .as_ref()
+        .map(|p| format!(" (partition {p})"))
+        .unwrap_or_default();
     let mut line = format!(
-        "{} -> {}: {start}; {} events read ({} applied, {} already applied, {} ignored, {} filled from streams), {} item writes",
+        "{} -> {}{partition}: {start}; {} events read ({} applied, {} already applied, {} ignored, {} filled from streams), {} item writes",
         r.projection, r.target, r.events_read, r.applied, r.already_applied, r.ignored, r.gap_filled, r.items_written
     );
     match &r.digest {
-        Some(digest) => line.push_str(&format!("; digest {digest}")),
+        // In full: the digests of a projection's partitions add up to one run's.
+        Some(digest) => line.push_str(&format!(
+            "; digest sha256-sum:{} ({} items)",
+            digest.sha256_sum, digest.items
+        )),
         None => line.push_str(&format!("; stopped after {} events", r.events_total)),
     }
     line

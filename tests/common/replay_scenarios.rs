@@ -43,6 +43,7 @@ macro_rules! replay_tests {
             replay_into_a_namespace_leaves_live_views_alone_until_switched,
             from_a_point_in_time_catches_up_views_restored_from_before_it,
             an_unknown_projection_is_refused_naming_the_known_ones,
+            a_tiny_cache_writing_behind_builds_the_items_of_the_pure_fold,
         );
     };
     (@each $backend:expr; $($name:ident,)*) => {
@@ -450,4 +451,41 @@ pub async fn an_unknown_projection_is_refused_naming_the_known_ones(backend: Bac
         "{err}"
     );
     assert!(err.contains("known: account, "), "{err}");
+}
+
+/// Every account changes once per round, so with a cache of 3 items per projection and a
+/// batch every 7 events each item is evicted and read back from the store many times, often
+/// right after the batch that wrote it went out (replay writes behind its folds).
+pub async fn a_tiny_cache_writing_behind_builds_the_items_of_the_pure_fold(backend: Backend) {
+    let store = Store::with_events(backend, 0);
+    let mut lines = String::new();
+    for round in 0..3 {
+        for n in 0..25 {
+            lines.push_str(&format!(
+                r#"{{"stream_id":"crm-account-001CCH{n:05}","event_type":"CrmAccountUpserted","source":"crm","source_event_id":"cache-{n}-{round}","correlation_id":"0193a0b4-1c00-7000-8000-{n:08}{round:04}","occurred_at":"2026-11-26T09:00:00Z","payload":{{"account_id":"001CCH{n:05}","name":"Cached {n} r{round}","currency":"USD","billing_account_id":"8ad0cch{n:04}"}}}}"#
+            ));
+            lines.push('\n');
+        }
+    }
+    let file = store.dir.path().join("rounds.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    store.ledger(&["ingest", file.to_str().unwrap()]).ok();
+
+    let out = store
+        .ledger(&["replay", "--cache-items", "3", "--checkpoint-every", "7"])
+        .ok()
+        .stdout();
+    let account = store.digest(AccountSync::NAME).await;
+    let correlation = store.digest(CorrelationView::NAME).await;
+    assert!(account.items >= 25, "{account}");
+    assert_eq!(account, store.pure_fold::<AccountSync>().await, "{out}");
+    assert_eq!(
+        correlation,
+        store.pure_fold::<CorrelationView>().await,
+        "{out}"
+    );
+    // The default cache builds the same.
+    store.ledger(&["replay"]).ok();
+    assert_eq!(store.digest(AccountSync::NAME).await, account);
+    assert_eq!(store.digest(CorrelationView::NAME).await, correlation);
 }

@@ -45,6 +45,9 @@ macro_rules! all_views_conformance_tests {
             oversized_or_duplicate_commits_are_rejected_before_writing,
             a_state_over_the_item_limit_is_refused_naming_the_item,
             bad_names_are_rejected_naming_the_field,
+            list_page_walks_one_projection_in_bounded_pages,
+            commit_batch_writes_past_one_commit_and_keeps_the_revision_condition,
+            delete_items_deletes_only_the_named_items,
             get_many_answers_each_key_in_order_across_read_chunks,
             spilled_pages_commit_with_their_item_and_are_write_once,
         );
@@ -445,6 +448,152 @@ pub async fn bad_names_are_rejected_naming_the_field(store: Store) {
     assert!(err.to_string().starts_with("projection:"), "{err}");
     let err = store.save_checkpoint("", "1").await.unwrap_err();
     assert!(err.to_string().starts_with("checkpoint:"), "{err}");
+}
+
+pub async fn list_page_walks_one_projection_in_bounded_pages(store: Store) {
+    let writes: Vec<ViewWrite> = (0..23)
+        .map(|i| create(key("product", &format!("p{i:02}")), versions(&[]), json!(i)))
+        .collect();
+    store.commit(writes).await.unwrap();
+    for (p, k) in [("products", "a"), ("account", "a")] {
+        store
+            .commit(vec![create(key(p, k), versions(&[]), json!(0))])
+            .await
+            .unwrap();
+    }
+    store.save_checkpoint("product", "9").await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = store.list_page("product", after.take(), 5).await.unwrap();
+        assert!(
+            page.items.len() <= 5,
+            "{} items in a page of 5",
+            page.items.len()
+        );
+        seen.extend(page.items.into_iter().map(|i| (i.key.pk(), i.state)));
+        pages += 1;
+        assert!(pages < 50, "paging does not end");
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages >= 5, "23 items in pages of 5 took {pages} pages");
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected: Vec<(String, serde_json::Value)> = (0..23)
+        .map(|i| (format!("product#p{i:02}"), json!(i)))
+        .collect();
+    assert_eq!(seen, expected, "every item once, no other projection's");
+    let none = store.list_page("nothing", None, 5).await.unwrap();
+    assert!(none.items.is_empty());
+}
+
+pub async fn commit_batch_writes_past_one_commit_and_keeps_the_revision_condition(store: Store) {
+    // More than two commits' worth, as a replay's flush of several projections is, in groups
+    // of one to three items (an item and the pages it spilled go together).
+    let mut groups: Vec<Vec<ViewWrite>> = Vec::new();
+    for i in 0..230 {
+        let write = create(
+            key("order", &format!("o{i:03}")),
+            versions(&[("crm-order-1", 1)]),
+            json!(i),
+        );
+        match groups.last_mut() {
+            Some(group) if group.len() < 1 + i % 3 => group.push(write),
+            _ => groups.push(vec![write]),
+        }
+    }
+    store.commit_batch(groups).await.unwrap();
+    assert_eq!(store.list("order").await.unwrap().len(), 230);
+
+    let update = |i: usize, expected: ExpectedRevision| ViewWrite {
+        key: key("order", &format!("o{i:03}")),
+        expected,
+        last_version: versions(&[("crm-order-1", 2)]),
+        state: json!({"again": i}),
+    };
+    store
+        .commit_batch(
+            (0..230)
+                .map(|i| vec![update(i, ExpectedRevision::Exact(1))])
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let item = store.get(&key("order", "o117")).await.unwrap().unwrap();
+    assert_eq!((item.revision, item.state), (2, json!({"again": 117})));
+
+    // A stale revision is a conflict naming the item, and its group is not written.
+    let err = store
+        .commit_batch(vec![vec![
+            update(4, ExpectedRevision::Exact(2)),
+            update(5, ExpectedRevision::Exact(1)),
+        ]])
+        .await
+        .unwrap_err();
+    match err {
+        ViewError::Conflict { pk, .. } => assert_eq!(pk, "order#o005"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .get(&key("order", "o004"))
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
+        2
+    );
+    // The same item twice, or a group over one commit, is refused before anything is written.
+    let err = store
+        .commit_batch(vec![
+            vec![update(7, ExpectedRevision::Exact(2))],
+            vec![update(7, ExpectedRevision::Exact(2))],
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ViewError::DuplicateWrite { .. }), "{err:?}");
+    let err = store
+        .commit_batch(vec![(0..101)
+            .map(|i| update(i, ExpectedRevision::Exact(2)))
+            .collect()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ViewError::TooManyWrites { .. }), "{err:?}");
+    assert_eq!(
+        store
+            .get(&key("order", "o007"))
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
+        2
+    );
+    store.commit_batch(Vec::new()).await.unwrap();
+}
+
+pub async fn delete_items_deletes_only_the_named_items(store: Store) {
+    let writes: Vec<ViewWrite> = (0..30)
+        .map(|i| create(key("product", &format!("p{i:02}")), versions(&[]), json!(i)))
+        .collect();
+    store.commit(writes).await.unwrap();
+    // Past one DynamoDB batch (25), plus a key that has no item.
+    let doomed: Vec<ViewKey> = (0..27)
+        .map(|i| key("product", &format!("p{i:02}")))
+        .chain([key("product", "never-written")])
+        .collect();
+    store.delete_items(&doomed).await.unwrap();
+    let left: Vec<String> = store
+        .list("product")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key.pk())
+        .collect();
+    assert_eq!(left, vec!["product#p27", "product#p28", "product#p29"]);
+    store.delete_items(&[]).await.unwrap();
 }
 
 /// A batch read answers every key in the order asked, misses as `None`, a repeated key twice,

@@ -5,10 +5,15 @@
 
 pub mod digest;
 pub mod fold;
+mod key_filter;
+mod pages;
 pub mod registry;
 pub mod run;
 
-pub use digest::{canonical_json, diff, snapshot, Difference, DifferenceKind, ViewDigest};
+pub use digest::{
+    canonical_json, diff, snapshot, stream_digest, Difference, DifferenceKind, DigestSum,
+    ViewDigest,
+};
 pub use fold::{Offered, Rebuilder, Replayer};
 pub use registry::{rebuilder, PROJECTIONS};
 pub use run::{

@@ -3,15 +3,16 @@
 //! flushes and checkpoints every N events (in the target's view store), and resumes from a
 //! running checkpoint. Also `verify` and `switch`.
 
-use super::digest::{diff, snapshot, Difference, ViewDigest};
-use super::fold::{Offered, Replayer};
+use super::digest::{diff, snapshot, stream_digest, Difference, ViewDigest};
+use super::fold::{commit, Offered, Replayer, CACHE_LIMIT};
+use super::pages::Pages;
 use super::registry::{rebuilder, view_name, PROJECTIONS};
 use super::ReplayError;
 use crate::ledger::EventLog;
 use crate::views::{ExpectedRevision, ViewNamespace, ViewStore, ViewWrite, MAX_WRITES_PER_COMMIT};
 use chrono::{DateTime, Utc};
 use projections::envelope::format_timestamp;
-use projections::RecordedEvent;
+use projections::{Partition, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -34,6 +35,11 @@ pub struct ReplayRequest {
     pub page_size: usize,
     /// Whether to read and write checkpoints (off for scratch rebuilds that are thrown away).
     pub checkpoints: bool,
+    /// Rebuild only the view keys this partition owns (`--partition i/N`): N runs, one per
+    /// partition, rebuild a projection in parallel, each with its own checkpoint and wipe.
+    pub partition: Partition,
+    /// Items each projection keeps cached between flushes: memory against store reads.
+    pub cache_items: usize,
 }
 
 impl ReplayRequest {
@@ -46,6 +52,8 @@ impl ReplayRequest {
             checkpoint_every: 500,
             page_size: 500,
             checkpoints: true,
+            partition: Partition::ALL,
+            cache_items: CACHE_LIMIT,
         }
     }
 
@@ -91,7 +99,10 @@ pub struct ProjectionReport {
     pub items_written: u64,
     /// Reached the end of the log (otherwise stopped by `max_events`).
     pub finished: bool,
-    /// The target's items after a finished run.
+    /// The partition rebuilt (`0/1`: every key).
+    pub partition: Option<String>,
+    /// The target's items after a finished run (of the partition's keys only, for a
+    /// partitioned run: the digests of every partition combine into the whole's).
     pub digest: Option<ViewDigest>,
 }
 
@@ -112,15 +123,27 @@ struct ReplayCheckpoint {
     events: u64,
 }
 
-fn checkpoint_name(projection: &str) -> String {
-    format!("replay#{projection}")
+fn checkpoint_name(projection: &str, partition: Partition) -> String {
+    if partition.is_all() {
+        format!("replay#{projection}")
+    } else {
+        format!(
+            "replay#{projection}#partition-{}-of-{}",
+            partition.index(),
+            partition.count()
+        )
+    }
 }
 
 async fn load_checkpoint(
     views: &dyn ViewStore,
     projection: &str,
+    partition: Partition,
 ) -> Result<Option<ReplayCheckpoint>, ReplayError> {
-    let Some(saved) = views.checkpoint(&checkpoint_name(projection)).await? else {
+    let Some(saved) = views
+        .checkpoint(&checkpoint_name(projection, partition))
+        .await?
+    else {
         return Ok(None);
     };
     // An unreadable checkpoint (an older format) only costs a fresh start, never a wrong resume.
@@ -130,17 +153,51 @@ async fn load_checkpoint(
 async fn save_checkpoint(
     views: &dyn ViewStore,
     projection: &str,
+    partition: Partition,
     checkpoint: &ReplayCheckpoint,
 ) -> Result<(), ReplayError> {
     let json = serde_json::to_string(checkpoint).expect("checkpoints serialize");
     views
-        .save_checkpoint(&checkpoint_name(projection), &json)
+        .save_checkpoint(&checkpoint_name(projection, partition), &json)
         .await?;
     Ok(())
 }
 
+/// Items per page when a partition's wipe lists a projection's items.
+const WIPE_PAGE: usize = 1000;
+
+/// Deletes the items of `projection` that `partition` owns (every item for `Partition::ALL`),
+/// leaving the other partitions' items to their own runs; returns how many went.
+async fn wipe(
+    views: &dyn ViewStore,
+    projection: &str,
+    partition: Partition,
+) -> Result<usize, ReplayError> {
+    if partition.is_all() {
+        return Ok(views.delete_projection(projection).await?);
+    }
+    let mut wiped = 0;
+    let mut after = None;
+    loop {
+        let page = views.list_page(projection, after.take(), WIPE_PAGE).await?;
+        let owned: Vec<_> = page
+            .items
+            .into_iter()
+            .filter(|item| partition.owns(item.key.projection(), item.key.key()))
+            .map(|item| item.key)
+            .collect();
+        views.delete_items(&owned).await?;
+        wiped += owned.len();
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(wiped),
+        }
+    }
+}
+
 /// One projection's rebuild in progress: its fold, report and checkpoint.
 struct Lane {
+    name: &'static str,
     fold: Box<dyn Replayer>,
     report: ProjectionReport,
     checkpoint: ReplayCheckpoint,
@@ -162,13 +219,16 @@ impl Lane {
         from_text: &Option<String>,
     ) -> Result<Self, ReplayError> {
         let mut fold = rebuilder(name, log.clone(), target.clone())?;
+        fold.restrict_to(request.partition);
+        fold.cache_items(request.cache_items);
         let mut report = ProjectionReport {
             projection: name.to_string(),
             target: request.target.to_string(),
+            partition: (!request.partition.is_all()).then(|| request.partition.to_string()),
             ..Default::default()
         };
         let saved = if request.checkpoints {
-            load_checkpoint(target.as_ref(), name).await?
+            load_checkpoint(target.as_ref(), name, request.partition).await?
         } else {
             None
         };
@@ -180,7 +240,7 @@ impl Lane {
             }
             None => {
                 if request.from.is_none() {
-                    report.wiped = target.delete_projection(name).await?;
+                    report.wiped = wipe(target.as_ref(), name, request.partition).await?;
                     fold.assume_empty();
                 }
                 ReplayCheckpoint {
@@ -194,9 +254,10 @@ impl Lane {
         if request.checkpoints && !report.resumed {
             // Recorded before the first event so a run killed early resumes instead of
             // wiping again (a second wipe would be harmless, but the count would restart).
-            save_checkpoint(target.as_ref(), name, &checkpoint).await?;
+            save_checkpoint(target.as_ref(), name, request.partition, &checkpoint).await?;
         }
         Ok(Self {
+            name,
             fold,
             report,
             checkpoint,
@@ -213,6 +274,19 @@ impl Lane {
         target: &dyn ViewStore,
         request: &ReplayRequest,
     ) -> Result<(), ReplayError> {
+        self.fold_one(event).await?;
+        self.since_checkpoint += 1;
+        if self.since_checkpoint >= request.checkpoint_every {
+            self.checkpoint.after = Some(event.global_order_key());
+            self.report.items_written += self.fold.flush().await? as u64;
+            self.save(target, request).await?;
+            self.since_checkpoint = 0;
+        }
+        Ok(())
+    }
+
+    /// Folds one event into the lane's items (in memory until a flush) and counts it.
+    async fn fold_one(&mut self, event: &RecordedEvent) -> Result<(), ReplayError> {
         match self.fold.offer(event).await? {
             Offered::Applied { gap_filled } => {
                 self.report.applied += 1;
@@ -224,14 +298,22 @@ impl Lane {
         self.offered = true;
         self.checkpoint.events += 1;
         self.report.events_read += 1;
-        self.since_checkpoint += 1;
-        if self.since_checkpoint >= request.checkpoint_every {
-            self.checkpoint.after = Some(event.global_order_key());
-            self.report.items_written += self.fold.flush().await? as u64;
-            if request.checkpoints {
-                save_checkpoint(target, &self.report.projection, &self.checkpoint).await?;
-            }
-            self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    async fn save(
+        &self,
+        target: &dyn ViewStore,
+        request: &ReplayRequest,
+    ) -> Result<(), ReplayError> {
+        if request.checkpoints {
+            save_checkpoint(
+                target,
+                &self.report.projection,
+                request.partition,
+                &self.checkpoint,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -255,14 +337,11 @@ impl Lane {
         if finished {
             self.checkpoint.status = Status::Done;
         }
-        if request.checkpoints {
-            save_checkpoint(target, &self.report.projection, &self.checkpoint).await?;
-        }
+        self.save(target, request).await?;
         self.report.events_total = self.checkpoint.events;
         if finished {
-            self.report.digest = Some(ViewDigest::of(
-                &snapshot(target, &self.report.projection).await?,
-            ));
+            self.report.digest =
+                Some(stream_digest(target, &self.report.projection, request.partition).await?);
         }
         Ok(self.report)
     }
@@ -360,12 +439,13 @@ async fn replay_together(
         &names.join(", "),
         lanes.iter().map(|l| l.checkpoint.events).min().unwrap_or(0),
     );
-    loop {
-        let page = log
-            .read_all(request.from, after.as_deref(), request.page_size)
-            .await?;
+    let mut pages = Pages::read_ahead(log.clone(), request.from, after.clone(), request.page_size);
+    let mut since_checkpoint = 0;
+    let mut in_flight = None;
+    while let Some(page) = pages.next().await {
+        let page = page?;
         let Some(last) = page.last() else {
-            break;
+            continue;
         };
         after = Some(last.global_order_key());
         for event in &page {
@@ -382,11 +462,31 @@ async fn replay_together(
                     }
                     lane.skip_until = None;
                 }
-                lane.offer(event, target.as_ref(), request).await?;
+                lane.fold_one(event).await?;
+            }
+            since_checkpoint += 1;
+            if since_checkpoint >= request.checkpoint_every {
+                // Write-behind: this batch is written while the folds go on with the next
+                // events (on the other core). Batches land in order, and caches drop items
+                // only once every earlier batch has landed, so no fold reads a stale item.
+                landed(&mut in_flight).await?;
+                for lane in lanes.iter_mut() {
+                    lane.fold.evict();
+                }
+                let batch = take_batch(&mut lanes, event, request)?;
+                in_flight = Some(tokio::spawn(write_batch(
+                    target.clone(),
+                    batch,
+                    request.partition,
+                )));
+                since_checkpoint = 0;
             }
         }
         progress.advance(page.len() as u64);
     }
+    // What is left goes in one batch too; each lane's `close` then saves its checkpoint.
+    landed(&mut in_flight).await?;
+    flush_lanes(&mut lanes, target.as_ref()).await?;
     let mut reports = Vec::with_capacity(lanes.len());
     for lane in lanes {
         let report = lane
@@ -396,6 +496,79 @@ async fn replay_together(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// The batch of one checkpoint: every lane's changed items, then the lanes' checkpoints.
+struct Batch {
+    /// One group per changed item: the item and the pages it spilled.
+    writes: Vec<Vec<ViewWrite>>,
+    checkpoints: Vec<(&'static str, ReplayCheckpoint)>,
+}
+
+/// Takes every lane's changed items and (at `event`) checkpoints as one batch; a lane still
+/// catching up keeps its own checkpoint.
+fn take_batch(
+    lanes: &mut [Lane],
+    event: &RecordedEvent,
+    request: &ReplayRequest,
+) -> Result<Batch, ReplayError> {
+    let key = event.global_order_key();
+    let mut batch = Batch {
+        writes: Vec::new(),
+        checkpoints: Vec::new(),
+    };
+    for lane in lanes.iter_mut() {
+        let drained = lane.fold.drain()?;
+        lane.report.items_written += drained.len() as u64;
+        batch.writes.extend(drained);
+        if lane.skip_until.is_none() {
+            lane.checkpoint.after = Some(key.clone());
+        }
+        if request.checkpoints {
+            batch.checkpoints.push((lane.name, lane.checkpoint.clone()));
+        }
+    }
+    Ok(batch)
+}
+
+/// Writes a batch (one transaction on the embedded store), then saves its checkpoints: a
+/// checkpoint never runs ahead of the items it covers.
+async fn write_batch(
+    target: Arc<dyn ViewStore>,
+    batch: Batch,
+    partition: Partition,
+) -> Result<(), ReplayError> {
+    commit(target.as_ref(), batch.writes).await?;
+    for (name, checkpoint) in &batch.checkpoints {
+        save_checkpoint(target.as_ref(), name, partition, checkpoint).await?;
+    }
+    Ok(())
+}
+
+/// Waits for the batch being written, if any.
+async fn landed(
+    in_flight: &mut Option<tokio::task::JoinHandle<Result<(), ReplayError>>>,
+) -> Result<(), ReplayError> {
+    match in_flight.take() {
+        None => Ok(()),
+        Some(task) => task.await.map_err(|e| {
+            ReplayError::View(crate::views::ViewError::Store(format!(
+                "the replay's view writer failed: {e}"
+            )))
+        })?,
+    }
+}
+
+/// Commits every lane's pending writes together (at the end of a run).
+async fn flush_lanes(lanes: &mut [Lane], target: &dyn ViewStore) -> Result<(), ReplayError> {
+    let mut writes = Vec::new();
+    for lane in lanes.iter_mut() {
+        let drained = lane.fold.drain()?;
+        lane.report.items_written += drained.len() as u64;
+        writes.extend(drained);
+    }
+    commit(target, writes).await?;
+    Ok(())
 }
 
 /// How many events `read_all` yields from `from` (for a progress bar's length and ETA).

@@ -4,8 +4,8 @@
 
 use super::{
     check_checkpoint_name, check_commit, check_item_size, check_projection, Checkpoint,
-    ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewRow, ViewStore,
-    ViewWrite, MAX_KEYS_PER_READ,
+    ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewPage, ViewRow,
+    ViewStore, ViewWrite, MAX_KEYS_PER_READ,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -447,6 +447,49 @@ impl ViewStore for DynamoViewStore {
         let count = keys.len();
         self.delete_keys(keys).await?;
         Ok(count)
+    }
+
+    async fn list_page(
+        &self,
+        projection: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<ViewPage, ViewError> {
+        check_projection(projection)?;
+        let prefix = self.stored_pk(&format!("{projection}#"));
+        // The table's key is `pk` alone, so a Scan resumes from `{pk: <cursor>}`. Scan's
+        // Limit counts items read before the filter: a page may hold fewer items than the
+        // limit (even none) and still have a next one.
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("begins_with(pk, :prefix)")
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(
+                after.map(|pk| HashMap::from([("pk".to_string(), AttributeValue::S(pk))])),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("Scan", e))?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| self.decode_item(item))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => Some(string_attr(&key, "pk", "?")?.to_string()),
+            _ => None,
+        };
+        Ok(ViewPage { items, next })
+    }
+
+    async fn delete_items(&self, keys: &[ViewKey]) -> Result<(), ViewError> {
+        self.delete_keys(keys.iter().map(|k| self.stored_pk(&k.pk())).collect())
+            .await
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ViewError> {

@@ -220,6 +220,14 @@ impl ViewWrite {
     }
 }
 
+/// One page of a projection's items (`ViewStore::list_page`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ViewPage {
+    pub items: Vec<ViewRow>,
+    /// The cursor of the next page; `None` after the last one.
+    pub next: Option<String>,
+}
+
 /// The writes that store the pages an item spilled (`Projection::spill`), to go in the same
 /// commit as the item. Each is conditioned on the page being absent: a page exists only if the
 /// item state that spilled it was committed, and then the events that spilled it are already
@@ -305,6 +313,22 @@ pub fn check_commit(writes: &[ViewWrite]) -> Result<(), ViewError> {
     Ok(())
 }
 
+/// Checks a batch (`ViewStore::commit_batch`) before any write: no group over one commit's
+/// limit, no item twice.
+pub fn check_batch(groups: &[Vec<ViewWrite>]) -> Result<(), ViewError> {
+    if let Some(big) = groups.iter().find(|g| g.len() > MAX_WRITES_PER_COMMIT) {
+        return Err(ViewError::TooManyWrites {
+            count: big.len(),
+            max: MAX_WRITES_PER_COMMIT,
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    match groups.iter().flatten().find(|w| !seen.insert(&w.key)) {
+        Some(twice) => Err(ViewError::DuplicateWrite { pk: twice.key.pk() }),
+        None => Ok(()),
+    }
+}
+
 /// Refuses a write whose item would not fit in one DynamoDB item; `payload_bytes` is what
 /// the adapter stores for it (state JSON plus the last-version map).
 pub fn check_item_size(key: &ViewKey, payload_bytes: usize) -> Result<(), ViewError> {
@@ -378,6 +402,41 @@ pub trait ViewStore: Send + Sync {
 
     /// Deletes every item of one projection (a replay wipe); returns how many went.
     async fn delete_projection(&self, projection: &str) -> Result<usize, ViewError>;
+
+    /// Up to `limit` items of one projection after the cursor `after` (`None`: the first
+    /// page), in the store's own order (key order on SQLite, scan order on DynamoDB): what
+    /// reads a whole projection with bounded memory (streaming digests, partition wipes).
+    async fn list_page(
+        &self,
+        projection: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<ViewPage, ViewError>;
+
+    /// Many commits in as few round trips as the store allows (a replay's flush): each
+    /// group is atomic like one `commit` (every write under its revision condition, all or
+    /// nothing) and holds at most `MAX_WRITES_PER_COMMIT` writes; groups are applied in order,
+    /// as many per round trip as fit (the embedded store: all of them in one transaction).
+    /// On a `Conflict` the round trips before the failing one stay written. A write's new
+    /// revision is always its expected one plus one.
+    async fn commit_batch(&self, groups: Vec<Vec<ViewWrite>>) -> Result<(), ViewError> {
+        check_batch(&groups)?;
+        let mut chunk: Vec<ViewWrite> = Vec::new();
+        for group in groups {
+            if !chunk.is_empty() && chunk.len() + group.len() > MAX_WRITES_PER_COMMIT {
+                self.commit(std::mem::take(&mut chunk)).await?;
+            }
+            chunk.extend(group);
+        }
+        if !chunk.is_empty() {
+            self.commit(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes these items whatever their revision (a partition's wipe before its replay);
+    /// keys without an item are skipped.
+    async fn delete_items(&self, keys: &[ViewKey]) -> Result<(), ViewError>;
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ViewError>;
 

@@ -3,9 +3,9 @@
 //! beside the event log's) and never creates or alters tables: `ledger migrate` does.
 
 use super::{
-    check_checkpoint_name, check_commit, check_item_size, check_projection, Checkpoint,
-    ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewRow, ViewStore,
-    ViewWrite,
+    check_batch, check_checkpoint_name, check_commit, check_item_size, check_projection,
+    Checkpoint, ExpectedRevision, LastVersions, ViewError, ViewKey, ViewNamespace, ViewPage,
+    ViewRow, ViewStore, ViewWrite,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -157,6 +157,66 @@ impl Row {
     }
 }
 
+/// Puts every write in one IMMEDIATE transaction, each only if its item is still at the
+/// expected revision; on a conflict nothing is written.
+fn put_all(
+    conn: &mut Connection,
+    prefix: &str,
+    writes: &[ViewWrite],
+) -> Result<Vec<u64>, ViewError> {
+    // IMMEDIATE takes the write lock up front, so the revision checks below and the
+    // writes are one atomic step against every other connection.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(store_err)?;
+    let now = format_timestamp(&Utc::now());
+    let mut revisions = Vec::with_capacity(writes.len());
+    for w in writes {
+        let stored_pk = format!("{prefix}{}", w.key.pk());
+        let body = serde_json::to_string(&w.state)
+            .map_err(|e| ViewError::Store(format!("state of {}: {e}", w.key)))?;
+        let last_versions = encode_last_versions(&w.last_version);
+        check_item_size(&w.key, body.len() + last_versions.len())?;
+        let next = w.expected.next();
+        let changed = match w.expected {
+            ExpectedRevision::Absent => tx
+                .prepare_cached(
+                    "INSERT INTO views (pk, body, last_versions, updated_at, revision) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pk) DO NOTHING",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![stored_pk, body, last_versions, now, next as i64])
+                }),
+            ExpectedRevision::Exact(current) => tx
+                .prepare_cached(
+                    "UPDATE views SET body = ?2, last_versions = ?3, updated_at = ?4, \
+                     revision = ?5 WHERE pk = ?1 AND revision = ?6",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![
+                        stored_pk,
+                        body,
+                        last_versions,
+                        now,
+                        next as i64,
+                        current as i64
+                    ])
+                }),
+        }
+        .map_err(store_err)?;
+        if changed != 1 {
+            // Dropping `tx` rolls back the writes already made in this commit.
+            return Err(ViewError::Conflict {
+                pk: w.key.pk(),
+                expected: w.expected,
+            });
+        }
+        revisions.push(next);
+    }
+    tx.commit().map_err(store_err)?;
+    Ok(revisions)
+}
+
 const SELECT_ITEM: &str = "SELECT pk, body, last_versions, updated_at, revision FROM views";
 
 #[async_trait]
@@ -221,66 +281,8 @@ impl ViewStore for SqliteViewStore {
     async fn commit(&self, writes: Vec<ViewWrite>) -> Result<Vec<u64>, ViewError> {
         check_commit(&writes)?;
         let prefix = self.namespace.key_prefix();
-        self.with_conn(move |conn| {
-            // IMMEDIATE takes the write lock up front, so the revision checks below and the
-            // writes are one atomic step against every other connection.
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(store_err)?;
-            let now = format_timestamp(&Utc::now());
-            let mut revisions = Vec::with_capacity(writes.len());
-            for w in &writes {
-                let stored_pk = format!("{prefix}{}", w.key.pk());
-                let body = serde_json::to_string(&w.state)
-                    .map_err(|e| ViewError::Store(format!("state of {}: {e}", w.key)))?;
-                let last_versions = encode_last_versions(&w.last_version);
-                check_item_size(&w.key, body.len() + last_versions.len())?;
-                let next = w.expected.next();
-                let changed = match w.expected {
-                    ExpectedRevision::Absent => tx
-                        .prepare_cached(
-                            "INSERT INTO views (pk, body, last_versions, updated_at, revision) \
-                             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pk) DO NOTHING",
-                        )
-                        .and_then(|mut insert| {
-                            insert.execute(params![
-                                stored_pk,
-                                body,
-                                last_versions,
-                                now,
-                                next as i64
-                            ])
-                        }),
-                    ExpectedRevision::Exact(current) => tx
-                        .prepare_cached(
-                            "UPDATE views SET body = ?2, last_versions = ?3, updated_at = ?4, \
-                             revision = ?5 WHERE pk = ?1 AND revision = ?6",
-                        )
-                        .and_then(|mut update| {
-                            update.execute(params![
-                                stored_pk,
-                                body,
-                                last_versions,
-                                now,
-                                next as i64,
-                                current as i64
-                            ])
-                        }),
-                }
-                .map_err(store_err)?;
-                if changed != 1 {
-                    // Dropping `tx` rolls back the writes already made in this commit.
-                    return Err(ViewError::Conflict {
-                        pk: w.key.pk(),
-                        expected: w.expected,
-                    });
-                }
-                revisions.push(next);
-            }
-            tx.commit().map_err(store_err)?;
-            Ok(revisions)
-        })
-        .await
+        self.with_conn(move |conn| put_all(conn, &prefix, &writes))
+            .await
     }
 
     async fn list(&self, projection: &str) -> Result<Vec<ViewRow>, ViewError> {
@@ -313,6 +315,72 @@ impl ViewStore for SqliteViewStore {
                 [&lower, &upper],
             )
             .map_err(store_err)
+        })
+        .await
+    }
+
+    async fn list_page(
+        &self,
+        projection: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<ViewPage, ViewError> {
+        check_projection(projection)?;
+        let prefix = self.namespace.key_prefix();
+        let (lower, upper) = prefix_range(&format!("{prefix}{projection}#"));
+        // The cursor is the last stored pk of the previous page: pages are primary-key ranges.
+        let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "{SELECT_ITEM} WHERE pk > ?1 AND pk >= ?2 AND pk < ?3 ORDER BY pk LIMIT ?4"
+                ))
+                .map_err(store_err)?;
+            let rows = stmt
+                .query_map(
+                    params![after.unwrap_or_default(), lower, upper, limit_sql],
+                    Row::read,
+                )
+                .map_err(store_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(store_err)?;
+            let next = (rows.len() == limit && limit > 0)
+                .then(|| rows.last().map(|r| r.stored_pk.clone()))
+                .flatten();
+            let items = rows
+                .into_iter()
+                .map(|r| r.decode(&prefix))
+                .collect::<Result<_, _>>()?;
+            Ok(ViewPage { items, next })
+        })
+        .await
+    }
+
+    async fn commit_batch(&self, groups: Vec<Vec<ViewWrite>>) -> Result<(), ViewError> {
+        // One transaction for the whole batch: each commit rewrites the B-tree pages it
+        // dirtied to the WAL, so a replay's flush in chunks of 100 wrote the same pages
+        // again and again.
+        check_batch(&groups)?;
+        let writes: Vec<ViewWrite> = groups.into_iter().flatten().collect();
+        let prefix = self.namespace.key_prefix();
+        self.with_conn(move |conn| put_all(conn, &prefix, &writes).map(|_| ()))
+            .await
+    }
+
+    async fn delete_items(&self, keys: &[ViewKey]) -> Result<(), ViewError> {
+        let prefix = self.namespace.key_prefix();
+        let stored: Vec<String> = keys.iter().map(|k| format!("{prefix}{}", k.pk())).collect();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(store_err)?;
+            {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM views WHERE pk = ?1")
+                    .map_err(store_err)?;
+                for pk in &stored {
+                    delete.execute([pk]).map_err(store_err)?;
+                }
+            }
+            tx.commit().map_err(store_err)
         })
         .await
     }
